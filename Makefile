@@ -1,0 +1,59 @@
+# matviews: build, test, demo. `make test` and `make demo` work as the only
+# command typed on a fresh machine: they install what is missing first.
+CC      ?= gcc
+PREFIX  ?= /usr/local
+LUA_PC  := lua5.4
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
+CPPFLAGS_ALL = $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null) -I$(shell pg_config --includedir 2>/dev/null) \
+	-DMATVIEWS_LUADIR='"$(PREFIX)/share/matviews/lua"' -DMV_PG_BINDIR='"$(shell pg_config --bindir 2>/dev/null)"'
+LDLIBS_ALL = $(shell pkg-config --libs $(LUA_PC) 2>/dev/null) -L$(shell pg_config --libdir 2>/dev/null) -lpq -lreadline -lm
+
+SRCS := $(wildcard src/*.c)
+HDRS := $(wildcard src/*.h)
+OBJS := $(SRCS:src/%.c=build/%.o)
+ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev
+
+.PHONY: all deps asan test demo install clean
+
+all: matviews
+
+matviews: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $(OBJS) $(LDLIBS_ALL) -Wl,-E
+
+build/%.o: src/%.c $(HDRS) | build
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -c -o $@ $<
+
+build/asan/%.o: src/%.c $(HDRS) | build
+	@mkdir -p build/asan
+	$(CC) $(WARN) $(ASAN_FLAGS) $(CPPFLAGS_ALL) -c -o $@ $<
+
+build:
+	@mkdir -p build
+
+# The same host with AddressSanitizer and UBSan, as ./matviews-asan.
+asan: matviews-asan
+matviews-asan: $(ASAN_OBJS)
+	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS_ALL) -Wl,-E
+
+deps:
+	@sh tools/deps.sh $(DEB_PKGS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@sh spec/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@./matviews run demo/demo.lua
+
+install: matviews
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews
+	install -m 755 matviews $(DESTDIR)$(PREFIX)/bin/matviews
+	cp -R lua/. $(DESTDIR)$(PREFIX)/share/matviews/lua/
+
+clean:
+	rm -rf build matviews matviews-asan

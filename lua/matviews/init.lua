@@ -1,0 +1,113 @@
+-- matviews: the `mv` API that scripts, specs, the CLI and the REPL use.
+-- Wraps matviews.core (C: connections, services, jobs, embedded database)
+-- and adds the Lua-side pieces: default connection, transactions, db control.
+local core = require "matviews.core"
+local cjson = require "cjson"
+
+local M = {
+  core = core,
+  version = core.version,
+  null = core.null,           -- the same light userdata as cjson.null
+  json = cjson,
+  error = core.error,
+  is_error = core.is_error,
+  connect = core.connect,
+  options = package.loaded["matviews.options"] or {},
+}
+
+-- The project directory: the nearest ancestor of the working directory that
+-- holds matviews.lua (or the directory of --config), else the working directory.
+function M.project_dir()
+  if M.options.config then
+    return (M.options.config:match("^(.*)/[^/]*$")) or core.sys.getcwd()
+  end
+  local dir = core.sys.getcwd()
+  local d = dir
+  while d and d ~= "" do
+    local f = io.open(d .. "/matviews.lua", "r")
+    if f then f:close(); return d end
+    d = d:match("^(.*)/[^/]*$")
+  end
+  return dir
+end
+
+-- Where the embedded cluster lives: $MATVIEWS_HOME or <project>/.matviews.
+function M.embedded_dir()
+  local home = os.getenv("MATVIEWS_HOME")
+  if home and home ~= "" then return home end
+  return M.project_dir() .. "/.matviews"
+end
+
+local PG_VARS = { "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE" }
+
+-- The connection string, first that is set: --dsn, DATABASE_URL, libpq's
+-- PG* variables (""), else the embedded default (started if needed).
+function M.default_dsn()
+  if M.options.dsn then return M.options.dsn, "dsn" end
+  local url = os.getenv("DATABASE_URL")
+  if url and url ~= "" then return url, "DATABASE_URL" end
+  for _, v in ipairs(PG_VARS) do
+    local x = os.getenv(v)
+    if x and x ~= "" then return "", "environment" end
+  end
+  return core.embed_ensure(M.embedded_dir()), "embedded"
+end
+
+local default_conn
+
+-- The default connection, opened on first use.
+function M.conn()
+  if default_conn == nil or not default_conn:is_open() then
+    default_conn = core.connect((M.default_dsn()))
+  end
+  return default_conn
+end
+
+-- Replaces the default connection (closing the old one); conninfo or a conn.
+function M.use(c)
+  if default_conn and default_conn ~= c then default_conn:close() end
+  if type(c) == "string" then c = core.connect(c) end
+  default_conn = c
+  return c
+end
+
+function M.query(sql, ...) return M.conn():query(sql, ...) end
+function M.exec(sql, ...) return M.conn():exec(sql, ...) end
+
+local savepoints = 0
+
+-- Runs fn(conn) in a transaction: commit on return, rollback and re-raise on
+-- error. Nested calls use a savepoint. Returns fn's results.
+function M.transaction(fn, conn)
+  conn = conn or M.conn()
+  local nested = conn:info().in_transaction
+  local sp
+  if nested then
+    savepoints = savepoints + 1
+    sp = "mv_sp_" .. savepoints
+    conn:exec("SAVEPOINT " .. sp)
+  else
+    conn:exec("BEGIN")
+  end
+  local res = table.pack(xpcall(fn, function(e)
+    if type(e) == "string" then return debug.traceback(e, 2) end
+    return e
+  end, conn))
+  if res[1] then
+    conn:exec(nested and ("RELEASE SAVEPOINT " .. sp) or "COMMIT")
+    return table.unpack(res, 2, res.n)
+  end
+  if conn:is_open() then
+    pcall(conn.exec, conn, nested and ("ROLLBACK TO SAVEPOINT " .. sp) or "ROLLBACK")
+  end
+  error(res[2], 0)
+end
+
+-- Control of the embedded cluster.
+M.db = {
+  start = function() return core.embed_ensure(M.embedded_dir()) end,
+  stop = function() return core.embed_stop(M.embedded_dir()) end,
+  status = function() return core.embed_status(M.embedded_dir()) end,
+}
+
+return M

@@ -1,0 +1,19 @@
+/*
+ * core.h: the C side of the `matviews` Lua module. luaopen_matviews_core
+ * builds the table `matviews.core`; each binding area registers into it
+ * through its one mv_register_* entry point.
+ */
+#ifndef MV_CORE_H
+#define MV_CORE_H
+#include <lua.h>
+
+#define MATVIEWS_VERSION "0.1.0"
+
+int luaopen_matviews_core(lua_State *L);
+
+void mv_register_errors(lua_State *L);   /* errors.c */
+void mv_register_conn(lua_State *L);     /* lconn.c */
+void mv_register_embed(lua_State *L);    /* embed.c */
+void mv_register_sys(lua_State *L);      /* sys.c */
+
+#endif

@@ -1,0 +1,19 @@
+/*
+ * interrupt.h: SIGINT handling shared by the host and the libpq unit.
+ * The handler only sets flags or a Lua hook (as lua.c does); pg.c notices
+ * the flag while it waits for a result and sends PQcancel itself.
+ */
+#ifndef MV_INTERRUPT_H
+#define MV_INTERRUPT_H
+#include <signal.h>
+#include <lua.h>
+
+/* Installs the handler; L is the state a hook is set on outside queries. */
+void mv_interrupt_install(lua_State *L);
+/* pg.c brackets each wait for a server result with these. */
+void mv_query_begin(void);
+void mv_query_end(void);
+/* Non-zero when SIGINT arrived during the current query. */
+int mv_query_interrupted(void);
+
+#endif

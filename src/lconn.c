@@ -1,0 +1,179 @@
+/*
+ * lconn.c: the Lua binding of connections. A "matviews.conn" userdata holds
+ * one PGconn (NULL once closed: closing twice is harmless, __gc and __close
+ * share one function). SQL runs through pg.c only.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "lconn.h"
+#include "pg.h"
+#include "errors.h"
+
+typedef struct { PGconn *conn; } LConn;
+
+PGconn *mv_checkconn(lua_State *L, int idx) {
+  LConn *c = (LConn *)luaL_checkudata(L, idx, MV_CONN_MT);
+  if (c->conn == NULL) {
+    mv_error_push(L, "connection is closed", NULL);
+    lua_error(L);
+  }
+  return c->conn;
+}
+
+/* Converts the Lua value at idx to a text parameter kept alive on the stack
+ * (pushes one value: a string, or nil for NULL). cjson.encode is upvalue 1
+ * of the calling closure, used for tables. */
+static const char *param_text(lua_State *L, int idx, int n) {
+  char buf[64];
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    lua_pushnil(L);
+    return NULL;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL) { lua_pushnil(L); return NULL; }
+    break;
+  case LUA_TBOOLEAN:
+    lua_pushstring(L, lua_toboolean(L, idx) ? "t" : "f");
+    return lua_tostring(L, -1);
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx))
+      snprintf(buf, sizeof buf, "%lld", (long long)lua_tointeger(L, idx));
+    else
+      snprintf(buf, sizeof buf, "%.17g", (double)lua_tonumber(L, idx));
+    lua_pushstring(L, buf);
+    return lua_tostring(L, -1);
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (strlen(s) != len)
+      luaL_error(L, "parameter $%d contains a NUL byte", n);
+    lua_pushvalue(L, idx);
+    return s;
+  }
+  case LUA_TTABLE:
+    lua_getfield(L, LUA_REGISTRYINDEX, "matviews.json_encode");
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1); /* cjson.encode: raises on cycles, which is right */
+    return lua_tostring(L, -1);
+  default:
+    break;
+  }
+  luaL_error(L, "parameter $%d: cannot pass a %s", n, luaL_typename(L, idx));
+  return NULL;
+}
+
+int mv_conn_run(lua_State *L, PGconn *conn, const char *sql, int first, int last, int as_rows) {
+  int n = last >= first ? last - first + 1 : 0;
+  const char **vals = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  for (int i = 0; i < n; i++)
+    vals[i] = param_text(L, first + i, i + 1); /* each pushes its keeper */
+  PGresult *res = pg_exec(conn, sql, n, vals);
+  lua_pop(L, n + 1);
+  if (!pg_ok(res)) {
+    pg_push_error(L, conn, res);
+    pg_clear(res);
+    return lua_error(L);
+  }
+  if (as_rows) pg_push_rows(L, res);
+  else lua_pushinteger(L, (lua_Integer)pg_affected(res));
+  pg_clear(res);
+  return 1;
+}
+
+/* conn:query(sql, ...) -> array of rows */
+static int conn_query(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  return mv_conn_run(L, c, luaL_checkstring(L, 2), 3, lua_gettop(L), 1);
+}
+
+/* conn:exec(sql, ...) -> affected row count */
+static int conn_exec(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  return mv_conn_run(L, c, luaL_checkstring(L, 2), 3, lua_gettop(L), 0);
+}
+
+/* __gc, __close and conn:close(): idempotent */
+static int conn_close(lua_State *L) {
+  LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  if (c->conn) { pg_close(c->conn); c->conn = NULL; }
+  return 0;
+}
+
+/* conn:info() -> {host, port, dbname, user, pid, in_transaction} */
+static int conn_info(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, pg_host(c)); lua_setfield(L, -2, "host");
+  lua_pushstring(L, pg_port(c)); lua_setfield(L, -2, "port");
+  lua_pushstring(L, pg_db(c)); lua_setfield(L, -2, "dbname");
+  lua_pushstring(L, pg_user(c)); lua_setfield(L, -2, "user");
+  lua_pushinteger(L, pg_backend_pid(c)); lua_setfield(L, -2, "pid");
+  lua_pushboolean(L, pg_in_transaction(c)); lua_setfield(L, -2, "in_transaction");
+  return 1;
+}
+
+/* conn:quote_ident(name) -> "quoted" via PQescapeIdentifier */
+static int conn_quote_ident(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  char *q = pg_quote_ident(c, luaL_checkstring(L, 2));
+  if (q == NULL) {
+    mv_error_push(L, pg_errmsg(c, NULL), NULL);
+    return lua_error(L);
+  }
+  lua_pushstring(L, q);
+  pg_free(q);
+  return 1;
+}
+
+/* conn:is_open() */
+static int conn_is_open(lua_State *L) {
+  LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  lua_pushboolean(L, c->conn != NULL);
+  return 1;
+}
+
+static int conn_tostring(lua_State *L) {
+  LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  if (c->conn) lua_pushfstring(L, "matviews.conn (%s, pid %d)", pg_db(c->conn), pg_backend_pid(c->conn));
+  else lua_pushliteral(L, "matviews.conn (closed)");
+  return 1;
+}
+
+/* connect(conninfo) -> conn; raises {message} naming host and port */
+static int l_connect(lua_State *L) {
+  char err[768];
+  const char *ci = luaL_optstring(L, 1, "");
+  LConn *c = (LConn *)lua_newuserdatauv(L, sizeof(LConn), 0);
+  c->conn = NULL; /* set before acquiring, so __gc is harmless */
+  luaL_setmetatable(L, MV_CONN_MT);
+  c->conn = pg_open(ci, err, sizeof err);
+  if (c->conn == NULL) {
+    mv_error_push(L, err, NULL);
+    lua_pushliteral(L, "connection");
+    lua_setfield(L, -2, "kind"); /* the host reports these in one line */
+    return lua_error(L);
+  }
+  return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+  {"query", conn_query}, {"exec", conn_exec}, {"close", conn_close},
+  {"info", conn_info}, {"quote_ident", conn_quote_ident}, {"is_open", conn_is_open},
+  {NULL, NULL}
+};
+
+void mv_register_conn(lua_State *L) {
+  if (luaL_newmetatable(L, MV_CONN_MT)) {          /* [core mt] */
+    luaL_newlib(L, conn_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_close); lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, conn_close); lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, conn_tostring); lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);                                    /* [core] */
+  lua_pushcfunction(L, l_connect);
+  lua_setfield(L, -2, "connect");
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+}

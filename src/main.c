@@ -1,0 +1,259 @@
+/*
+ * main.c: the matviews host. With a subcommand it runs the CLI
+ * (lua/matviews/cli.lua); with a script, `-` or `-e CODE` it behaves like the
+ * lua interpreter with the `matviews` module preloaded as global `mv`.
+ * Leading global options (--dsn, --config, --json, --yes) are stored in
+ * package.loaded["matviews.options"] for every mode. main's body runs in
+ * protected mode (pmain) and user chunks through docall, as in lua.c.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <lua.h>
+#include <lualib.h>
+#include <lauxlib.h>
+#include "core.h"
+#include "interrupt.h"
+
+#ifndef MATVIEWS_LUADIR
+#define MATVIEWS_LUADIR "/usr/local/share/matviews/lua"
+#endif
+
+static const char *progname = "matviews";
+
+/* Prints msg to stderr, prefixed with the program name (lua.c l_message). */
+static void l_message(const char *msg) {
+  fprintf(stderr, "%s: %s\n", progname, msg);
+  fflush(stderr);
+}
+
+/* Finds the first frame of user code with a line (skipping matviews's own
+ * Lua files), for errors raised with a table (database errors): pushes
+ * "file:line: " or "". */
+static void push_where(lua_State *L) {
+  lua_Debug ar;
+  lua_getfield(L, LUA_REGISTRYINDEX, "matviews.luadir");
+  const char *own = lua_tostring(L, -1);
+  size_t ownlen = own ? strlen(own) : 0;
+  lua_pop(L, 1); /* the string stays reachable from the registry */
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0 && !(own && ar.source[0] == '@' && strncmp(ar.source + 1, own, ownlen) == 0)) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+  lua_pushliteral(L, "");
+}
+
+/* Message handler: turns any error object into text plus a traceback. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL && lua_type(L, 1) == LUA_TTABLE) {
+    /* a connection failure is one line: host, port, reason */
+    lua_getfield(L, 1, "kind");
+    int conn = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "connection") == 0;
+    lua_pop(L, 1);
+    if (conn) { lua_getfield(L, 1, "message"); return 1; }
+  }
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+      push_where(L);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+      msg = lua_tostring(L, -1);
+    } else {
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Calls the function below narg arguments with the traceback handler. */
+static int docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, narg, nres, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* Reports a failed status's message on stderr. */
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    l_message(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+/* Directory holding lua/matviews/init.lua: next to the executable (build
+ * tree), ../share/matviews/lua (installed), or the configured prefix. */
+static int find_luadir(char *out, size_t outlen) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const char *env = getenv("MATVIEWS_LUA_DIR");
+  const char *cands[3] = {"%s/lua", "%s/../share/matviews/lua", NULL};
+  char probe[PATH_MAX + 64];
+  if (env && *env) { snprintf(out, outlen, "%s", env); return 0; }
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    for (int i = 0; cands[i]; i++) {
+      snprintf(out, outlen, cands[i], exe);
+      snprintf(probe, sizeof probe, "%s/matviews/init.lua", out);
+      if (access(probe, R_OK) == 0) return 0;
+    }
+  }
+  snprintf(out, outlen, "%s", MATVIEWS_LUADIR);
+  return 0;
+}
+
+/* Prepends the matviews Lua directory to package.path, preloads the core. */
+static void setup_package(lua_State *L) {
+  char dir[PATH_MAX];
+  find_luadir(dir, sizeof dir);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  lua_pushstring(L, dir);
+  lua_setfield(L, LUA_REGISTRYINDEX, "matviews.luadir");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_matviews_core);
+  lua_setfield(L, -2, "matviews.core");
+  lua_pop(L, 2);
+}
+
+/* Consumes leading global options into a table stored as the module
+ * "matviews.options"; returns the index of the first other argument, or -1
+ * after a usage error. */
+static int global_options(lua_State *L, int argc, char **argv) {
+  int i = 1;
+  lua_newtable(L);
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    const char *key = NULL, *val = NULL;
+    if (strcmp(a, "--json") == 0 || strcmp(a, "--yes") == 0 || strcmp(a, "--verbose") == 0) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, a + 2);
+      continue;
+    }
+    if (strcmp(a, "--dsn") == 0 || strcmp(a, "--config") == 0) {
+      if (i + 1 >= argc) { fprintf(stderr, "%s: option %s needs a value\n", progname, a); return -1; }
+      key = a + 2; val = argv[++i];
+    } else if (strncmp(a, "--dsn=", 6) == 0) { key = "dsn"; val = a + 6; }
+    else if (strncmp(a, "--config=", 9) == 0) { key = "config"; val = a + 9; }
+    else break;
+    lua_pushstring(L, val);
+    lua_setfield(L, -2, key);
+  }
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "matviews.options");
+  lua_pop(L, 3);
+  return i;
+}
+
+/* Creates the global `arg` as lua.c does: script at 0, its args from 1. */
+static void create_arg(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script - 1, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* Loads `mv` as a global from require "matviews". */
+static int load_mv(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "matviews");
+  int status = docall(L, 1, 1);
+  if (status == LUA_OK) lua_setglobal(L, "mv");
+  return report(L, status);
+}
+
+/* Runs script file (NULL: stdin) with argv[script+1..] as its `...`. */
+static int run_script(lua_State *L, char **argv, int argc, int script) {
+  const char *fname = argv[script];
+  if (strcmp(fname, "-") == 0) fname = NULL;
+  int status = luaL_loadfile(L, fname);
+  if (status != LUA_OK) return report(L, status);
+  int n = argc - script - 1;
+  luaL_checkstack(L, n + 3, "too many arguments to script");
+  for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+  return report(L, docall(L, n, 0));
+}
+
+/* Runs the CLI with every argument; returns its exit code. */
+static int run_cli(lua_State *L, char **argv, int argc) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "matviews.cli");
+  int status = docall(L, 1, 1);
+  if (status != LUA_OK) { report(L, status); return 1; }
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 0);
+  for (int i = 1; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, -2, i); }
+  status = docall(L, 1, 1);
+  if (status != LUA_OK) { report(L, status); return 1; }
+  int code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 2);
+  return code;
+}
+
+/* The protected body of main; leaves the exit code as an integer. */
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  int code = 0;
+  luaL_openlibs(L);
+  mv_interrupt_install(L);
+  setup_package(L);
+  int first = global_options(L, argc, argv);
+  if (first < 0) code = 2;
+  else if (first < argc && strcmp(argv[first], "-e") == 0) {
+    if (first + 1 >= argc) { l_message("'-e' needs an argument"); code = 2; }
+    else {
+      create_arg(L, argv, argc, first + 1);
+      if (load_mv(L) != LUA_OK) code = 1;
+      else if (luaL_loadbuffer(L, argv[first + 1], strlen(argv[first + 1]), "=(command line)") != LUA_OK
+               || docall(L, 0, 0) != LUA_OK) { report(L, LUA_ERRRUN); code = 1; }
+      else if (first + 2 < argc) {
+        create_arg(L, argv, argc, first + 2);
+        code = run_script(L, argv, argc, first + 2) == LUA_OK ? 0 : 1;
+      }
+    }
+  } else if (first < argc && (strcmp(argv[first], "-") == 0 || strchr(argv[first], '/') != NULL
+             || (strlen(argv[first]) > 4 && strcmp(argv[first] + strlen(argv[first]) - 4, ".lua") == 0))) {
+    create_arg(L, argv, argc, first);
+    if (load_mv(L) != LUA_OK) code = 1;
+    else code = run_script(L, argv, argc, first) == LUA_OK ? 0 : 1;
+  } else {
+    create_arg(L, argv, argc, 0);
+    code = run_cli(L, argv, argc);
+  }
+  lua_pushinteger(L, code);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) { l_message("cannot create state: not enough memory"); return 1; }
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int status = lua_pcall(L, 2, 1, 0);
+  int code = status == LUA_OK ? (int)lua_tointeger(L, -1) : 1;
+  if (status != LUA_OK) report(L, status);
+  fflush(stdout);
+  lua_close(L);
+  return code;
+}

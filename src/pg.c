@@ -1,0 +1,299 @@
+/*
+ * pg.c: the only unit that calls libpq (see pg.h). Statements are sent with
+ * PQsendQueryParams and awaited in a poll loop, so that SIGINT (noticed via
+ * interrupt.c) becomes a PQcancel and the statement fails with 57014.
+ *
+ * Type conversion to Lua: int2/int4/int8/oid -> integer; float4/float8 ->
+ * number; numeric -> integer when integral and within 64 bits, number when it
+ * has at most 15 significant digits (exact in a double), else its exact text;
+ * bool -> boolean; SQL NULL -> mv.null (light userdata NULL, = cjson.null);
+ * everything else -> text.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ctype.h>
+#include <lauxlib.h>
+#include "pg.h"
+#include "errors.h"
+#include "interrupt.h"
+
+#define BOOLOID    16
+#define INT8OID    20
+#define INT2OID    21
+#define INT4OID    23
+#define OIDOID     26
+#define FLOAT4OID  700
+#define FLOAT8OID  701
+#define NUMERICOID 1700
+
+/* Copies the first line of msg into out, replacing the password (when one is
+ * known) and anything libpq quoted from the connection string. */
+static void one_line(char *out, size_t outlen, const char *msg, const char *pw) {
+  size_t j = 0;
+  const char *p = msg;
+  const char *eol = strchr(msg, '\n');
+  const char *fail = strstr(msg, "failed: ");
+  if (fail != NULL && (eol == NULL || fail < eol))
+    p = fail + 8; /* drop libpq's "connection to server ... failed: " */
+  for (; *p && *p != '\n' && j + 4 < outlen; p++) {
+    if (pw != NULL && *pw && strncmp(p, pw, strlen(pw)) == 0) {
+      memcpy(out + j, "***", 3);
+      j += 3;
+      p += strlen(pw) - 1;
+      continue;
+    }
+    out[j++] = *p;
+  }
+  out[j] = '\0';
+}
+
+/* Extracts the password a conninfo names, if it parses; caller frees. */
+static char *conninfo_password(const char *conninfo) {
+  char *err = NULL;
+  char *pw = NULL;
+  PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+  if (err) PQfreemem(err);
+  if (opts == NULL) return NULL;
+  for (PQconninfoOption *o = opts; o->keyword; o++)
+    if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+      pw = strdup(o->val);
+  PQconninfoFree(opts);
+  return pw;
+}
+
+PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
+  char *perr = NULL;
+  char line[512];
+  PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+  if (opts == NULL) {
+    /* libpq quotes fragments of the string, which may hold the password */
+    snprintf(err, errlen, "invalid connection string: %s",
+             perr ? (strstr(perr, "missing \"=\"") ? "missing \"=\" after a keyword"
+                     : strstr(perr, "invalid connection option") ? "unknown connection option"
+                     : strstr(perr, "URI") ? "malformed URI" : "could not parse it")
+                  : "out of memory");
+    if (perr) PQfreemem(perr);
+    return NULL;
+  }
+  PQconninfoFree(opts);
+  PGconn *conn = PQconnectdb(conninfo);
+  if (conn == NULL) {
+    snprintf(err, errlen, "out of memory while connecting");
+    return NULL;
+  }
+  if (PQstatus(conn) != CONNECTION_OK) {
+    char *pw = conninfo_password(conninfo);
+    const char *host = PQhost(conn), *port = PQport(conn);
+    one_line(line, sizeof line, PQerrorMessage(conn), pw);
+    snprintf(err, errlen, "could not connect to host %s port %s: %s",
+             host && *host ? host : "localhost", port && *port ? port : "5432", line);
+    free(pw);
+    PQfinish(conn);
+    return NULL;
+  }
+  PQsetNoticeProcessor(conn, NULL, NULL);
+  return conn;
+}
+
+void pg_close(PGconn *conn) { if (conn) PQfinish(conn); }
+
+/* Waits until the connection has a full result ready, cancelling the query
+ * once if SIGINT arrives. Returns 0 when ready, -1 on a connection error. */
+static int wait_ready(PGconn *conn) {
+  int cancelled = 0;
+  while (PQisBusy(conn)) {
+    struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
+    if (pfd.fd < 0) return -1;
+    int rc = poll(&pfd, 1, 200);
+    if (rc < 0 && errno != EINTR) return -1;
+    if (!cancelled && mv_query_interrupted()) {
+      char buf[256];
+      PGcancel *c = PQgetCancel(conn);
+      if (c) { PQcancel(c, buf, sizeof buf); PQfreeCancel(c); }
+      cancelled = 1;
+    }
+    if (rc > 0 && !PQconsumeInput(conn)) return -1;
+  }
+  return 0;
+}
+
+/* Builds a fatal result carrying the connection's error message. */
+static PGresult *fatal_result(PGconn *conn) {
+  PGresult *r = PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+  return r;
+}
+
+PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  PGresult *last = NULL, *r;
+  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0))
+    return fatal_result(conn);
+  mv_query_begin();
+  for (;;) {
+    if (wait_ready(conn) < 0) {
+      if (last) PQclear(last);
+      last = fatal_result(conn);
+      /* drain whatever libpq still holds */
+      while ((r = PQgetResult(conn)) != NULL) PQclear(r);
+      break;
+    }
+    r = PQgetResult(conn);
+    if (r == NULL) break;
+    /* keep the first error if one occurs, else the last result */
+    if (last && pg_ok(last) == 0) { PQclear(r); continue; }
+    if (last) PQclear(last);
+    last = r;
+  }
+  mv_query_end();
+  return last ? last : fatal_result(conn);
+}
+
+int pg_ok(const PGresult *res) {
+  switch (PQresultStatus(res)) {
+  case PGRES_COMMAND_OK:
+  case PGRES_TUPLES_OK:
+  case PGRES_EMPTY_QUERY:
+    return 1;
+  case PGRES_BAD_RESPONSE:
+  case PGRES_NONFATAL_ERROR:
+  case PGRES_FATAL_ERROR:
+    return 0;
+  case PGRES_COPY_OUT:
+  case PGRES_COPY_IN:
+  case PGRES_COPY_BOTH:
+  case PGRES_SINGLE_TUPLE:
+  case PGRES_PIPELINE_SYNC:
+  case PGRES_PIPELINE_ABORTED:
+  default:
+    return 0; /* not something matviews issues: treat as failure */
+  }
+}
+
+void pg_clear(PGresult *res) { if (res) PQclear(res); }
+int pg_nrows(const PGresult *res) { return PQntuples(res); }
+int pg_ncols(const PGresult *res) { return PQnfields(res); }
+const char *pg_colname(const PGresult *res, int col) { return PQfname(res, col); }
+
+const char *pg_value(const PGresult *res, int row, int col) {
+  if (PQgetisnull(res, row, col)) return NULL;
+  return PQgetvalue(res, row, col);
+}
+
+long long pg_affected(const PGresult *res) {
+  const char *t = PQcmdTuples((PGresult *)res);
+  return (t && *t) ? strtoll(t, NULL, 10) : 0;
+}
+
+const char *pg_sqlstate(const PGresult *res) {
+  return res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+}
+
+const char *pg_errmsg(PGconn *conn, const PGresult *res) {
+  const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  if (m == NULL && res) m = PQresultErrorMessage(res);
+  if ((m == NULL || *m == '\0') && conn) m = PQerrorMessage(conn);
+  if (m == NULL || *m == '\0') m = "unknown error";
+  return m;
+}
+
+char *pg_quote_ident(PGconn *conn, const char *name) {
+  return PQescapeIdentifier(conn, name, strlen(name));
+}
+
+void pg_free(void *p) { if (p) PQfreemem(p); }
+int pg_in_transaction(PGconn *conn) { return PQtransactionStatus(conn) != PQTRANS_IDLE; }
+int pg_backend_pid(PGconn *conn) { return PQbackendPID(conn); }
+const char *pg_host(PGconn *conn) { return PQhost(conn); }
+const char *pg_port(PGconn *conn) { return PQport(conn); }
+const char *pg_db(PGconn *conn) { return PQdb(conn); }
+const char *pg_user(PGconn *conn) { return PQuser(conn); }
+
+/* Pushes a numeric's text as integer, number or (beyond a double) text. */
+static void push_numeric(lua_State *L, const char *s) {
+  int sig = 0, seen = 0, dot = 0, zeros = 0;
+  const char *p = s;
+  if (*p == '-' || *p == '+') p++;
+  if (!isdigit((unsigned char)*p) && *p != '.') { lua_pushstring(L, s); return; } /* NaN, Infinity */
+  for (; *p; p++) {
+    if (*p == '.') { dot = 1; continue; }
+    if (!isdigit((unsigned char)*p)) { lua_pushstring(L, s); return; }
+    if (*p == '0') { if (seen) zeros++; continue; }
+    seen = 1; sig += zeros + 1; zeros = 0;
+  }
+  if (!dot) {
+    /* integral: an integer when it fits in 64 bits, else the exact text */
+    size_t ok = lua_stringtonumber(L, s);
+    if (ok != 0 && lua_isinteger(L, -1)) return;
+    if (ok != 0) lua_pop(L, 1);
+    lua_pushstring(L, s);
+    return;
+  }
+  if (sig <= 15) lua_pushnumber(L, strtod(s, NULL));
+  else lua_pushstring(L, s);
+}
+
+/* Pushes one field converted by its type OID (see the header comment). */
+static void push_value(lua_State *L, const PGresult *res, int r, int c) {
+  if (PQgetisnull(res, r, c)) { lua_pushlightuserdata(L, NULL); return; }
+  const char *v = PQgetvalue(res, r, c);
+  switch (PQftype(res, c)) {
+  case INT2OID: case INT4OID: case INT8OID: case OIDOID:
+    lua_pushinteger(L, (lua_Integer)strtoll(v, NULL, 10));
+    break;
+  case FLOAT4OID: case FLOAT8OID:
+    if (lua_stringtonumber(L, v) == 0) lua_pushnumber(L, strtod(v, NULL)); /* inf, nan */
+    else if (lua_isinteger(L, -1)) { lua_Integer i = lua_tointeger(L, -1); lua_pop(L, 1); lua_pushnumber(L, (lua_Number)i); }
+    break;
+  case NUMERICOID:
+    push_numeric(L, v);
+    break;
+  case BOOLOID:
+    lua_pushboolean(L, v[0] == 't');
+    break;
+  default:
+    lua_pushlstring(L, v, (size_t)PQgetlength(res, r, c));
+  }
+}
+
+void pg_push_rows(lua_State *L, const PGresult *res) {
+  int nr = PQntuples(res), nc = PQnfields(res);
+  lua_createtable(L, nr, 0);
+  for (int r = 0; r < nr; r++) {
+    lua_createtable(L, 0, nc);
+    for (int c = 0; c < nc; c++) {
+      push_value(L, res, r, c);
+      lua_setfield(L, -2, PQfname(res, c));   /* [rows row] */
+    }
+    lua_rawseti(L, -2, r + 1);                 /* [rows] */
+  }
+}
+
+/* Sets t[key] = field when the result carries it. */
+static void set_field(lua_State *L, const PGresult *res, int code, const char *key) {
+  const char *v = res ? PQresultErrorField(res, code) : NULL;
+  if (v) { lua_pushstring(L, v); lua_setfield(L, -2, key); }
+}
+
+void pg_push_error(lua_State *L, PGconn *conn, const PGresult *res) {
+  char msg[1024];
+  const char *m = pg_errmsg(conn, res);
+  size_t len = strlen(m);
+  if (len >= sizeof msg) len = sizeof msg - 1;
+  memcpy(msg, m, len);
+  while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) len--;
+  msg[len] = '\0';
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  set_field(L, res, PG_DIAG_SQLSTATE, "sqlstate");
+  set_field(L, res, PG_DIAG_MESSAGE_DETAIL, "detail");
+  set_field(L, res, PG_DIAG_MESSAGE_HINT, "hint");
+  const char *pos = res ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : NULL;
+  if (pos) { lua_pushinteger(L, strtol(pos, NULL, 10)); lua_setfield(L, -2, "position"); }
+  mv_error_setmt(L);
+}
+
+int pg_ping(const char *conninfo) {
+  return PQping(conninfo) == PQPING_OK;
+}

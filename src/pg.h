@@ -1,0 +1,61 @@
+/*
+ * pg.h: the one unit that talks to libpq. Every statement matviews runs goes
+ * through pg_exec (parameters as $n text values, cancel on SIGINT); results
+ * are read through the accessors here and converted to Lua by pg_push_rows.
+ * Memory: a PGresult returned to a caller is the caller's, freed with
+ * pg_clear; strings from pg_quote_ident are freed with pg_free.
+ */
+#ifndef MV_PG_H
+#define MV_PG_H
+#include <stddef.h>
+#include <libpq-fe.h>
+#include <lua.h>
+
+#define SQLSTATE_QUERY_CANCELED      "57014"
+#define SQLSTATE_LOCK_NOT_AVAILABLE  "55P03"
+#define SQLSTATE_UNDEFINED_TABLE     "42P01"
+#define SQLSTATE_INSUFFICIENT_PRIV   "42501"
+
+/* Connects; on failure returns NULL and writes one line naming host and port
+ * (never the password) into err. */
+PGconn *pg_open(const char *conninfo, char *err, size_t errlen);
+void pg_close(PGconn *conn);
+
+/* Runs sql with n text parameters (NULL entries are SQL NULL). Waits in a
+ * poll loop so SIGINT sends PQcancel. Returns the last result, never NULL
+ * (a libpq failure becomes a PGRES_FATAL_ERROR result). */
+PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals);
+/* 1 when the result is a success (command or tuples), 0 otherwise. */
+int pg_ok(const PGresult *res);
+void pg_clear(PGresult *res);
+
+int pg_nrows(const PGresult *res);
+int pg_ncols(const PGresult *res);
+const char *pg_value(const PGresult *res, int row, int col); /* NULL for SQL NULL */
+const char *pg_colname(const PGresult *res, int col);
+long long pg_affected(const PGresult *res);
+const char *pg_sqlstate(const PGresult *res);   /* may be NULL */
+/* The primary error message of a failed result, or of the connection. */
+const char *pg_errmsg(PGconn *conn, const PGresult *res);
+
+/* Identifier quoting through PQescapeIdentifier; NULL on failure. */
+char *pg_quote_ident(PGconn *conn, const char *name);
+void pg_free(void *p);
+int pg_in_transaction(PGconn *conn);
+int pg_backend_pid(PGconn *conn);
+const char *pg_host(PGconn *conn);
+const char *pg_port(PGconn *conn);
+const char *pg_db(PGconn *conn);
+const char *pg_user(PGconn *conn);
+
+/* Lua side: push rows of a tuples result as an array of tables keyed by
+ * column name, values converted by type (see pg.c). */
+void pg_push_rows(lua_State *L, const PGresult *res);
+/* Push an error table {message, sqlstate, detail, hint, position}. */
+void pg_push_error(lua_State *L, PGconn *conn, const PGresult *res);
+
+
+
+/* 1 when a server accepts connections at conninfo (PQping). */
+int pg_ping(const char *conninfo);
+#endif
