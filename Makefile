@@ -25,11 +25,13 @@ matviews: $(OBJS)
 	$(CC) $(CFLAGS) -o $@ $(OBJS) $(LDLIBS_ALL) -Wl,-E
 
 build/%.o: src/%.c $(HDRS) | build
-	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -c -o $@ $<
+	@echo "cc $<"
+	@$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_ALL) -c -o $@ $<
 
 build/asan/%.o: src/%.c $(HDRS) | build
 	@mkdir -p build/asan
-	$(CC) $(WARN) $(ASAN_FLAGS) $(CPPFLAGS_ALL) -c -o $@ $<
+	@echo "cc (asan) $<"
+	@$(CC) $(WARN) $(ASAN_FLAGS) $(CPPFLAGS_ALL) -c -o $@ $<
 
 build:
 	@mkdir -p build
@@ -43,8 +45,8 @@ deps:
 	@sh tools/deps.sh $(DEB_PKGS)
 
 test: deps
-	@$(MAKE) --no-print-directory all
-	@sh spec/run.sh
+	@$(MAKE) --no-print-directory all asan
+	@MATVIEWS_BINS="./matviews ./matviews-asan" sh spec/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

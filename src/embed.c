@@ -104,6 +104,26 @@ static void embed_conninfo(const Embed *e, char *out, size_t outlen) {
   snprintf(out, outlen, "host='%s' port=" EMBED_PORT " dbname=postgres user=postgres", q);
 }
 
+/* Drops PG* variables (PGPORT, PGDATA, ...) meant for clients, in the child:
+ * the server programs must only see the settings we give them. */
+static void clear_pg_env(void) {
+  extern char **environ;
+  char name[128];
+  for (int again = 1; again;) {
+    again = 0;
+    for (char **e = environ; e && *e; e++) {
+      if (strncmp(*e, "PG", 2) != 0) continue;
+      size_t n = strcspn(*e, "=");
+      if (n >= sizeof name) continue;
+      memcpy(name, *e, n);
+      name[n] = '\0';
+      unsetenv(name);
+      again = 1;
+      break;
+    }
+  }
+}
+
 /* Runs bindir/prog with args (NULL-terminated), as postgres when root,
  * output appended to the embed log, in its own session. Returns exit code. */
 static int run_prog(const Embed *e, const char *prog, const char *const *args) {
@@ -122,6 +142,7 @@ static int run_prog(const Embed *e, const char *prog, const char *const *args) {
     if (devnull >= 0) dup2(devnull, 0);
     if (logfd >= 0) { dup2(logfd, 1); dup2(logfd, 2); }
     close_range(3, ~0U, 0); /* the server must not inherit our pipes */
+    clear_pg_env();
     setsid();
     if (chdir(e->base) != 0) _exit(126);
     if (e->as_root && (setgroups(0, NULL) != 0 || setgid(e->gid) != 0 || setuid(e->uid) != 0)) _exit(126);
@@ -212,13 +233,20 @@ static void push_status(lua_State *L, const Embed *e, int running) {
   lua_pushboolean(L, running); lua_setfield(L, -2, "running");
 }
 
+/* Raises a start-up failure: reported by the host in one line, like a
+ * connection failure. */
+static int raise_startup(lua_State *L, const char *msg) {
+  mv_error_push(L, msg, NULL);
+  lua_pushliteral(L, "connection");
+  lua_setfield(L, -2, "kind");
+  return lua_error(L);
+}
+
 /* Resolves the paths for the base dir argument or raises. */
 static void check_paths(lua_State *L, Embed *e) {
   char err[512];
-  if (embed_paths(e, luaL_checkstring(L, 1), err, sizeof err) != 0) {
-    mv_error_push(L, err, NULL);
-    lua_error(L);
-  }
+  if (embed_paths(e, luaL_checkstring(L, 1), err, sizeof err) != 0)
+    raise_startup(L, err);
 }
 
 /* embed_ensure(dir) -> conninfo; starts (and creates) the cluster if needed */
@@ -226,10 +254,8 @@ static int l_embed_ensure(lua_State *L) {
   Embed *e = (Embed *)lua_newuserdatauv(L, sizeof(Embed), 0);
   char ci[PATH_MAX * 2 + 64], err[PATH_MAX * 2 + 128];
   check_paths(L, e);
-  if (embed_ensure(e, ci, sizeof ci, err, sizeof err) != 0) {
-    mv_error_push(L, err, NULL);
-    return lua_error(L);
-  }
+  if (embed_ensure(e, ci, sizeof ci, err, sizeof err) != 0)
+    return raise_startup(L, err);
   lua_pushstring(L, ci);
   return 1;
 }

@@ -63,6 +63,13 @@ static char *conninfo_password(const char *conninfo) {
   return pw;
 }
 
+/* Server notices (e.g. "does not exist, skipping") are not for the user's
+ * terminal: matviews reports outcomes itself. */
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
   char *perr = NULL;
   char line[512];
@@ -93,7 +100,7 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
     PQfinish(conn);
     return NULL;
   }
-  PQsetNoticeProcessor(conn, NULL, NULL);
+  PQsetNoticeProcessor(conn, ignore_notice, NULL);
   return conn;
 }
 

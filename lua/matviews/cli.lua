@@ -1,0 +1,140 @@
+-- The matviews command line. Each command lives in lua/matviews/commands/
+-- as a module { name, summary, configure(cmd), run(args, ctx) -> exit code }.
+-- Exit codes: 0 ok, 1 an operation failed, 2 usage error, 3 aborted.
+local argparse = require "argparse"
+
+local M = {}
+
+-- Command modules, in the order `help` lists them.
+M.commands = { "db", "run", "version" }
+
+local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }
+local GLOBAL_VALUES = { ["--dsn"] = "dsn", ["--config"] = "config" }
+
+-- Pulls the global options out of args wherever they stand (before or after
+-- the command name), except in what follows `run SCRIPT` and `--`.
+-- Returns the remaining args, or nil and a message.
+function M.split_globals(args, options)
+  local rest, i, cmd_seen = {}, 1, nil
+  while i <= #args do
+    local a = args[i]
+    local key, val = a:match("^%-%-(%a+)=(.*)$")
+    if a == "--" then
+      table.move(args, i, #args, #rest + 1, rest); break
+    elseif GLOBAL_FLAGS[a] then
+      options[GLOBAL_FLAGS[a]] = true
+    elseif GLOBAL_VALUES[a] then
+      if args[i + 1] == nil then return nil, "option " .. a .. " needs a value" end
+      options[GLOBAL_VALUES[a]] = args[i + 1]; i = i + 1
+    elseif key and GLOBAL_VALUES["--" .. key] then
+      options[key] = val
+    else
+      rest[#rest + 1] = a
+      if not cmd_seen and not a:match("^%-") then
+        cmd_seen = a
+        if a == "run" then
+          -- everything after the script belongs to the script
+          local j = i + 1
+          while args[j] and (GLOBAL_FLAGS[args[j]] or GLOBAL_VALUES[args[j]]) do
+            if GLOBAL_FLAGS[args[j]] then options[GLOBAL_FLAGS[args[j]]] = true; j = j + 1
+            else options[GLOBAL_VALUES[args[j]]] = args[j + 1]; j = j + 2 end
+          end
+          if args[j] then rest[#rest + 1] = args[j]; rest[#rest + 1] = "--"; j = j + 1 end
+          table.move(args, j, #args, #rest + 1, rest); break
+        end
+      end
+    end
+    i = i + 1
+  end
+  return rest
+end
+
+-- Builds the argparse parser with every command module configured.
+function M.parser(mods)
+  local p = argparse("matviews", "PostgreSQL materialized views, managed from Lua.")
+    :command_target("command")
+    :help_max_width(100)
+  p:option("--dsn", "Connection string or URL (else DATABASE_URL, PG* variables, embedded).")
+  p:option("--config", "Configuration file (default: matviews.lua found upwards).")
+  p:flag("--json", "Print one JSON document on stdout.")
+  p:flag("--yes", "Do not ask before destructive commands.")
+  p:flag("--verbose", "Say more about what is done.")
+  p:flag("--version", "Print the version and exit.")
+  for _, mod in ipairs(mods) do
+    local cmd = p:command(mod.name, mod.summary)
+    if mod.configure then mod.configure(cmd) end
+  end
+  local help = p:command("help", "Show help for matviews or a command.")
+  help:argument("topic", "A command."):args("?")
+  p:require_command(false)
+  return p
+end
+
+-- Loads every command module.
+function M.load()
+  local mods, by_name = {}, {}
+  for _, name in ipairs(M.commands) do
+    local mod = require("matviews.commands." .. name)
+    mods[#mods + 1] = mod
+    by_name[mod.name] = mod
+  end
+  return mods, by_name
+end
+
+local function usage_error(parser, msg)
+  io.stderr:write(parser:get_usage(), "\n\nError: ", msg, "\n")
+  return 2
+end
+
+-- Entry point from the host: args without the program name. Returns the code.
+function M.main(argv)
+  local mv = require "matviews"
+  local options = mv.options
+  local args, err = M.split_globals(argv, options)
+  local mods, by_name = M.load()
+  local parser = M.parser(mods)
+  if not args then return usage_error(parser, err) end
+  if args[1] == "--version" or args[1] == "-v" then
+    io.write("matviews ", mv.version, "\n"); return 0
+  end
+  if #args == 0 then
+    io.stderr:write(parser:get_help(), "\n"); return 2
+  end
+  -- an argument that is no command but an existing file runs as a script
+  local first = args[1]
+  if not first:match("^%-") and not by_name[first] and first ~= "help" then
+    local f = io.open(first, "r")
+    if f then f:close(); return by_name.run.run({ script = first, args = { table.unpack(args, 2) } }, { mv = mv }) end
+  end
+  local perr, perr_parser
+  local ok, parsed = pcall(parser._parse, parser, args, function(p, msg)
+    perr, perr_parser = msg, p
+    error(msg, 0)
+  end)
+  if not ok then
+    if perr then return usage_error(perr_parser, perr) end
+    error(parsed, 0)
+  end
+  if parsed.command == "help" then
+    local t = parsed.topic
+    if t and not by_name[t] then return usage_error(parser, "unknown command '" .. t .. "'") end
+    local target = parser
+    if t then for _, c in ipairs(parser._commands) do if c._name == t then target = c end end end
+    io.write(target:get_help(), "\n")
+    return 0
+  end
+  local mod = by_name[parsed.command]
+  local ctx = { mv = mv, options = options, parser = parser }
+  local rok, code = xpcall(mod.run, function(e)
+    if type(e) == "table" then return e end
+    if options.verbose then return debug.traceback(e, 2) end
+    return e
+  end, parsed, ctx)
+  if not rok then
+    io.stderr:write("matviews: ", tostring(code), "\n")
+    return 1
+  end
+  return code or 0
+end
+
+return M

@@ -1,0 +1,86 @@
+-- Shared spec support: a fresh database per spec file, and running the real
+-- host as a subprocess (exit code, stdout, stderr). Specs run inside the host
+-- (busted --lua=./matviews), against the cluster spec/run.sh started.
+local mv = require "matviews"
+
+local H = {}
+H.bin = os.getenv("MATVIEWS_BIN") or "./matviews"
+H.tmp = os.getenv("MATVIEWS_SPEC_TMP") or "/tmp"
+H.pgbin = os.getenv("MATVIEWS_SPEC_PGBIN")
+
+-- Single-quotes s for sh.
+function H.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+H.slurp = slurp
+
+function H.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- Creates (again) the database for the calling spec file and makes it the
+-- default connection; subprocesses started with H.run use it too.
+function H.fresh_db(name)
+  if not name then
+    local src = debug.getinfo(2, "S").source
+    name = src:match("([%w_]+)_spec%.lua$") or "misc"
+  end
+  name = "spec_" .. name
+  local admin <close> = mv.connect("dbname=postgres")
+  admin:exec("DROP DATABASE IF EXISTS " .. admin:quote_ident(name) .. " WITH (FORCE)")
+  admin:exec("CREATE DATABASE " .. admin:quote_ident(name))
+  H.dbname = name
+  mv.use("dbname=" .. name)
+  return name
+end
+
+-- Runs a shell command line with PGDATABASE set to this file's database.
+-- opts.stdin: text fed on stdin (else /dev/null); opts.env: extra variables.
+-- Returns { code = n, out = stdout, err = stderr }.
+function H.sh(cmd, opts)
+  opts = opts or {}
+  local errf = os.tmpname()
+  local env = "export PGDATABASE=" .. H.q(H.dbname or "postgres")
+  for k, v in pairs(opts.env or {}) do env = env .. " " .. k .. "=" .. H.q(v) end
+  local full = env .. "; ( " .. cmd .. " ) 2>" .. errf
+  local inf
+  if opts.stdin then
+    inf = os.tmpname()
+    H.write(inf, opts.stdin)
+    full = full .. " <" .. inf
+  else
+    full = full .. " </dev/null"
+  end
+  local p = io.popen(full, "r")
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local err = slurp(errf)
+  os.remove(errf)
+  if inf then os.remove(inf) end
+  return { code = code, out = out, err = err }
+end
+
+-- Runs the host with an argument string: H.mv("-e " .. H.q(code)).
+function H.mv(args, opts)
+  return H.sh(H.bin .. " " .. args, opts)
+end
+
+-- A path for a scratch file of this run.
+local n = 0
+function H.tmpfile(suffix)
+  n = n + 1
+  return ("%s/f%d_%d%s"):format(H.tmp, mv.core.sys.getpid(), n, suffix or "")
+end
+
+return H
