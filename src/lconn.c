@@ -93,6 +93,19 @@ static int conn_exec(lua_State *L) {
   return mv_conn_run(L, c, luaL_checkstring(L, 2), 3, lua_gettop(L), 0);
 }
 
+/* conn:script(sql): several trusted statements, no parameters */
+static int conn_script(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  PGresult *res = pg_exec_script(c, luaL_checkstring(L, 2));
+  if (!pg_ok(res)) {
+    pg_push_error(L, c, res);
+    pg_clear(res);
+    return lua_error(L);
+  }
+  pg_clear(res);
+  return 0;
+}
+
 /* __gc, __close and conn:close(): idempotent */
 static int conn_close(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
@@ -158,7 +171,7 @@ static int l_connect(lua_State *L) {
 }
 
 static const luaL_Reg conn_methods[] = {
-  {"query", conn_query}, {"exec", conn_exec}, {"close", conn_close},
+  {"query", conn_query}, {"exec", conn_exec}, {"script", conn_script}, {"close", conn_close},
   {"info", conn_info}, {"quote_ident", conn_quote_ident}, {"is_open", conn_is_open},
   {NULL, NULL}
 };

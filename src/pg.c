@@ -132,28 +132,38 @@ static PGresult *fatal_result(PGconn *conn) {
   return r;
 }
 
-PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
+/* Collects the results of the statement(s) just sent; keeps the first
+ * error, else the last result. */
+static PGresult *collect(PGconn *conn) {
   PGresult *last = NULL, *r;
-  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0))
-    return fatal_result(conn);
   mv_query_begin();
   for (;;) {
     if (wait_ready(conn) < 0) {
       if (last) PQclear(last);
       last = fatal_result(conn);
-      /* drain whatever libpq still holds */
-      while ((r = PQgetResult(conn)) != NULL) PQclear(r);
+      while ((r = PQgetResult(conn)) != NULL) PQclear(r); /* drain */
       break;
     }
     r = PQgetResult(conn);
     if (r == NULL) break;
-    /* keep the first error if one occurs, else the last result */
     if (last && pg_ok(last) == 0) { PQclear(r); continue; }
     if (last) PQclear(last);
     last = r;
   }
   mv_query_end();
   return last ? last : fatal_result(conn);
+}
+
+PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0))
+    return fatal_result(conn);
+  return collect(conn);
+}
+
+PGresult *pg_exec_script(PGconn *conn, const char *sql) {
+  if (!PQsendQuery(conn, sql))
+    return fatal_result(conn);
+  return collect(conn);
 }
 
 int pg_ok(const PGresult *res) {

@@ -25,6 +25,9 @@ void pg_close(PGconn *conn);
  * poll loop so SIGINT sends PQcancel. Returns the last result, never NULL
  * (a libpq failure becomes a PGRES_FATAL_ERROR result). */
 PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals);
+/* Runs several statements with no parameters (simple protocol): only for
+ * SQL matviews itself ships (schema steps), never for user values. */
+PGresult *pg_exec_script(PGconn *conn, const char *sql);
 /* 1 when the result is a success (command or tuples), 0 otherwise. */
 int pg_ok(const PGresult *res);
 void pg_clear(PGresult *res);

@@ -6,7 +6,10 @@ local argparse = require "argparse"
 local M = {}
 
 -- Command modules, in the order `help` lists them.
-M.commands = { "db", "run", "version" }
+M.commands = {
+  "init",
+  "db", "run", "version",
+}
 
 local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }
 local GLOBAL_VALUES = { ["--dsn"] = "dsn", ["--config"] = "config" }

@@ -103,6 +103,9 @@ function M.transaction(fn, conn)
   error(res[2], 0)
 end
 
+-- Installs or upgrades the catalog (idempotent); see matviews.catalog.
+function M.init(conn) return require("matviews.catalog").init(conn) end
+
 -- Control of the embedded cluster.
 M.db = {
   start = function() return core.embed_ensure(M.embedded_dir()) end,

@@ -1,0 +1,50 @@
+-- The catalog: installs and upgrades matviews's tables in place. Each schema
+-- step is a module lua/matviews/schema/NNN_name.lua returning
+-- { version = N, name = ..., sql = ... }; matviews_schema_versions records the
+-- steps applied, so `init` applies only what is missing and twice is a no-op.
+local M = {}
+
+-- Every step, in order. A new step is a new file and a new line here.
+M.steps = {
+  "001_catalog",
+}
+
+local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database
+
+-- Applies the missing steps in one transaction on conn (default connection).
+-- Returns { applied = { "001_catalog", ... }, version = N }.
+function M.init(conn)
+  local mv = require "matviews"
+  conn = conn or mv.conn()
+  return mv.transaction(function(c)
+    c:exec("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+    c:exec([[CREATE TABLE IF NOT EXISTS matviews_schema_versions (
+               version integer PRIMARY KEY, name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())]])
+    c:exec("REVOKE ALL ON matviews_schema_versions FROM PUBLIC")
+    local have = {}
+    for _, r in ipairs(c:query("SELECT version FROM matviews_schema_versions")) do have[r.version] = true end
+    local applied, version = {}, 0
+    for _, modname in ipairs(M.steps) do
+      local step = require("matviews.schema." .. modname)
+      if not have[step.version] then
+        c:script(step.sql)
+        c:exec("INSERT INTO matviews_schema_versions (version, name) VALUES ($1, $2)", step.version, step.name)
+        applied[#applied + 1] = modname
+      end
+      if step.version > version then version = step.version end
+    end
+    return { applied = applied, version = version }
+  end, conn)
+end
+
+-- The installed version (0 when the catalog is not installed).
+function M.version(conn)
+  local mv = require "matviews"
+  conn = conn or mv.conn()
+  local r = conn:query("SELECT to_regclass('matviews_schema_versions') IS NOT NULL AS ok")[1]
+  if not r.ok then return 0 end
+  return conn:query("SELECT coalesce(max(version), 0) AS v FROM matviews_schema_versions")[1].v
+end
+
+return M
