@@ -44,6 +44,8 @@ local PG_VARS = { "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGS
 -- PG* variables (""), else the embedded default (started if needed).
 function M.default_dsn()
   if M.options.dsn then return M.options.dsn, "dsn" end
+  local cfg = M.config()
+  if cfg.dsn then return cfg.dsn, "config" end
   local url = os.getenv("DATABASE_URL")
   if url and url ~= "" then return url, "DATABASE_URL" end
   for _, v in ipairs(PG_VARS) do
@@ -102,6 +104,9 @@ function M.transaction(fn, conn)
   end
   error(res[2], 0)
 end
+
+-- The project configuration (matviews.lua), defaults filled in.
+function M.config() return require("matviews.config").load() end
 
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
