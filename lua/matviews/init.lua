@@ -111,6 +111,10 @@ function M.config() return require("matviews.config").load() end
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
 
+-- Reports over the run tables (see matviews.reports): arrays of rows.
+function M.runs(opts) return require("matviews.reports").runs(opts) end
+function M.stats(opts) return require("matviews.reports").stats(opts) end
+
 -- Control of the embedded cluster.
 M.db = {
   start = function() return core.embed_ensure(M.embedded_dir()) end,
