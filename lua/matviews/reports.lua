@@ -114,7 +114,7 @@ SELECT u.op, u.id, d.name AS view, u.mat_view_definition_id AS definition_id, u.
 FROM (%s) u JOIN mat_view_definitions d ON d.id = u.mat_view_definition_id
 ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(iso("u.started_at"), iso("u.finished_at"),
     iso("u.created_at"), table.concat(branches, "\nUNION ALL\n"), f.limit_param)
-  local rows = conn:query(sql, table.unpack(params))
+  local rows = targets.query(conn, sql, table.unpack(params))
   for _, r in ipairs(rows) do
     r.status = targets.STATUS[r.status] or tostring(r.status)
     local ok, meta = pcall(cjson.decode, r.meta)
@@ -178,7 +178,7 @@ function M.stats(opts)
   local run_where = secs and ("r.created_at >= now() - make_interval(secs => " .. param(params, secs) .. ")") or "true"
   local sql = STATS_SQL:format(def_where, tbl, run_where, iso("last.created_at"), iso("ok.finished_at"),
     tbl, op == "refresh" and "r.rows_count" or "NULL::integer", tbl, tbl)
-  local rows = conn:query(sql, table.unpack(params))
+  local rows = targets.query(conn, sql, table.unpack(params))
   for _, r in ipairs(rows) do
     if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
   end
@@ -204,7 +204,7 @@ LEFT JOIN LATERAL (SELECT finished_at FROM mat_view_refresh_runs
 -- exists, populated, last_op, last_status, last_run_at, fresh_at, fresh_age_s.
 function M.list(opts)
   local conn = conn_of(opts)
-  local rows = conn:query(([[
+  local rows = targets.query(conn, ([[
 SELECT d.id, d.name AS view, coalesce(n.nspname, current_schema()) AS schema, d.refresh_strategy AS strategy,
   d.schedule_cron AS schedule, c.oid IS NOT NULL AS exists, coalesce(c.relispopulated, false) AS populated,
   last.op AS last_op, last.status AS last_status, %s AS last_run_at,
@@ -239,7 +239,7 @@ SELECT d.name, '%s', NULL, NULL,
      ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
   FROM mat_view_definitions d]]):format(op, TABLES[op], op, TABLES[op], TABLES[op])
   end
-  local rows = conn:query(table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2, 3")
+  local rows = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2, 3")
   for _, r in ipairs(rows) do
     if r.status ~= cjson.null then r.status = targets.STATUS[r.status] end
   end

@@ -14,6 +14,17 @@ function M.usage(message)
   require("matviews").error({ message = message, exit = 2 })
 end
 
+-- conn:query(sql, ...) over the catalog; a missing catalog table becomes
+-- an error that says to run `matviews init`.
+function M.query(conn, sql, ...)
+  local ok, rows = pcall(conn.query, conn, sql, ...)
+  if ok then return rows end
+  if type(rows) == "table" and rows.sqlstate == "42P01" and tostring(rows.message):match('"mat_view_') then
+    require("matviews").error({ message = "the matviews catalog is not installed in this database: run `matviews init`" })
+  end
+  error(rows, 0)
+end
+
 -- The schema a definition's view lives in: where it exists on search_path,
 -- else where it would be created (current_schema()).
 local SCHEMA_SQL = [[
@@ -23,7 +34,7 @@ SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid =
 -- Resolves "schema.rel": the definition named rel when its view lives (or
 -- would live) in schema; an error naming a materialized view without one.
 local function resolve_qualified(conn, schema, rel, given)
-  local d = conn:query("SELECT id, name FROM mat_view_definitions WHERE name = $1", rel)[1]
+  local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE name = $1", rel)[1]
   if d and conn:query(SCHEMA_SQL, rel)[1].schema == schema then return d end
   local m = conn:query([[SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                           WHERE n.nspname = $1 AND c.relname = $2]], schema, rel)[1]
@@ -37,14 +48,14 @@ end
 function M.resolve_one(conn, x)
   local id = math.tointeger(x) or (type(x) == "string" and x:match("^%d+$") and math.tointeger(tonumber(x)))
   if id then
-    local d = conn:query("SELECT id, name FROM mat_view_definitions WHERE id = $1", id)[1]
+    local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE id = $1", id)[1]
     if not d then M.usage(("no definition with id %d"):format(id)) end
     return d
   end
   if type(x) ~= "string" or x == "" then M.usage("a view name or id is needed") end
   local schema, rel = x:match("^([^.]+)%.([^.]+)$")
   if schema then return resolve_qualified(conn, schema, rel, x) end
-  local d = conn:query("SELECT id, name FROM mat_view_definitions WHERE name = $1", x)[1]
+  local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE name = $1", x)[1]
   if not d then M.usage(("no definition named %s"):format(x)) end
   return d
 end
@@ -73,7 +84,7 @@ end
 -- Every definition { id, name, dependencies }, by name.
 function M.all(conn)
   local cjson = require "cjson"
-  local defs = conn:query("SELECT id, name, dependencies::text AS deps FROM mat_view_definitions ORDER BY name")
+  local defs = M.query(conn, "SELECT id, name, dependencies::text AS deps FROM mat_view_definitions ORDER BY name")
   for _, d in ipairs(defs) do
     local ok, deps = pcall(cjson.decode, d.deps)
     d.dependencies = ok and type(deps) == "table" and deps or {}
