@@ -16,29 +16,32 @@ local M = {}
 local LOCK_KEY = 7318029312 -- advisory lock: one migration at a time per database
 
 -- The migrations directory: config `migrations`, relative to the project.
+-- Returns the absolute path and the path as configured (used in messages
+-- and chunk names, which Lua would cut when long).
 function M.dir(mv)
   local d = mv.config().migrations or "migrations"
-  if d:sub(1, 1) == "/" then return d end
-  return mv.project_dir() .. "/" .. d
+  if d:sub(1, 1) == "/" then return d, d end
+  return mv.project_dir() .. "/" .. d, d
 end
 
 -- The migration files, ascending by version:
--- { version = n, name = "add_x", id = "002_add_x", file = path }.
--- Raises on a .lua file with another name or two files with one version.
-function M.scan(dir, sys)
+-- { version = n, name = "add_x", id = "002_add_x", file = path, shown = path
+-- as configured }. Raises on a .lua file with another name or two files with
+-- one version. shown_dir: the directory as messages show it.
+function M.scan(dir, shown_dir, sys)
   local names = sys.listdir(dir)
   local list, by_version = {}, {}
   for _, f in ipairs(names or {}) do
     if f:match("%.lua$") then
       local num, name = f:match("^(%d+)_([%w_%-]+)%.lua$")
       if not num then
-        core.error(("%s/%s: a migration file is named NNN_name.lua"):format(dir, f))
+        core.error(("%s/%s: a migration file is named NNN_name.lua"):format(shown_dir, f))
       end
       local v = math.tointeger(tonumber(num))
       if by_version[v] then
-        core.error(("%s: version %d is used by %s and %s"):format(dir, v, by_version[v].id, f:sub(1, -5)))
+        core.error(("%s: version %d is used by %s and %s"):format(shown_dir, v, by_version[v].id, f:sub(1, -5)))
       end
-      local m = { version = v, name = name, id = f:sub(1, -5), file = dir .. "/" .. f }
+      local m = { version = v, name = name, id = f:sub(1, -5), file = dir .. "/" .. f, shown = shown_dir .. "/" .. f }
       by_version[v] = m
       list[#list + 1] = m
     end
@@ -61,14 +64,14 @@ function M.checksum(conn, text)
   return conn:query("SELECT encode(sha256(decode($1, 'hex')), 'hex') AS sum", hex)[1].sum
 end
 
--- Loads a migration file: its { up, down } table.
-function M.load(m)
-  local chunk, err = loadfile(m.file, "t")
+-- Loads a migration from its text: its { up, down } table.
+function M.load(m, text)
+  local chunk, err = load(text, "@" .. m.shown, "t")
   if not chunk then core.error(err) end
   local ok, mod = pcall(chunk)
   if not ok then error(mod, 0) end
   if type(mod) ~= "table" or type(mod.up) ~= "function" or (mod.down ~= nil and type(mod.down) ~= "function") then
-    core.error(m.file .. ": a migration returns { up = function(conn, mv), down = function(conn, mv) }")
+    core.error(m.shown .. ": a migration returns { up = function(conn, mv), down = function(conn, mv) }")
   end
   return mod
 end
@@ -90,12 +93,13 @@ end
 function M.status(mv, conn)
   conn = conn or mv.conn()
   mv.init(conn)
-  local files = M.scan(M.dir(mv), mv.core.sys)
+  local dir, shown = M.dir(mv)
+  local files = M.scan(dir, shown, mv.core.sys)
   local rows = applied_rows(conn)
   local out, seen = {}, {}
   for _, m in ipairs(files) do
     local r = rows[m.version]
-    local e = { version = m.version, name = m.name, id = m.id, file = m.file, status = "pending" }
+    local e = { version = m.version, name = m.name, id = m.id, file = m.file, shown = m.shown, status = "pending" }
     if r then
       e.applied_at, e.checksum = r.applied_at, r.checksum
       e.file_checksum = M.checksum(conn, read_file(m.file))
@@ -128,13 +132,13 @@ local function run_one(mv, conn, m, dir)
     local have = #c:query("SELECT 1 FROM matviews_migrations WHERE version = $1", m.version) > 0
     if have == (dir == "up") then return end -- done meanwhile by another process
     local text = read_file(m.file)
-    local mod = M.load(m)
+    local mod = M.load(m, text)
     if dir == "up" then
       mod.up(c, mv)
       c:exec("INSERT INTO matviews_migrations (version, name, checksum) VALUES ($1, $2, $3)",
         m.version, m.name, M.checksum(c, text))
     else
-      if not mod.down then core.error(m.file .. " has no down function") end
+      if not mod.down then core.error(m.shown .. " has no down function") end
       mod.down(c, mv)
       c:exec("DELETE FROM matviews_migrations WHERE version = $1", m.version)
     end
@@ -173,7 +177,7 @@ function M.down(mv, n, conn)
     if e.status ~= "pending" then
       local ok, err
       if e.status == "missing" then
-        ok, err = false, ("its file %s/%s.lua is gone"):format(M.dir(mv), e.id)
+        ok, err = false, ("its file %s/%s.lua is gone"):format(select(2, M.dir(mv)), e.id)
       else
         ok, err = run_one(mv, conn, e, "down")
       end

@@ -27,7 +27,7 @@ local function json(doc, keys)
 end
 
 local function print_status(dir, list)
-  if #list == 0 then print("no migrations in " .. dir); return end
+  if #list == 0 then print("no migrations in " .. dir .. "/"); return end
   io.write(output.table(list, {
     { "version", "version", align = "right" }, { "name", "name" }, { "status", "status" },
     { "applied_at", "applied_at" },
@@ -70,12 +70,12 @@ function M.run(args, ctx)
     end
   end
   if action ~= "status" then return run_steps(action, n, ctx) end
-  local dir = migrate.dir(ctx.mv)
+  local dir, shown = migrate.dir(ctx.mv)
   local list = migrate.status(ctx.mv)
   if ctx.options.json then
     json({ directory = dir, migrations = list }, { "migrations" })
   else
-    print_status(dir, list)
+    print_status(shown, list)
   end
   return 0
 end
