@@ -70,6 +70,7 @@ describe("matviews migrate", function()
       "      1  users  pending",
       "      2  seed   pending",
     }, "\n") .. "\n", r.out)
+    assert.is_false(exists("matviews_migrations")) -- status changes nothing
     r = migrate(dir)
     assert.are.equal(0, r.code)
     assert.matches("^applied 001_users %(%d+ ms%)\napplied 002_seed %(%d+ ms%)\n$", r.out)

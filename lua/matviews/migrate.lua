@@ -76,9 +76,10 @@ function M.load(m, text)
   return mod
 end
 
--- The applied rows by version.
+-- The applied rows by version (none while the table does not exist).
 local function applied_rows(conn)
   local by = {}
+  if not conn:query("SELECT to_regclass('matviews_migrations') IS NOT NULL AS ok")[1].ok then return by end
   for _, r in ipairs(conn:query([[SELECT version, name, checksum,
       to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS applied_at
       FROM matviews_migrations ORDER BY version]])) do
@@ -89,10 +90,9 @@ end
 
 -- Every migration known from the files or the table, ascending, each with
 -- status "applied", "pending", "changed" (file differs from what was
--- applied) or "missing" (applied, file gone).
+-- applied) or "missing" (applied, file gone). Changes nothing.
 function M.status(mv, conn)
   conn = conn or mv.conn()
-  mv.init(conn)
   local dir, shown = M.dir(mv)
   local files = M.scan(dir, shown, mv.core.sys)
   local rows = applied_rows(conn)
@@ -153,6 +153,7 @@ end
 -- changed = { ids of applied files changed since } }.
 function M.up(mv, n, conn)
   conn = conn or mv.conn()
+  mv.init(conn)
   local res = { done = {}, changed = {} }
   for _, e in ipairs(M.status(mv, conn)) do
     if e.status == "changed" then res.changed[#res.changed + 1] = e.id end
@@ -169,6 +170,7 @@ end
 -- at the first failure. A migration whose file is gone cannot be reverted.
 function M.down(mv, n, conn)
   conn = conn or mv.conn()
+  mv.init(conn)
   local res = { done = {}, changed = {} }
   local list = M.status(mv, conn)
   for i = #list, 1, -1 do
