@@ -7,10 +7,10 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init",
+  "init", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "metrics",
-  "db", "run", "version",
+  "db", "run", "repl", "version",
 }
 
 local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }
