@@ -20,6 +20,11 @@
  * (never the password) into err. */
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen);
 void pg_close(PGconn *conn);
+/* Opens a new connection with the parameters conn was opened with (same
+ * server, database, user, password); NULL and a line in err on failure. */
+PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen);
+/* 1 while the connection is usable, 0 once it is lost (CONNECTION_BAD). */
+int pg_connected(PGconn *conn);
 
 /* Runs sql with n text parameters (NULL entries are SQL NULL). Waits in a
  * poll loop so SIGINT sends PQcancel. Returns the last result, never NULL

@@ -111,6 +111,14 @@ function M.config() return require("matviews.config").load() end
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
 
+-- Jobs (recorded runs), their hooks, and reconciliation of orphaned runs.
+M.jobs = require "matviews.jobs"
+M.hooks = require "matviews.hooks"
+function M.create(ref, opts) return M.jobs.create(ref, opts) end
+function M.refresh(ref, opts) return M.jobs.refresh(ref, opts) end
+function M.delete(ref, opts) return M.jobs.delete(ref, opts) end
+function M.reconcile(conn) return M.jobs.reconcile(conn) end
+
 -- Control of the embedded cluster.
 M.db = {
   start = function() return core.embed_ensure(M.embedded_dir()) end,
