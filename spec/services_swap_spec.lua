@@ -69,7 +69,6 @@ describe("mv.services.swap_refresh", function()
 
     local r = mv.services.swap_refresh(D, { row_count_strategy = "exact" })
     assert.are.equal("updated", r.status, r.error and r.error.message)
-    if os.getenv("SHOW_SQL") then print(table.concat(r.response.sql, ";\n")) end
     assert.is_true(r.success)
     assert.are.equal("public.mv_sales", r.view)
     assert.are.equal("swap", r.response.refresh)
