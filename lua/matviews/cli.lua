@@ -10,6 +10,7 @@ M.commands = {
   "init", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "metrics",
+  "enqueue", "worker", "reconcile",
   "db", "run", "repl", "version",
 }
 

@@ -57,6 +57,9 @@ local function param(params, v)
   return "$" .. #params
 end
 
+-- SQL condition: the run aliased `alias` is orphaned (see matviews.jobs).
+local function orphaned_sql(alias) return require("matviews.jobs").orphaned_sql(alias) end
+
 -- The SELECT of one run table for mv.runs, with its filters.
 local function runs_branch(op, f, params)
   local where = {}
@@ -65,10 +68,7 @@ local function runs_branch(op, f, params)
   if f.since then
     where[#where + 1] = "r.created_at >= now() - make_interval(secs => " .. param(params, f.since) .. ")"
   end
-  if f.orphaned then
-    where[#where + 1] = "NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.backend_pid)"
-    where[#where + 1] = "r.backend_pid IS NOT NULL"
-  end
+  if f.orphaned then where[#where + 1] = orphaned_sql("r") end
   return ([[(SELECT '%s' AS op, r.id, r.mat_view_definition_id, r.status, r.started_at, r.finished_at,
       r.duration_ms, %s AS rows_count, r.error, r.meta, r.backend_pid, r.hostname, r.process_pid, r.created_at
     FROM %s r %s ORDER BY r.created_at DESC, r.id DESC LIMIT %s)]]):format(op,
@@ -77,7 +77,8 @@ local function runs_branch(op, f, params)
 end
 
 -- mv.runs{ view, op, status, since, limit, conn }: runs newest first across
--- the run tables; status may also be "orphaned" (running, backend gone).
+-- the run tables; status may also be "orphaned" (running, its recorder
+-- backend gone: the condition of matviews.jobs, which reconcile finalises).
 -- Each run: id, op, view, definition_id, status, orphaned, started_at,
 -- finished_at, duration_ms, rows_count, error, meta (table), backend_pid,
 -- hostname, process_pid, created_at.
@@ -107,12 +108,11 @@ function M.runs(opts)
   end
   local sql = ([[
 SELECT u.op, u.id, d.name AS view, u.mat_view_definition_id AS definition_id, u.status,
-  (u.status = 1 AND u.backend_pid IS NOT NULL
-   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = u.backend_pid)) AS orphaned,
+  %s AS orphaned,
   %s AS started_at, %s AS finished_at, u.duration_ms, u.rows_count, u.error, u.meta::text AS meta,
   u.backend_pid, u.hostname, u.process_pid, %s AS created_at
 FROM (%s) u JOIN mat_view_definitions d ON d.id = u.mat_view_definition_id
-ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(iso("u.started_at"), iso("u.finished_at"),
+ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(orphaned_sql("u"), iso("u.started_at"), iso("u.finished_at"),
     iso("u.created_at"), table.concat(branches, "\nUNION ALL\n"), f.limit_param)
   local rows = targets.query(conn, sql, table.unpack(params))
   for _, r in ipairs(rows) do
