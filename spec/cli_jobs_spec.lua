@@ -14,7 +14,7 @@ local function matview(name)
 end
 
 local function last_run(tbl, name)
-  return mv.query(([[SELECT r.status, r.rows_count, r.error, r.meta::text AS meta FROM %s r
+  return mv.query(([[SELECT r.status, r.error, r.meta::text AS meta FROM %s r
     JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id WHERE d.name = $1
     ORDER BY r.id DESC LIMIT 1]]):format(tbl), name)[1]
 end
@@ -36,7 +36,8 @@ describe("create, refresh and delete with the jobs", function()
     assert.are.equal(0, r.code)
     local doc = cjson.decode(r.out)
     assert.are.same({ "success", "success" }, { doc[1].status, doc[2].status })
-    assert.are.same({ "create", "public.mv_a" }, { doc[1].op, doc[1].view })
+    local id = mv.query("SELECT id FROM mat_view_definitions WHERE name = 'mv_a'")[1].id
+    assert.are.same({ "create", id }, { doc[1].op, doc[1].mat_view_definition_id })
     assert.is_true(matview("mv_a").ispopulated)
     assert.are.equal(2, last_run("mat_view_create_runs", "mv_b").status)
   end)
@@ -90,5 +91,29 @@ describe("create, refresh and delete with the jobs", function()
     assert.are.equal(4, #runs)
     local s = cjson.decode(H.mv("stats mv_a --json").out)[1]
     assert.are.same({ 4, 0, "success", false }, { s.success_count, s.failure_count, s.last_status, s.slow })
+  end)
+
+  it("marks the run of a killed process orphaned in runs", function()
+    if not have_jobs() then return pending("mv.jobs is not in this build") end
+    mv.exec("INSERT INTO mat_view_definitions (name, sql) VALUES ('mv_slow', 'SELECT 1 AS x FROM pg_sleep(3)')")
+    assert.are.equal(0, H.mv("create mv_slow --no-data --yes").code)
+    local pid = H.sh(H.bin .. " refresh mv_slow --yes >/dev/null 2>&1 & echo $!").out:match("%d+")
+    local function running()
+      return mv.runs({ view = "mv_slow", op = "refresh", status = "running" })[1]
+    end
+    for _ = 1, 250 do if running() then break end mv.core.sys.sleep_ms(20) end
+    assert.truthy(running(), "the refresh never showed as running")
+    assert.is_false(running().orphaned)
+    os.execute("kill -9 " .. pid)
+    local orphans
+    for _ = 1, 250 do
+      orphans = cjson.decode(H.mv("runs --status orphaned --json").out)
+      if #orphans > 0 then break end
+      mv.core.sys.sleep_ms(20)
+    end
+    assert.are.equal(1, #orphans)
+    assert.are.same({ "mv_slow", "refresh", "running", true, tonumber(pid) },
+      { orphans[1].view, orphans[1].op, orphans[1].status, orphans[1].orphaned, orphans[1].process_pid })
+    assert.matches("\n *%d+ +refresh +mv_slow +orphaned ", H.mv("runs mv_slow").out)
   end)
 end)
