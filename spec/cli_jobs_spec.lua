@@ -116,4 +116,17 @@ describe("create, refresh and delete with the jobs", function()
       { orphans[1].view, orphans[1].op, orphans[1].status, orphans[1].orphaned, orphans[1].process_pid })
     assert.matches("\n *%d+ +refresh +mv_slow +orphaned ", H.mv("runs mv_slow").out)
   end)
+
+  it("queues the jobs when the configuration names the queue adapter", function()
+    if not have_jobs() then return pending("mv.jobs is not in this build") end
+    local cfg = H.write(H.tmpfile(".lua"), 'job_adapter = "queue"\n')
+    local r = H.mv("--config " .. H.q(cfg) .. " refresh mv_a --yes --json")
+    assert.are.equal(0, r.code)
+    local doc = cjson.decode(r.out)
+    assert.is_true(doc[1].queued)
+    local job = mv.query("SELECT op, status FROM matviews_jobs WHERE id = $1", doc[1].job_id)[1]
+    assert.are.same({ op = "refresh", status = 0 }, job)
+    r = H.mv("--config " .. H.q(cfg) .. " refresh mv_a --yes")
+    assert.matches("^%[1/1%] refresh mv_a: queued %(job %d+%)\n$", r.out)
+  end)
 end)

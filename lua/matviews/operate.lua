@@ -21,10 +21,10 @@ function M.configure_targets(cmd)
   cmd:flag("--all", "Every definition, in dependency order.")
 end
 
--- Adds a boolean option with its --no- form: --KEY / --no-KEY.
-function M.configure_flag(cmd, key, help)
-  cmd:flag("--" .. key, help)
-  cmd:flag("--no-" .. key, "Do not " .. help:sub(1, 1):lower() .. help:sub(2))
+-- Adds a boolean option with its --no- form: --KEY / --no-KEY (over env).
+function M.configure_flag(cmd, key, env, help)
+  cmd:flag("--" .. key, help .. (" (default: env %s)"):format(env))
+  cmd:flag("--no-" .. key, ("Not --%s, whatever %s says."):format(key, env))
 end
 
 -- The environment variable name as a boolean (nil when unset); raises a

@@ -9,7 +9,7 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
-  operate.configure_flag(cmd, "force", "Drop and re-create a view that exists (env FORCE).")
+  operate.configure_flag(cmd, "force", "FORCE", "Drop and re-create a view that exists")
   cmd:flag("--no-data", "Create the view WITH NO DATA (not populated).")
   cmd:option("--row-count", "Row count after creating (env ROW_COUNT_STRATEGY).")
     :choices({ "none", "estimated", "exact" })

@@ -9,7 +9,7 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
-  operate.configure_flag(cmd, "cascade", "Drop the objects that depend on the view too (env CASCADE).")
+  operate.configure_flag(cmd, "cascade", "CASCADE", "Drop the objects that depend on the view too")
   cmd:flag("--if-exists", "A missing view is skipped, not an error.")
   cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
 end
