@@ -10,6 +10,9 @@ local cjson = require "cjson"
 
 local M = {}
 
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
 local LOCK_KEY = 7318029312 -- advisory lock: one apply at a time per database
 
 -- JSON text of an array field ("[]" when empty: cjson would write "{}").
@@ -47,8 +50,8 @@ local function sync_live(c, fc)
   for _, sql in ipairs(done) do
     local ok, err = pcall(c.exec, c, sql)
     if not ok then
-      error({ message = ("view %s: %s: %s"):format(fc.name, sql, type(err) == "table" and err.message or tostring(err)),
-        sqlstate = type(err) == "table" and err.sqlstate or nil }, 0)
+      raise({ message = ("view %s: %s: %s"):format(fc.name, sql, type(err) == "table" and err.message or tostring(err)),
+        sqlstate = type(err) == "table" and err.sqlstate or nil })
     end
   end
   return done, true

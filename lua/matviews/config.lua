@@ -5,6 +5,9 @@
 -- default, so no configuration file is needed.
 local M = {}
 
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
 -- The defaults; the keys a configuration may set.
 M.defaults = {
   dsn = nil,                      -- connection string (else DATABASE_URL, PG*, embedded)
@@ -165,12 +168,12 @@ function M.load(path)
     local env, words = setmetatable({}, { __index = _G }), {}
     for word, make in pairs(M.words) do words[word] = make(cfg); env[word] = words[word] end
     local chunk, err = loadfile(path, "t", env)
-    if not chunk then error({ message = err }, 0) end
+    if not chunk then raise({ message = err }) end
     local ok, ret = pcall(chunk)
-    if not ok then error(type(ret) == "table" and ret or { message = tostring(ret) }, 0) end
+    if not ok then raise(type(ret) == "table" and ret or { message = tostring(ret) }) end
     local values = type(ret) == "table" and ret or env
     local errs = M.validate(values, path, type(ret) == "table" and {} or words)
-    if #errs > 0 then error({ message = table.concat(errs, "\n"), errors = errs }, 0) end
+    if #errs > 0 then raise({ message = table.concat(errs, "\n"), errors = errs }) end
     for k in pairs(M.types) do
       if rawget(values, k) ~= nil then cfg[k] = rawget(values, k) end
     end

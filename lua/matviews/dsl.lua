@@ -9,6 +9,9 @@ local config = require "matviews.config"
 
 local M = {}
 
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
 local STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
 M.STRATEGIES = STRATEGIES
 M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
@@ -306,7 +309,7 @@ end
 -- The .lua files of dir, sorted by name. Raises when dir cannot be read.
 function M.files(dir)
   local names, err = require("matviews.core").sys.listdir(dir)
-  if not names then error({ message = "cannot read definitions directory " .. err }, 0) end
+  if not names then raise({ message = "cannot read definitions directory " .. err }) end
   local out = {}
   for _, n in ipairs(names) do
     if n:match("%.lua$") and not n:match("^%.") then out[#out + 1] = n end

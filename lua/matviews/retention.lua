@@ -18,6 +18,9 @@
 -- table = "mat_view_..._runs" }.
 local M = {}
 
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
 M.TABLES = {
   { op = "create", table = "mat_view_create_runs" },
   { op = "refresh", table = "mat_view_refresh_runs" },
@@ -97,11 +100,11 @@ local function custom(conn, fn, tbl, d)
   for _, r in ipairs(runs) do r.status = STATUS[r.status] or r.status end
   local ok, ret = pcall(fn, runs, { view = d.name, op = tbl.op, table = tbl.table })
   if not ok then
-    error({ message = ("retention policy of %s (%s): %s"):format(d.name, tbl.table,
-      type(ret) == "table" and tostring(ret.message) or tostring(ret)) }, 0)
+    raise({ message = ("retention policy of %s (%s): %s"):format(d.name, tbl.table,
+      type(ret) == "table" and tostring(ret.message) or tostring(ret)) })
   end
   if type(ret) ~= "table" then
-    error({ message = ("retention policy of %s returned %s, not the runs to keep"):format(d.name, type(ret)) }, 0)
+    raise({ message = ("retention policy of %s returned %s, not the runs to keep"):format(d.name, type(ret)) })
   end
   local keep = {}
   for k, v in pairs(ret) do
@@ -122,7 +125,7 @@ end
 -- loaded only when the catalog says some view has one.
 local function file_policies(dir)
   local defs, errs = require("matviews.dsl").load_dir(dir)
-  if not defs then error({ message = table.concat(errs, "\n") }, 0) end
+  if not defs then raise({ message = table.concat(errs, "\n") }) end
   local out = {}
   for _, d in ipairs(defs) do
     if type(d.retention) == "function" then out[d.name] = d.retention end
@@ -149,7 +152,7 @@ function M.plan(opts)
         fns = fns or file_policies(opts.definitions)
         own = fns[d.name]
         if not own then
-          error({ message = ("view %s has a custom retention policy but its definition file declares none"):format(d.name) }, 0)
+          raise({ message = ("view %s has a custom retention policy but its definition file declares none"):format(d.name) })
         end
       end
       local p = resolve(own, global)
