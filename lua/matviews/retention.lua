@@ -191,19 +191,25 @@ end
 -- Deletes items' ids in batches of opts.batch_size (default M.BATCH) ids,
 -- each DELETE its own transaction, so no statement holds a run table's
 -- locks for long. Then VACUUM (ANALYZE) each table that lost rows (when not
--- inside a transaction). Returns the number of rows deleted.
+-- inside a transaction). Returns the number of rows deleted; opts.stats, when
+-- given, receives batches = n and slowest_ms (the longest DELETE).
 function M.delete(items, opts)
   opts = opts or {}
   local mv = require "matviews"
   local conn = opts.conn or mv.conn()
   local batch = opts.batch_size or M.BATCH
+  local clock = mv.core.sys.monotonic_ms
+  local stats = opts.stats or {}
+  stats.batches, stats.slowest_ms = 0, 0
   local total, touched = 0, {}
   for _, it in ipairs(items) do
     it.deleted = 0
     for i = 1, #it.ids, batch do
       local slice = table.concat(it.ids, ",", i, math.min(i + batch - 1, #it.ids))
+      local t0 = clock()
       it.deleted = it.deleted + conn:exec(("DELETE FROM %s WHERE id = ANY($1::bigint[])"):format(it.table),
         "{" .. slice .. "}")
+      stats.batches, stats.slowest_ms = stats.batches + 1, math.max(stats.slowest_ms, clock() - t0)
     end
     total = total + it.deleted
     if it.deleted > 0 then touched[it.table] = true end
