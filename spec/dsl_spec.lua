@@ -93,10 +93,12 @@ describe("definition files", function()
     os.execute("mkdir -p " .. dir)
     H.write(dir .. "/a.lua", 'view "a" { comment = "x" }\nview "b" { sql = "SELECT 1", strategy = "concurrent" }\n')
     H.write(dir .. "/b.lua", '\nview "bad-name" { sql = "SELECT 1" }\n')
+    H.write(dir .. "/c.lua", 'view "c"\n')
     assert.are.same({
       dir .. "/a.lua:1: view 'a': key 'sql' is required",
       dir .. "/a.lua:2: view 'b': key 'strategy' is \"concurrent\", which needs unique columns (unique = { ... })",
       dir .. '/b.lua:2: view name must be a simple identifier (letters, digits, _; at most 63 bytes), got "bad-name"',
+      dir .. '/c.lua:1: view \'c\': no body (view "c" { sql = ... })',
     }, select(2, dsl.load_dir(dir)))
   end)
 end)

@@ -290,7 +290,10 @@ local function environment(state)
     if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") or #name > 63 then
       error(("view name must be a simple identifier (letters, digits, _; at most 63 bytes), got %s"):format(show(name)), 2)
     end
+    local call = { name = name, line = line }
+    state.pending[call] = true
     return function(body)
+      state.pending[call] = nil
       local def = check_view(state, name, body, line)
       if not def then return end
       local prev = state.seen[name]
@@ -334,8 +337,18 @@ function M.load_dir(dir)
     if not chunk then
       state.errors[#state.errors + 1] = err
     else
+      state.pending = {}
       local ok, e = pcall(chunk)
-      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e) end
+      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e)
+      else
+        local calls = {}
+        for call in pairs(state.pending) do calls[#calls + 1] = call end
+        table.sort(calls, function(a, b) return a.line < b.line end)
+        for _, call in ipairs(calls) do
+          state.errors[#state.errors + 1] = ("%s:%d: view '%s': no body (view \"%s\" { sql = ... })"):format(
+            state.file, call.line, call.name, call.name)
+        end
+      end
     end
   end
   if #state.errors > 0 then return nil, state.errors end
