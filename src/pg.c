@@ -206,6 +206,10 @@ const char *pg_sqlstate(const PGresult *res) {
   return res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 }
 
+const char *pg_errfield(const PGresult *res, int code) {
+  return res ? PQresultErrorField(res, code) : NULL;
+}
+
 const char *pg_errmsg(PGconn *conn, const PGresult *res) {
   const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
   if (m == NULL && res) m = PQresultErrorMessage(res);
@@ -216,6 +220,10 @@ const char *pg_errmsg(PGconn *conn, const PGresult *res) {
 
 char *pg_quote_ident(PGconn *conn, const char *name) {
   return PQescapeIdentifier(conn, name, strlen(name));
+}
+
+char *pg_quote_literal(PGconn *conn, const char *value) {
+  return PQescapeLiteral(conn, value, strlen(value));
 }
 
 void pg_free(void *p) { if (p) PQfreemem(p); }

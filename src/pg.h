@@ -38,11 +38,16 @@ const char *pg_value(const PGresult *res, int row, int col); /* NULL for SQL NUL
 const char *pg_colname(const PGresult *res, int col);
 long long pg_affected(const PGresult *res);
 const char *pg_sqlstate(const PGresult *res);   /* may be NULL */
+/* A diagnostic field (PG_DIAG_*) of a result, or NULL. */
+const char *pg_errfield(const PGresult *res, int code);
 /* The primary error message of a failed result, or of the connection. */
 const char *pg_errmsg(PGconn *conn, const PGresult *res);
 
 /* Identifier quoting through PQescapeIdentifier; NULL on failure. */
 char *pg_quote_ident(PGconn *conn, const char *name);
+/* Literal quoting through PQescapeLiteral (for utility statements such as
+ * COMMENT, which take no parameters); NULL on failure. */
+char *pg_quote_literal(PGconn *conn, const char *value);
 void pg_free(void *p);
 int pg_in_transaction(PGconn *conn);
 int pg_backend_pid(PGconn *conn);
