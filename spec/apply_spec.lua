@@ -7,7 +7,7 @@ local cjson = require "cjson"
 
 -- A fresh definitions directory holding files { [name] = text }.
 local function defs_dir(files)
-  local dir = H.tmpfile("_defs")
+  local dir = H.tmpfile("_apply_defs")
   os.execute("mkdir -p " .. H.q(dir))
   for name, text in pairs(files) do H.write(dir .. "/" .. name, text) end
   return dir

@@ -80,7 +80,7 @@ describe("definition files", function()
 
   it("run without io, os, require or mv", function()
     assert.are.same({ "spec/fixtures/defs/sandbox/a.lua:3: attempt to index a nil value (global 'os')" }, errors_of("sandbox"))
-    local dir = H.tmpfile("_defs")
+    local dir = H.tmpfile("_dsl_defs")
     os.execute("mkdir -p " .. dir)
     H.write(dir .. "/a.lua", 'view "a" { sql = tostring(require or mv or io or "SELECT 1") }\nstring.upper = nil\n')
     local defs = assert(dsl.load_dir(dir))
@@ -88,16 +88,19 @@ describe("definition files", function()
     assert.is_function(string.upper) -- the file changed its own copy only
   end)
 
-  it("report a missing sql, a bad name and a concurrent view without unique columns", function()
-    local dir = H.tmpfile("_defs")
+  it("report a missing sql, a bad name, SQL or column the catalog refuses, a concurrent view without unique columns", function()
+    local dir = H.tmpfile("_dsl_defs")
     os.execute("mkdir -p " .. dir)
     H.write(dir .. "/a.lua", 'view "a" { comment = "x" }\nview "b" { sql = "SELECT 1", strategy = "concurrent" }\n')
-    H.write(dir .. "/b.lua", '\nview "bad-name" { sql = "SELECT 1" }\n')
+    H.write(dir .. "/ab.lua", '\nview "bad-name" { sql = "SELECT 1" }\n')
+    H.write(dir .. "/b.lua", 'view "v" {\n  sql = "SELECT 1; DROP TABLE x" }\nview "w" { sql = "SELECT 1", unique = { "a b" } }\n')
     H.write(dir .. "/c.lua", 'view "c"\n')
     assert.are.same({
       dir .. "/a.lua:1: view 'a': key 'sql' is required",
       dir .. "/a.lua:2: view 'b': key 'strategy' is \"concurrent\", which needs unique columns (unique = { ... })",
-      dir .. '/b.lua:2: view name must be a simple identifier (letters, digits, _; at most 63 bytes), got "bad-name"',
+      dir .. '/ab.lua:2: invalid name "bad-name": is not a simple identifier (letters, digits and underscores, not starting with a digit)',
+      dir .. "/b.lua:2: view 'v': key 'sql': must be a single statement (found more after a semicolon)",
+      dir .. "/b.lua:3: view 'w': key 'unique': \"a b\": is not a simple identifier (letters, digits and underscores, not starting with a digit)",
       dir .. '/c.lua:1: view \'c\': no body (view "c" { sql = ... })',
     }, select(2, dsl.load_dir(dir)))
   end)

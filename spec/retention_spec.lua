@@ -140,7 +140,7 @@ would delete 4 runs
   end)
 
   it("uses a custom policy declared in a definition file", function()
-    local dir = H.tmpfile("_defs")
+    local dir = H.tmpfile("_retention_defs")
     os.execute("mkdir -p " .. dir)
     H.write(dir .. "/a.lua", 'view "mv_a" { sql = "SELECT 1", retention = function(runs) return { runs[1] } end }\n'
       .. 'view "mv_b" { sql = "SELECT 1" }\n')

@@ -1,12 +1,12 @@
 -- apply: syncs the definition files into mat_view_definitions in one
--- transaction (insert, update the fields that differ, leave the rest), and
+-- transaction (through mv.definitions: insert, update when a field differs,
+-- leave the rest), and
 -- brings each existing live view's indexes and grants to what its file
 -- declares (missing indexes created; grants granted and revoked). With
 -- prune, deletes the catalog rows whose files are gone (their run history
 -- goes with them through the foreign keys; the views are not dropped).
 local dsl = require "matviews.dsl"
 local plan = require "matviews.plan"
-local cjson = require "cjson"
 
 local M = {}
 
@@ -15,28 +15,17 @@ local function raise(e) require("matviews.core").error(e) end
 
 local LOCK_KEY = 7318029312 -- advisory lock: one apply at a time per database
 
--- JSON text of an array field ("[]" when empty: cjson would write "{}").
-local function array(t)
-  if t == nil or next(t) == nil then return "[]" end
-  return cjson.encode(t)
+-- The definition table to save: the file's fields, with the catalog row's
+-- options kept except row_count, which the file owns.
+local function to_save(fc, row)
+  local options = {}
+  for k, v in pairs(row and row.options or {}) do options[k] = v end
+  options.row_count = fc.options.row_count
+  local t = {}
+  for k, v in pairs(fc) do t[k] = v end
+  t.options = options
+  return t
 end
-
--- The parameters of one definition's row, in column order $2..$11.
-local function params(fc)
-  return fc.sql, dsl.STRATEGIES[fc.refresh_strategy], array(fc.unique_index_columns),
-    array(fc.dependencies), fc.schedule_cron, array(fc.indexes), array(fc.grants), fc.comment,
-    fc.retention and cjson.encode(fc.retention) or nil,
-    fc.options.row_count and cjson.encode({ row_count = fc.options.row_count }) or "{}"
-end
-
-local INSERT = [[INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns,
-    dependencies, schedule_cron, indexes, grants, comment, retention, options)
-  VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10::jsonb, $11::jsonb)]]
-local UPDATE = [[UPDATE mat_view_definitions SET sql = $2, refresh_strategy = $3,
-    unique_index_columns = $4::jsonb, dependencies = $5::jsonb, schedule_cron = $6, indexes = $7::jsonb,
-    grants = $8::jsonb, comment = $9, retention = $10::jsonb,
-    options = (options - 'row_count') || $11::jsonb, updated_at = now()
-  WHERE name = $1]]
 
 -- Brings the live view of fc (if it exists) to its declared indexes and
 -- grants. Returns the SQL run (an array, empty when nothing was needed).
@@ -76,19 +65,19 @@ function M.apply(defs, opts)
   mv.init(conn)
   return mv.transaction(function(c)
     c:exec("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-    local cat, names = plan.catalog(c, true)
+    local cat, names = plan.catalog(c)
     local views, counts, files = {}, { inserted = 0, updated = 0, unchanged = 0, deleted = 0 }, {}
     for _, def in ipairs(defs) do
       files[def.name] = true
       local fc, row = dsl.to_catalog(def), cat[def.name]
       local v = { name = def.name, fields = {} }
       if not row then
-        c:exec(INSERT, def.name, params(fc))
+        mv.definitions.save(to_save(fc, nil), c)
         v.action = "inserted"
       else
         v.fields = plan.changed_fields(fc, row)
         if #v.fields > 0 then
-          c:exec(UPDATE, def.name, params(fc))
+          mv.definitions.save(to_save(fc, row), c)
           v.action = "updated"
         else
           v.action = "unchanged"
@@ -102,7 +91,7 @@ function M.apply(defs, opts)
     if opts.prune then
       for _, n in ipairs(names) do
         if not files[n] then
-          c:exec("DELETE FROM mat_view_definitions WHERE name = $1", n)
+          mv.definitions.delete(n, c)
           views[#views + 1] = { name = n, action = "deleted", fields = {}, live = { sql = {} } }
           counts.deleted = counts.deleted + 1
         end

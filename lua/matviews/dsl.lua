@@ -273,6 +273,15 @@ local function check_view(state, name, body, line)
   if ok and def.strategy == "concurrent" and #def.unique == 0 then
     fail("strategy", "key 'strategy' is \"concurrent\", which needs unique columns (unique = { ... })"); ok = false
   end
+  if ok then -- what the catalog itself refuses (SQL shape, column names)
+    local valid, err = pcall(require("matviews.definitions").validate, M.to_catalog(def))
+    if not valid then
+      local key = type(err) == "table" and M.KEY_OF_FIELD[err.field]
+      local msg = type(err) == "table" and tostring(err.message) or tostring(err)
+      if key then msg = "key '" .. key .. "': " .. msg:gsub("^invalid [%w_]+: ", "") end
+      fail(key, msg); ok = false
+    end
+  end
   return ok and def or nil
 end
 
@@ -287,9 +296,9 @@ local function environment(state)
   -- view "name" { ... }
   function env.view(name)
     local line = debug.getinfo(2, "l").currentline
-    if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") or #name > 63 then
-      error(("view name must be a simple identifier (letters, digits, _; at most 63 bytes), got %s"):format(show(name)), 2)
-    end
+    if type(name) ~= "string" then error("view name must be a string, got " .. type(name), 2) end
+    local ok, why = require("matviews.core").validate_name(name)
+    if not ok then error(why, 2) end
     local call = { name = name, line = line }
     state.pending[call] = true
     return function(body)

@@ -12,39 +12,22 @@ local M = {}
 
 local null = cjson.null
 
--- Decodes a jsonb text column (NULL -> nil).
-local function decode(v)
-  if v == nil or v == null then return nil end
-  return cjson.decode(v)
-end
-
 -- Text values: NULL -> nil.
 local function text(v)
   if v == null then return nil end
   return v
 end
 
--- The catalog as { [name] = definition (catalog field names, strategy as
--- its name, jsonb decoded) }, plus the sorted names. Empty when the catalog
--- is not installed.
-function M.catalog(conn, for_update)
+-- The catalog as { [name] = definition (mv.definitions tables) }, the
+-- sorted names, and whether the catalog is installed (empty when not).
+function M.catalog(conn)
   local by_name, names = {}, {}
   if not conn:query("SELECT to_regclass('mat_view_definitions') IS NOT NULL AS ok")[1].ok then
     return by_name, names, false
   end
-  local rows = conn:query([[SELECT id, name, sql, refresh_strategy, unique_index_columns::text AS u,
-      dependencies::text AS d, schedule_cron, indexes::text AS i, grants::text AS g, comment,
-      retention::text AS r, options::text AS o
-    FROM mat_view_definitions ORDER BY name]] .. (for_update and " FOR UPDATE" or ""))
-  for _, r in ipairs(rows) do
-    by_name[r.name] = {
-      id = r.id, name = r.name, sql = r.sql,
-      refresh_strategy = dsl.STRATEGY_NAMES[r.refresh_strategy] or tostring(r.refresh_strategy),
-      unique_index_columns = decode(r.u) or {}, dependencies = decode(r.d) or {},
-      schedule_cron = text(r.schedule_cron), indexes = decode(r.i) or {}, grants = decode(r.g) or {},
-      comment = text(r.comment), retention = decode(r.r), options = decode(r.o) or {},
-    }
-    names[#names + 1] = r.name
+  for _, d in ipairs(require("matviews").definitions.list(conn)) do
+    by_name[d.name] = d
+    names[#names + 1] = d.name
   end
   return by_name, names, true
 end
