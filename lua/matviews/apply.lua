@@ -10,6 +10,10 @@ local plan = require "matviews.plan"
 
 local M = {}
 
+-- Marks a table as a JSON array (written [] when empty) where the output
+-- module can (matviews.output.array); else returns it as it is.
+local array = require("matviews.output").array or function(t) return t end
+
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
 
@@ -31,7 +35,7 @@ end
 -- grants. Returns the SQL run (an array, empty when nothing was needed).
 local function sync_live(c, fc)
   local l = plan.live(c, fc)
-  local done = {}
+  local done = array()
   if not l.exists then return done, false end
   for _, ix in ipairs(l.indexes_missing) do done[#done + 1] = plan.index_sql(c, ix, l.quoted) end
   for _, g in ipairs(l.grants_missing) do done[#done + 1] = plan.grant_sql(c, "grant", g, l.quoted) end
@@ -66,11 +70,11 @@ function M.apply(defs, opts)
   return mv.transaction(function(c)
     c:exec("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
     local cat, names = plan.catalog(c)
-    local views, counts, files = {}, { inserted = 0, updated = 0, unchanged = 0, deleted = 0 }, {}
+    local views, counts, files = array(), { inserted = 0, updated = 0, unchanged = 0, deleted = 0 }, {}
     for _, def in ipairs(defs) do
       files[def.name] = true
       local fc, row = dsl.to_catalog(def), cat[def.name]
-      local v = { name = def.name, fields = {} }
+      local v = { name = def.name, fields = array() }
       if not row then
         mv.definitions.save(to_save(fc, nil), c)
         v.action = "inserted"
@@ -92,7 +96,7 @@ function M.apply(defs, opts)
       for _, n in ipairs(names) do
         if not files[n] then
           mv.definitions.delete(n, c)
-          views[#views + 1] = { name = n, action = "deleted", fields = {}, live = { sql = {} } }
+          views[#views + 1] = { name = n, action = "deleted", fields = array(), live = { sql = array() } }
           counts.deleted = counts.deleted + 1
         end
       end

@@ -10,6 +10,10 @@ local cjson = require "cjson"
 
 local M = {}
 
+-- Marks a table as a JSON array (written [] when empty) where the output
+-- module can (matviews.output.array); else returns it as it is.
+local array = require("matviews.output").array or function(t) return t end
+
 local null = cjson.null
 
 -- Text values: NULL -> nil.
@@ -46,7 +50,7 @@ M.same = same
 -- The DSL keys whose values differ between the file's catalog fields (fc)
 -- and the catalog row (row), in the documented key order.
 function M.changed_fields(fc, row)
-  local changed = {}
+  local changed = array()
   local function check(field, a, b)
     if not same(a, b) then changed[#changed + 1] = dsl.KEY_OF_FIELD[field] end
   end
@@ -138,8 +142,8 @@ function M.live(conn, d)
   local rel = conn:query([[SELECT c.oid::regclass::text AS rel, n.nspname, c.relname, c.relkind::text AS kind
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = to_regclass($1)]], conn:quote_ident(d.name))[1]
-  local out = { exists = rel ~= nil and rel.kind == "m", indexes_missing = {}, indexes_extra = {},
-    grants_missing = {}, grants_extra = {} }
+  local out = { exists = rel ~= nil and rel.kind == "m", indexes_missing = array(), indexes_extra = array(),
+    grants_missing = array(), grants_extra = array() }
   if not out.exists then
     if rel then out.not_matview = rel.rel end
     return out
@@ -175,7 +179,7 @@ function M.live(conn, d)
       FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner ORDER BY 1, 2]], out.quoted)
   local want = declared_grants(d)
-  out.grants_missing, out.grants_extra = minus(want, granted), minus(granted, want)
+  out.grants_missing, out.grants_extra = array(minus(want, granted)), array(minus(granted, want))
   return out
 end
 
@@ -187,7 +191,7 @@ end
 
 -- What each difference leads to, as sentences.
 local function actions(v)
-  local a = {}
+  local a = array()
   if v.catalog == "missing" then a[#a + 1] = "apply would insert the definition"
   elseif v.catalog == "changed" then a[#a + 1] = "apply would update " .. table.concat(v.changed, ", ")
   elseif v.catalog == "orphan" then a[#a + 1] = "its file is gone: apply --prune would delete the definition" end
@@ -218,11 +222,11 @@ function M.run(opts)
   local defs, errs = dsl.load_dir(opts.definitions)
   if not defs then return nil, errs end
   local cat, names, installed = M.catalog(conn)
-  local views, in_files = {}, {}
+  local views, in_files = array(), {}
   for _, def in ipairs(defs) do
     in_files[def.name] = true
     local fc, row = dsl.to_catalog(def), cat[def.name]
-    local v = { name = def.name, file = def.file .. ":" .. def.line, changed = {} }
+    local v = { name = def.name, file = def.file .. ":" .. def.line, changed = array() }
     if not row then v.catalog = "missing"
     else
       v.changed = M.changed_fields(fc, row)
@@ -233,7 +237,7 @@ function M.run(opts)
   end
   for _, name in ipairs(names) do
     if not in_files[name] then
-      views[#views + 1] = { name = name, catalog = "orphan", changed = {}, live = M.live(conn, cat[name]) }
+      views[#views + 1] = { name = name, catalog = "orphan", changed = array(), live = M.live(conn, cat[name]) }
     end
   end
   table.sort(views, function(a, b) return a.name < b.name end)

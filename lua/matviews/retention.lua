@@ -18,6 +18,10 @@
 -- table = "mat_view_..._runs" }.
 local M = {}
 
+-- Marks a table as a JSON array (written [] when empty) where the output
+-- module can (matviews.output.array); else returns it as it is.
+local array = require("matviews.output").array or function(t) return t end
+
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
 
@@ -163,7 +167,7 @@ function M.plan(opts)
       end
     end
   end
-  local names, items = {}, {}
+  local names, items = {}, array()
   for _, d in ipairs(defs) do names[d.id] = d.name end
   for _, tbl in ipairs(M.TABLES) do
     if #tables > 0 then

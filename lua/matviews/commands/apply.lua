@@ -16,7 +16,7 @@ end
 
 -- Prints the load errors (stderr, or the JSON document) and returns 1.
 function M.report_errors(ctx, errs)
-  if ctx.options.json then output.json({ ok = false, errors = errs })
+  if ctx.options.json then output.json({ ok = false, errors = output.array and output.array(errs) or errs })
   else
     for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
     io.stderr:write(("%d error%s in definition files; nothing applied\n"):format(#errs, #errs == 1 and "" or "s"))
