@@ -20,7 +20,7 @@ local M = {}
 
 -- Marks a table as a JSON array (written [] when empty) where the output
 -- module can (matviews.output.array); else returns it as it is.
-local array = require("matviews.output").array or function(t) return t end
+local array = require("matviews.output").array or function(t) return t or {} end
 
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
