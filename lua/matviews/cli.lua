@@ -7,8 +7,8 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "apply", "plan", "prune",
-  "db", "run", "version",
+  "init", "apply", "plan", "prune", "migrate",
+  "db", "run", "repl", "version",
 }
 
 local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }
