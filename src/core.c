@@ -23,11 +23,8 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_conn(L);
   mv_register_embed(L);
   mv_register_sys(L);
-<<<<<<< HEAD
   mv_register_services(L);
-=======
   mv_register_repl(L);
->>>>>>> main
   keep_json_encode(L);
   return 1;
 }
