@@ -7,7 +7,7 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "migrate",
+  "init", "apply", "plan", "prune", "migrate",
   "db", "run", "repl", "version",
 }
 
