@@ -179,7 +179,10 @@ function M.live(conn, d)
       FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner ORDER BY 1, 2]], out.quoted)
   local want = declared_grants(d)
-  out.grants_missing, out.grants_extra = array(minus(want, granted)), array(minus(granted, want))
+  out.grants_missing = array(minus(want, granted))
+  -- grants are managed only for a view that declares some: hand-made grants
+  -- on a view without a `grants` key (dashboards, ad-hoc readers) stay
+  out.grants_extra = #want == 0 and array() or array(minus(granted, want))
   return out
 end
 
