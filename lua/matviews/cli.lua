@@ -7,7 +7,7 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "migrate",
+  "init", "apply", "plan", "prune", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "metrics",
   "enqueue", "worker", "reconcile",

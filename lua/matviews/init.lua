@@ -129,6 +129,9 @@ function M.init(conn) return require("matviews.catalog").init(conn) end
 -- Reports over the run tables (see matviews.reports): arrays of rows.
 function M.runs(opts) return require("matviews.reports").runs(opts) end
 function M.stats(opts) return require("matviews.reports").stats(opts) end
+-- Deletes run history beyond the retention policies; see matviews.retention.
+function M.prune(opts) return require("matviews.retention").prune(opts) end
+
 -- Definitions CRUD over the catalog (matviews.definitions).
 M.definitions = require "matviews.definitions"
 
