@@ -204,6 +204,29 @@ describe("jobs", function()
     assert.are.same({ runs = {}, jobs = {}, dropped = {} }, mv.reconcile())
   end)
 
+  it("drops the relations interrupted swaps left, once their session is gone", function()
+    mv.definitions.save({ name = "mv_sw", sql = "SELECT 1 AS id", refresh_strategy = "swap" })
+    assert.is_true(mv.services.create_view("mv_sw").success)
+    -- what a swap whose session died after its build leaves (see src/swap.h),
+    -- and the build of a swap still running (this session)
+    local dead = mv.query("SELECT coalesce(max(pid), 0) + 100000 AS pid FROM pg_stat_activity")[1].pid
+    local live = mv.conn():info().pid
+    mv.exec(("CREATE MATERIALIZED VIEW mv_swap_mv_sw_%d AS SELECT 1 AS id"):format(dead))
+    mv.exec(("CREATE INDEX mv_swap_mv_sw_%d_i1 ON mv_swap_mv_sw_%d (id)"):format(dead, dead))
+    mv.exec(("CREATE MATERIALIZED VIEW mv_swap_mv_sw_%d AS SELECT 1 AS id"):format(live))
+    mv.exec("CREATE MATERIALIZED VIEW mv_swap_unrelated_1 AS SELECT 1 AS id") -- no such definition
+    local temp = "mv_swap_mv_sw_" .. dead
+    assert.are.same({ { schema = "public", relname = temp, view = "mv_sw" } }, mv.jobs.swap_leftovers())
+    local r = H.mv("--json reconcile")
+    assert.are.equal(0, r.code)
+    assert.are.same({ "public." .. temp }, mv.json.decode(r.out).dropped)
+    assert.are.same({}, mv.query("SELECT 1 FROM pg_class WHERE relname LIKE $1", temp .. "%"))
+    assert.are.equal(1, #mv.query("SELECT 1 FROM pg_class WHERE relname = $1", "mv_swap_mv_sw_" .. live))
+    assert.are.equal(1, #mv.query("SELECT 1 FROM pg_class WHERE relname = 'mv_swap_unrelated_1'"))
+    assert.are.equal(1, #mv.query("SELECT 1 FROM pg_class WHERE relname = 'mv_sw' AND relkind = 'm'"))
+    mv.exec(("DROP MATERIALIZED VIEW mv_swap_mv_sw_%d, mv_swap_unrelated_1"):format(live))
+  end)
+
   it("never takes a live run for an orphan", function()
     local p = P.spawn("-e " .. H.q('mv.refresh("mv_slow")'))
     P.run_with_status("refresh", "mv_slow", 1)
