@@ -7,9 +7,9 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init",
+  "init", "apply", "plan", "prune", "migrate",
   "enqueue", "worker", "reconcile",
-  "db", "run", "version",
+  "db", "run", "repl", "version",
 }
 
 local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }
