@@ -90,6 +90,15 @@ describe("jobs", function()
     assert.are.equal(mv.null, P.runs("refresh", "mv_items")[#P.runs("refresh", "mv_items")].rows_count)
   end)
 
+  it("counts rows as the job, else the definition, else the configuration says", function()
+    assert.are.equal("estimated", mv.refresh("mv_items").meta.row_count_strategy)
+    mv.definitions.save({ name = "mv_items", sql = "SELECT id, v FROM items", unique_index_columns = { "id" },
+      options = { row_count = "exact" } })
+    local run = mv.refresh("mv_items")
+    assert.are.same({ "exact", 6 }, { run.meta.row_count_strategy, run.rows_count })
+    assert.are.equal("none", mv.refresh("mv_items", { row_count_strategy = "none" }).meta.row_count_strategy)
+  end)
+
   it("accepts the definition's id and says when there is no such definition", function()
     local run = mv.refresh(defn_id("mv_items"))
     assert.are.equal("mv_items", run.view)

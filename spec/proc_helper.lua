@@ -10,8 +10,6 @@ local P = {}
 -- database). Returns { out, err, code } paths; P.wait collects them.
 function P.spawn(args, opts)
   local p = { out = H.tmpfile(".out"), err = H.tmpfile(".err"), code = H.tmpfile(".code") }
-  -- busted reloads the helper for each spec file, so names come round again
-  for _, f in pairs(p) do os.remove(f) end
   H.sh(("( %s %s >%s 2>%s; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 &")
     :format(H.bin, args, p.out, p.err, p.code, p.code, p.code), opts)
   return p

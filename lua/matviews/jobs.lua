@@ -66,13 +66,13 @@ function M.run(op, ref, opts)
   local conn = opts.conn or m.conn()
   local options = {}
   for k, v in pairs(opts) do if not JOB_KEYS[k] then options[k] = v end end
-  options.row_count_strategy = options.row_count_strategy or cfg.row_count
   if op == "refresh" then options.lock_timeout_ms = options.lock_timeout_ms or cfg.lock_timeout_ms end
   local run = core.jobs.run {
     op = op, definition = ref, run_conn = M.recorder(conn), conn = conn, options = options,
     lock_wait_ms = opts.lock_wait_ms or cfg.lock_wait_ms,
     lock_timeout_ms = opts.lock_timeout_ms, statement_timeout_ms = opts.statement_timeout_ms,
     default_lock_timeout_ms = cfg.lock_timeout_ms, default_statement_timeout_ms = cfg.statement_timeout_ms,
+    default_row_count = cfg.row_count,
     retry = merged(cfg.retry, opts.retry),
     reconnect = function(old)
       local fresh = old:clone()
