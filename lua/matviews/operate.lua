@@ -49,8 +49,9 @@ function M.flag(args, key, env)
   return false
 end
 
--- The row count strategy: --row-count, else ROW_COUNT_STRATEGY, else the configuration.
-function M.row_count(args, cfg)
+-- The row count strategy: --row-count, else ROW_COUNT_STRATEGY, else nil
+-- (the job then takes the definition's row_count, else the configuration's).
+function M.row_count(args)
   if args.row_count then return args.row_count end
   local e = os.getenv("ROW_COUNT_STRATEGY")
   if e and e ~= "" then
@@ -59,7 +60,7 @@ function M.row_count(args, cfg)
     end
     return e
   end
-  return cfg.row_count or "estimated"
+  return nil
 end
 
 -- "a, b, c" or "a, b, c and 7 more".

@@ -20,7 +20,7 @@ function M.run(args, ctx)
   local opts = {
     force = operate.flag(args, "force", "FORCE"),
     no_data = args.no_data or false,
-    row_count_strategy = operate.row_count(args, ctx.mv.config()),
+    row_count_strategy = operate.row_count(args),
   }
   return operate.run("create", args, ctx, opts, "creating")
 end

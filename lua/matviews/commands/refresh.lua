@@ -15,7 +15,7 @@ function M.configure(cmd)
 end
 
 function M.run(args, ctx)
-  local opts = { row_count_strategy = operate.row_count(args, ctx.mv.config()) }
+  local opts = { row_count_strategy = operate.row_count(args) }
   return operate.run("refresh", args, ctx, opts, "refreshing")
 end
 
