@@ -1,8 +1,12 @@
 /*
  * sys.c: the few POSIX facts the Lua side needs and standard Lua lacks:
- * working directory, pid, host name, a monotonic clock, isatty, sleeping.
+ * working directory, pid, host name, a monotonic clock, isatty, sleeping,
+ * listing a directory.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
+#include <string.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,10 +58,49 @@ static int l_sleep_ms(lua_State *L) {
   return 0;
 }
 
+/* __gc of the directory handle box: closes it once. */
+static int dir_gc(lua_State *L) {
+  DIR **box = (DIR **)lua_touserdata(L, 1);
+  if (*box) { closedir(*box); *box = NULL; }
+  return 0;
+}
+
+/* listdir(path) -> array of entry names (no "." or ".."), unsorted;
+ * nil, message when the directory cannot be read. The DIR lives in a
+ * userdata with __gc, so a memory error while pushing names leaks nothing. */
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR **box = (DIR **)lua_newuserdatauv(L, sizeof(DIR *), 0);  /* [box] */
+  *box = NULL;
+  if (luaL_newmetatable(L, "matviews.dir")) {
+    lua_pushcfunction(L, dir_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  *box = opendir(path);
+  if (*box == NULL) {
+    int err = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(err));
+    return 2;
+  }
+  lua_newtable(L);  /* [box names] */
+  lua_Integer n = 0;
+  struct dirent *e;
+  while ((e = readdir(*box)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(*box);
+  *box = NULL;
+  return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
   {"getcwd", l_getcwd}, {"getpid", l_getpid}, {"hostname", l_hostname},
   {"monotonic_ms", l_monotonic_ms}, {"isatty", l_isatty}, {"sleep_ms", l_sleep_ms},
-  {NULL, NULL}
+  {"listdir", l_listdir}, {NULL, NULL}
 };
 
 void mv_register_sys(lua_State *L) {

@@ -7,7 +7,8 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "validate",
+  "init", "apply", "plan", "prune",
+  "validate",
   "db", "run", "version",
 }
 

@@ -126,6 +126,9 @@ function M.config() return require("matviews.config").load() end
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
 
+-- Deletes run history beyond the retention policies; see matviews.retention.
+function M.prune(opts) return require("matviews.retention").prune(opts) end
+
 -- Control of the embedded cluster.
 M.db = {
   start = function() return core.embed_ensure(M.embedded_dir()) end,

@@ -1,0 +1,116 @@
+-- apply: syncs the definition files into mat_view_definitions in one
+-- transaction (insert, update the fields that differ, leave the rest), and
+-- brings each existing live view's indexes and grants to what its file
+-- declares (missing indexes created; grants granted and revoked). With
+-- prune, deletes the catalog rows whose files are gone (their run history
+-- goes with them through the foreign keys; the views are not dropped).
+local dsl = require "matviews.dsl"
+local plan = require "matviews.plan"
+local cjson = require "cjson"
+
+local M = {}
+
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
+local LOCK_KEY = 7318029312 -- advisory lock: one apply at a time per database
+
+-- JSON text of an array field ("[]" when empty: cjson would write "{}").
+local function array(t)
+  if t == nil or next(t) == nil then return "[]" end
+  return cjson.encode(t)
+end
+
+-- The parameters of one definition's row, in column order $2..$11.
+local function params(fc)
+  return fc.sql, dsl.STRATEGIES[fc.refresh_strategy], array(fc.unique_index_columns),
+    array(fc.dependencies), fc.schedule_cron, array(fc.indexes), array(fc.grants), fc.comment,
+    fc.retention and cjson.encode(fc.retention) or nil,
+    fc.options.row_count and cjson.encode({ row_count = fc.options.row_count }) or "{}"
+end
+
+local INSERT = [[INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns,
+    dependencies, schedule_cron, indexes, grants, comment, retention, options)
+  VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10::jsonb, $11::jsonb)]]
+local UPDATE = [[UPDATE mat_view_definitions SET sql = $2, refresh_strategy = $3,
+    unique_index_columns = $4::jsonb, dependencies = $5::jsonb, schedule_cron = $6, indexes = $7::jsonb,
+    grants = $8::jsonb, comment = $9, retention = $10::jsonb,
+    options = (options - 'row_count') || $11::jsonb, updated_at = now()
+  WHERE name = $1]]
+
+-- Brings the live view of fc (if it exists) to its declared indexes and
+-- grants. Returns the SQL run (an array, empty when nothing was needed).
+local function sync_live(c, fc)
+  local l = plan.live(c, fc)
+  local done = {}
+  if not l.exists then return done, false end
+  for _, ix in ipairs(l.indexes_missing) do done[#done + 1] = plan.index_sql(c, ix, l.quoted) end
+  for _, g in ipairs(l.grants_missing) do done[#done + 1] = plan.grant_sql(c, "grant", g, l.quoted) end
+  for _, g in ipairs(l.grants_extra) do done[#done + 1] = plan.grant_sql(c, "revoke", g, l.quoted) end
+  for _, sql in ipairs(done) do
+    local ok, err = pcall(c.exec, c, sql)
+    if not ok then
+      raise({ message = ("view %s: %s: %s"):format(fc.name, sql, type(err) == "table" and err.message or tostring(err)),
+        sqlstate = type(err) == "table" and err.sqlstate or nil })
+    end
+  end
+  return done, true
+end
+
+-- The catalog names without a file (what prune would delete).
+function M.orphans(conn, defs)
+  local _, names = plan.catalog(conn)
+  local files, out = {}, {}
+  for _, d in ipairs(defs) do files[d.name] = true end
+  for _, n in ipairs(names) do if not files[n] then out[#out + 1] = n end end
+  return out
+end
+
+-- Applies loaded definitions in one transaction. opts: conn, prune (bool).
+-- Returns { views = { { name, action = "inserted"|"updated"|"unchanged"|"deleted",
+-- fields = {keys}, live = { exists, sql = {...} } } }, counts = {...} }.
+function M.apply(defs, opts)
+  opts = opts or {}
+  local mv = require "matviews"
+  local conn = opts.conn or mv.conn()
+  mv.init(conn)
+  return mv.transaction(function(c)
+    c:exec("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+    local cat, names = plan.catalog(c, true)
+    local views, counts, files = {}, { inserted = 0, updated = 0, unchanged = 0, deleted = 0 }, {}
+    for _, def in ipairs(defs) do
+      files[def.name] = true
+      local fc, row = dsl.to_catalog(def), cat[def.name]
+      local v = { name = def.name, fields = {} }
+      if not row then
+        c:exec(INSERT, def.name, params(fc))
+        v.action = "inserted"
+      else
+        v.fields = plan.changed_fields(fc, row)
+        if #v.fields > 0 then
+          c:exec(UPDATE, def.name, params(fc))
+          v.action = "updated"
+        else
+          v.action = "unchanged"
+        end
+      end
+      local sql, exists = sync_live(c, fc)
+      v.live = { exists = exists, sql = sql }
+      counts[v.action] = counts[v.action] + 1
+      views[#views + 1] = v
+    end
+    if opts.prune then
+      for _, n in ipairs(names) do
+        if not files[n] then
+          c:exec("DELETE FROM mat_view_definitions WHERE name = $1", n)
+          views[#views + 1] = { name = n, action = "deleted", fields = {}, live = { sql = {} } }
+          counts.deleted = counts.deleted + 1
+        end
+      end
+    end
+    table.sort(views, function(a, b) return a.name < b.name end)
+    return { views = views, counts = counts }
+  end, conn)
+end
+
+return M
