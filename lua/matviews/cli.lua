@@ -7,8 +7,9 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "apply", "plan", "prune",
-  "validate",
+  "init", "apply", "plan",
+  "create", "refresh", "delete",
+  "list", "runs", "stats", "metrics", "prune", "validate",
   "db", "run", "version",
 }
 
@@ -136,7 +137,8 @@ function M.main(argv)
   end, parsed, ctx)
   if not rok then
     io.stderr:write("matviews: ", tostring(code), "\n")
-    return 1
+    -- an error table may carry its exit code (2: a usage error)
+    return type(code) == "table" and math.type(code.exit) == "integer" and code.exit or 1
   end
   return code or 0
 end

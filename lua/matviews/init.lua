@@ -129,6 +129,10 @@ function M.init(conn) return require("matviews.catalog").init(conn) end
 -- Deletes run history beyond the retention policies; see matviews.retention.
 function M.prune(opts) return require("matviews.retention").prune(opts) end
 
+-- Reports over the run tables (see matviews.reports): arrays of rows.
+function M.runs(opts) return require("matviews.reports").runs(opts) end
+function M.stats(opts) return require("matviews.reports").stats(opts) end
+
 -- Control of the embedded cluster.
 M.db = {
   start = function() return core.embed_ensure(M.embedded_dir()) end,
