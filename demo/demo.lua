@@ -22,35 +22,20 @@ local function step(what, detail, ms)
   print(("%-8s %-66s %7.0f ms"):format(what, detail, ms or 0))
 end
 
--- Reads the four definition files with the DSL word `view` and returns the
--- definitions as catalog tables (name, sql, refresh_strategy, ...).
-local function read_definitions()
-  local defs = {}
+-- Reads the definition files and saves them into the catalog as `matviews
+-- apply` does (matviews.dsl + matviews.apply). Returns the definitions
+-- (name, refresh_strategy, ...) of the demo's views, in DEMO order.
+local function apply_definitions()
+  local dsl, apply = require "matviews.dsl", require "matviews.apply"
+  local defs, errs = dsl.load_dir(root .. "/definitions")
+  if not defs then error(mv.error({ message = table.concat(errs, "\n") }), 0) end
+  local r = apply.apply(defs)
+  local by_name, out = {}, {}
+  for _, d in ipairs(defs) do by_name[d.name] = dsl.to_catalog(d) end
   for _, name in ipairs(DEMO) do
-    local path = ("%s/definitions/%s.lua"):format(root, name)
-    local env = { view = function(n) return function(t)
-      defs[#defs + 1] = { name = n, sql = t.sql, refresh_strategy = t.strategy,
-        unique_index_columns = t.unique, indexes = t.indexes, comment = t.comment }
-    end end }
-    assert(loadfile(path, "t", env))()
+    out[#out + 1] = by_name[name] or error(mv.error({ message = "definitions/ has no view " .. name }), 0)
   end
-  return defs
-end
-
--- Saves the definitions into the catalog: `matviews apply` when this build
--- has it, else mv.definitions.save, else plain SQL.
-local function apply_definitions(defs)
-  local ok, apply = pcall(require, "matviews.apply")
-  if ok and type(apply) == "table" and apply.run then
-    return apply.run({ dir = root .. "/definitions", names = DEMO })
-  end
-  for _, d in ipairs(defs) do
-    if mv.definitions and mv.definitions.save then
-      mv.definitions.save(d)
-    else
-      require("demo_compat").save(d)
-    end
-  end
+  return out, r
 end
 
 -- Loads demo/compat.lua (what the demo does when this build has no jobs).
@@ -85,9 +70,10 @@ local function main(args)
     s.users, c.accounts, c.events, c.sessions, s.seeded and "" or " (reused)"), s.ms)
 
   local t = clock()
-  local defs = read_definitions()
-  apply_definitions(defs)
-  step("apply", ("%d definitions from definitions/"):format(#defs), clock() - t)
+  local defs, applied = apply_definitions()
+  local c2 = applied.counts
+  step("apply", ("%d definitions: %d inserted, %d updated, %d unchanged"):format(#defs,
+    c2.inserted, c2.updated, c2.unchanged), clock() - t)
 
   for _, d in ipairs(defs) do
     if view_exists(d.name) then
