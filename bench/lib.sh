@@ -60,9 +60,9 @@ machine() {
 # From a hyperfine --export-json file, prints each command's mean and the
 # ratio of the first mean to the second, as "label: a ms vs b ms, ratio r".
 ratio() {
-  "$MATVIEWS" -e '
-    local f = assert(io.open(arg[1])); local d = mv.json.decode(f:read("a")); f:close()
+  RATIO_FILE=$1 RATIO_LABEL=$2 "$MATVIEWS" -e '
+    local f = assert(io.open(os.getenv("RATIO_FILE"))); local d = mv.json.decode(f:read("a")); f:close()
     local a, b = d.results[1], d.results[2]
-    print(("%s: %.1f ms (sd %.1f) vs %.1f ms (sd %.1f), ratio %.3f"):format(arg[2],
-      a.mean * 1000, a.stddev * 1000, b.mean * 1000, b.stddev * 1000, a.mean / b.mean))' "$1" "$2"
+    print(("%s: %.1f ms (sd %.1f) vs %.1f ms (sd %.1f), ratio %.3f"):format(os.getenv("RATIO_LABEL"),
+      a.mean * 1000, a.stddev * 1000, b.mean * 1000, b.stddev * 1000, a.mean / b.mean))' 
 }

@@ -35,6 +35,7 @@ echo "runs recorded: $(q -At -c "SELECT count(*) FROM mat_view_refresh_runs")"
 echo "psql -c 'select 1' for scale:   $(peak psql -X -q -c 'select 1')"
 
 # The REPL at rest: started on a pipe that stays open, connected, then idle.
+if ! "$MATVIEWS" help repl >/dev/null 2>&1; then echo "REPL at rest: no repl command in this build"; exit 0; fi
 mkfifo "$BENCH_TMP/in"
 "$MATVIEWS" repl <"$BENCH_TMP/in" >/dev/null 2>&1 &
 rpid=$!

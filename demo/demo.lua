@@ -38,23 +38,15 @@ local function apply_definitions()
   return out, r
 end
 
--- Loads demo/compat.lua (what the demo does when this build has no jobs).
-package.preload["demo_compat"] = function() return dofile(here .. "/compat.lua") end
-
 -- True when the materialized view exists.
 local function view_exists(name)
   return mv.query("SELECT to_regclass($1) IS NOT NULL AS ok", mv.conn():quote_ident(name))[1].ok
 end
 
--- Runs op ("create"|"refresh") on name as a recorded job (or the compat
--- path); returns the run table; raises when it failed.
-local function job(op, name, defn)
-  local run
-  if mv[op] then
-    run = mv[op](name, { row_count_strategy = "exact" })
-  else
-    run = require("demo_compat")[op](defn)
-  end
+-- Runs op ("create"|"refresh") on name as a recorded job (mv.create,
+-- mv.refresh); returns the run table; raises when it failed.
+local function job(op, name)
+  local run = mv[op](name, { row_count_strategy = "exact" })
   if run.status ~= "success" then
     error(mv.error({ message = ("%s %s failed: %s"):format(op, name, tostring(run.error)) }), 0)
   end
@@ -79,12 +71,12 @@ local function main(args)
     if view_exists(d.name) then
       step("create", d.name .. " (exists)", 0)
     else
-      local run = job("create", d.name, d)
+      local run = job("create", d.name)
       step("create", d.name, run.duration_ms)
     end
   end
   for _, d in ipairs(defs) do
-    local run = job("refresh", d.name, d)
+    local run = job("refresh", d.name)
     local strategy = run.meta and run.meta.strategy or d.refresh_strategy
     step("refresh", ("%s (%s, %s rows)"):format(d.name, strategy, tostring(run.rows_count or "?")), run.duration_ms)
   end
