@@ -17,7 +17,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 
 DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev
 
-.PHONY: all deps asan test demo install clean
+.PHONY: all deps bench-deps asan test demo install clean
 
 all: matviews
 
@@ -44,10 +44,15 @@ matviews-asan: $(ASAN_OBJS)
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
 
+# The tools of bench/: hyperfine, pgbench (in the server package), GNU time.
+bench-deps: deps
+	@sh tools/deps.sh hyperfine postgresql-15 postgresql-client-15 time
+
 test: deps
 	@$(MAKE) --no-print-directory all asan
 	@MATVIEWS_BINS="./matviews ./matviews-asan" sh spec/run.sh
 
+# DEMO_USERS=N sets the scale (default 50,000 users).
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@./matviews run demo/demo.lua

@@ -1,0 +1,68 @@
+# Shared by the bench/ scripts (sourced, not run): a throwaway PostgreSQL
+# cluster of its own (socket only, port 55433, under /tmp), removed on exit,
+# with PGHOST/PGPORT/PGUSER/PGDATABASE exported so psql, pgbench and
+# matviews all reach it; plus small helpers. Run the scripts from the
+# repository root after `make` and `make bench-deps`.
+set -eu
+PGBIN=$(pg_config --bindir)
+MATVIEWS=${MATVIEWS:-$(pwd)/matviews}
+BENCH_PORT=${BENCH_PORT:-55433}
+BENCH_TMP=$(mktemp -d /tmp/matviews-bench.XXXXXX)
+chmod 755 "$BENCH_TMP"
+AS=""
+if [ "$(id -u)" = 0 ]; then AS="runuser -u postgres --"; chown postgres "$BENCH_TMP"; fi
+
+for tool in hyperfine "$PGBIN/pgbench" psql; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: run make bench-deps" >&2; exit 2; }
+done
+[ -x "$MATVIEWS" ] || { echo "no $MATVIEWS: run make first" >&2; exit 2; }
+
+bench_cleanup() {
+  $AS "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts the cluster: default settings but for the socket, the port and
+# shared_buffers (256MB, so the 1,000,000-row views are read from memory).
+bench_start() {
+  $AS "$PGBIN/initdb" -D "$BENCH_TMP/data" -U postgres -A trust -E UTF8 >"$BENCH_TMP/initdb.log" 2>&1
+  cat >>"$BENCH_TMP/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$BENCH_TMP'
+port = $BENCH_PORT
+shared_buffers = 256MB
+max_connections = 50
+CONF
+  $AS "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -l "$BENCH_TMP/server.log" -w start >/dev/null
+  unset DATABASE_URL PGSERVICE PGHOSTADDR PGPASSWORD
+  export PGHOST="$BENCH_TMP" PGPORT="$BENCH_PORT" PGUSER=postgres PGDATABASE=postgres
+  "$MATVIEWS" init >/dev/null
+}
+
+# psql, quiet, stopping at the first error.
+q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# Saves a definition in the catalog: name, sql, strategy (0/1/2), unique column.
+define() {
+  q -c "INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns)
+        VALUES ('$1', \$\$$2\$\$, $3, '[\"$4\"]')
+        ON CONFLICT (name) DO UPDATE SET sql = excluded.sql, refresh_strategy = excluded.refresh_strategy"
+}
+
+# Prints the machine: CPU model, cores, memory, kernel, PostgreSQL version.
+machine() {
+  echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+  echo "server:  $(q -At -c 'SELECT version()' | cut -d, -f1)"
+}
+
+# From a hyperfine --export-json file, prints each command's mean and the
+# ratio of the first mean to the second, as "label: a ms vs b ms, ratio r".
+ratio() {
+  RATIO_FILE=$1 RATIO_LABEL=$2 "$MATVIEWS" -e '
+    local f = assert(io.open(os.getenv("RATIO_FILE"))); local d = mv.json.decode(f:read("a")); f:close()
+    local a, b = d.results[1], d.results[2]
+    print(("%s: %.1f ms (sd %.1f) vs %.1f ms (sd %.1f), ratio %.3f"):format(os.getenv("RATIO_LABEL"),
+      a.mean * 1000, a.stddev * 1000, b.mean * 1000, b.stddev * 1000, a.mean / b.mean))' 
+}
