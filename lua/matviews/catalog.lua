@@ -7,6 +7,7 @@ local M = {}
 -- Every step, in order. A new step is a new file and a new line here.
 M.steps = {
   "001_catalog",
+  "003_schedule",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

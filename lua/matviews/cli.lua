@@ -7,7 +7,7 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init",
+  "init", "deps", "schedule",
   "db", "run", "version",
 }
 

@@ -46,9 +46,18 @@ function M.table(rows, columns)
   return table.concat(buf)
 end
 
+-- lua-cjson 2.1 encodes an empty table as {}: M.array(t) marks a list so
+-- that an empty one is written as [] by M.json.
+local EMPTY = "\1matviews.empty_array\1"
+function M.array(t)
+  if next(t) == nil then return EMPTY end
+  return t
+end
+
 -- Writes one JSON document on stdout.
 function M.json(doc)
-  io.stdout:write(cjson.encode(doc), "\n")
+  local text = cjson.encode(doc):gsub('"\\u0001matviews%.empty_array\\u0001"', "[]")
+  io.stdout:write(text, "\n")
 end
 
 -- With --json writes doc; otherwise calls render(doc) for the text form.
