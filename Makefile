@@ -5,9 +5,9 @@ PREFIX  ?= /usr/local
 LUA_PC  := lua5.4
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
-CPPFLAGS_ALL = $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null) -I$(shell pg_config --includedir 2>/dev/null) \
+CPPFLAGS_ALL = $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4) -I$(shell pg_config --includedir 2>/dev/null) \
 	-DMATVIEWS_LUADIR='"$(PREFIX)/share/matviews/lua"' -DMV_PG_BINDIR='"$(shell pg_config --bindir 2>/dev/null)"'
-LDLIBS_ALL = $(shell pkg-config --libs $(LUA_PC) 2>/dev/null) -L$(shell pg_config --libdir 2>/dev/null) -lpq -lreadline -lm
+LDLIBS_ALL = $(shell pkg-config --libs $(LUA_PC) 2>/dev/null || echo -llua5.4) -L$(shell pg_config --libdir 2>/dev/null) -lpq -lreadline -lm
 
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h)

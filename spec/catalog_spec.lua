@@ -77,3 +77,43 @@ describe("matviews init", function()
     assert.matches("up to date", r.out)
   end)
 end)
+
+describe("matviews init --grant-read", function()
+  setup(function() H.fresh_db() end)
+
+  it("grants read-only access on the catalog to a role", function()
+    mv.exec("DROP ROLE IF EXISTS mv_dashboard")
+    mv.exec("CREATE ROLE mv_dashboard")
+    local r = H.mv("init --grant-read mv_dashboard")
+    assert.are.equal(0, r.code)
+    assert.matches("granted SELECT on %d+ tables to mv_dashboard", r.out)
+    local privs = mv.query([[SELECT has_table_privilege('mv_dashboard', 'mat_view_refresh_runs', 'SELECT') s,
+      has_table_privilege('mv_dashboard', 'mat_view_refresh_runs', 'INSERT') i,
+      has_table_privilege('mv_dashboard', 'mat_view_definitions', 'SELECT') d]])[1]
+    assert.are.same({ s = true, i = false, d = true }, privs)
+  end)
+
+  it("refuses a role that does not exist", function()
+    local r = H.mv("init --grant-read no_such_role_x")
+    assert.are.equal(1, r.code)
+    assert.are.equal('matviews: --grant-read: role "no_such_role_x" does not exist\n', r.err)
+  end)
+end)
+
+describe("passwords", function()
+  it("are masked in --verbose output", function()
+    local r = H.mv("--verbose --dsn 'postgresql://bob:s3cr3tpw@127.0.0.1:1/db' -e 'mv.query(\"select 1\")'")
+    assert.matches("connecting to postgresql://bob:%*%*%*@127.0.0.1:1/db %(dsn%)", r.err)
+    assert.is_nil(r.err:find("s3cr3tpw"))
+    r = H.mv("--verbose --dsn 'host=127.0.0.1 port=1 password=s3cr3tpw' -e 'mv.query(\"select 1\")'")
+    assert.matches("password=%*%*%*", r.err)
+    assert.is_nil(r.err:find("s3cr3tpw"))
+  end)
+
+  it("are masked by mv.redact_dsn in every form", function()
+    assert.are.equal("postgres://u:***@h/db", mv.redact_dsn("postgres://u:pw@h/db"))
+    assert.are.equal("postgres://h/db?user=u&password=***", mv.redact_dsn("postgres://h/db?user=u&password=pw"))
+    assert.are.equal("host=h password=*** user=u", mv.redact_dsn("host=h password=pw user=u"))
+    assert.are.equal("host=h password=*** user=u", mv.redact_dsn("host=h password='p w' user=u"))
+  end)
+end)

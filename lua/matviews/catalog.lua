@@ -39,6 +39,29 @@ function M.init(conn)
   end, conn)
 end
 
+-- Grants read-only access to every catalog table (for dashboards) to role.
+-- Returns the names of the tables granted.
+function M.grant_read(role, conn)
+  local mv = require "matviews"
+  conn = conn or mv.conn()
+  local ok, msg = true, nil
+  if type(role) ~= "string" or role == "" or #role > 63 or role:find("%z") then
+    ok, msg = false, "invalid role name"
+  end
+  if not ok then mv.error({ message = "--grant-read: " .. msg }) end
+  if #conn:query("SELECT 1 FROM pg_roles WHERE rolname = $1", role) == 0 then
+    mv.error({ message = ("--grant-read: role %q does not exist"):format(role) })
+  end
+  local tables = {}
+  for _, r in ipairs(conn:query([[SELECT c.relname FROM pg_class c
+      WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+        AND (c.relname LIKE 'mat\_view\_%' OR c.relname LIKE 'matviews\_%') ORDER BY 1]])) do
+    conn:exec(("GRANT SELECT ON %s TO %s"):format(conn:quote_ident(r.relname), conn:quote_ident(role)))
+    tables[#tables + 1] = r.relname
+  end
+  return tables
+end
+
 -- The installed version (0 when the catalog is not installed).
 function M.version(conn)
   local mv = require "matviews"

@@ -55,12 +55,27 @@ function M.default_dsn()
   return core.embed_ensure(M.embedded_dir()), "embedded"
 end
 
+-- A connection string fit to print: the password of a URL
+-- (scheme://user:pw@host) or of a password=... keyword is replaced by ***.
+function M.redact_dsn(dsn)
+  local s = tostring(dsn or "")
+  s = s:gsub("^(%a[%w+.-]*://[^:/@?]*):[^@/?]*@", "%1:***@")
+  s = s:gsub("([?&]password=)[^&]*", "%1***")
+  s = s:gsub("(password%s*=%s*)'[^']*'", "%1***")
+  s = s:gsub("(password%s*=%s*)[^%s']+", "%1***")
+  return s
+end
+
 local default_conn
 
--- The default connection, opened on first use.
+-- The default connection, opened on first use. --verbose says where to.
 function M.conn()
   if default_conn == nil or not default_conn:is_open() then
-    default_conn = core.connect((M.default_dsn()))
+    local dsn, source = M.default_dsn()
+    if M.options.verbose then
+      io.stderr:write(("matviews: connecting to %s (%s)\n"):format(dsn == "" and "PG* environment" or M.redact_dsn(dsn), source))
+    end
+    default_conn = core.connect(dsn)
   end
   return default_conn
 end
