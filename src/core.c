@@ -24,6 +24,7 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_embed(L);
   mv_register_sys(L);
   mv_register_cron(L);
+  mv_register_proc(L);
   keep_json_encode(L);
   return 1;
 }

@@ -16,5 +16,6 @@ void mv_register_conn(lua_State *L);     /* lconn.c */
 void mv_register_embed(lua_State *L);    /* embed.c */
 void mv_register_sys(lua_State *L);      /* sys.c */
 void mv_register_cron(lua_State *L);     /* lcron.c */
+void mv_register_proc(lua_State *L);     /* proc.c: into core.sys */
 
 #endif

@@ -81,8 +81,10 @@ function M.conn()
 end
 
 -- Replaces the default connection (closing the old one); conninfo or a conn.
+-- A conninfo is remembered (M.used_dsn) for child processes (refresh_all).
 function M.use(c)
   if default_conn and default_conn ~= c then default_conn:close() end
+  M.used_dsn = type(c) == "string" and c or nil
   if type(c) == "string" then c = core.connect(c) end
   default_conn = c
   return c
@@ -125,6 +127,10 @@ function M.config() return require("matviews.config").load() end
 
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
+
+-- Refreshes many views in dependency order, on opts.parallel processes;
+-- see matviews.parallel.
+function M.refresh_all(opts) return require("matviews.parallel").refresh_all(opts) end
 
 -- Control of the embedded cluster.
 M.db = {
