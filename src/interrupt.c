@@ -52,3 +52,12 @@ void mv_query_end(void) {
 }
 
 int mv_query_interrupted(void) { return hits > 0; }
+
+/* The hook is armed on the main state (hookL), whatever thread L is. */
+int mv_interrupt_take(lua_State *L) {
+  (void)L;
+  if (hookL == NULL || lua_gethook(hookL) != lstop) return 0;
+  lua_sethook(hookL, NULL, 0, 0);
+  hits = 0;
+  return 1;
+}

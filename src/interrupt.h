@@ -15,5 +15,9 @@ void mv_query_begin(void);
 void mv_query_end(void);
 /* Non-zero when SIGINT arrived during the current query. */
 int mv_query_interrupted(void);
+/* Disarms the hook a SIGINT outside a query armed on L; returns 1 when one
+ * was pending (the caller then raises "interrupted!" itself once it is safe:
+ * jobs finalise their run row first). */
+int mv_interrupt_take(lua_State *L);
 
 #endif

@@ -21,6 +21,11 @@ PGconn *mv_checkconn(lua_State *L, int idx) {
   return c->conn;
 }
 
+PGconn *mv_toconn(lua_State *L, int idx) {
+  LConn *c = (LConn *)luaL_testudata(L, idx, MV_CONN_MT);
+  return c ? c->conn : NULL;
+}
+
 /* Converts the Lua value at idx to a text parameter kept alive on the stack
  * (pushes one value: a string, or nil for NULL). cjson.encode is upvalue 1
  * of the calling closure, used for tables. */
@@ -153,6 +158,29 @@ static int conn_tostring(lua_State *L) {
   return 1;
 }
 
+/* conn:clone() -> a new connection with the same parameters (server,
+ * database, user, password): jobs record runs on their own connection. */
+static int conn_clone(lua_State *L) {
+  char err[768];
+  PGconn *src = mv_checkconn(L, 1);
+  LConn *c = (LConn *)lua_newuserdatauv(L, sizeof(LConn), 0);
+  c->conn = NULL; /* set before acquiring, so __gc is harmless */
+  luaL_setmetatable(L, MV_CONN_MT);
+  c->conn = pg_open_like(src, err, sizeof err);
+  if (c->conn == NULL) {
+    mv_error_push(L, err, NULL);
+    return lua_error(L);
+  }
+  return 1;
+}
+
+/* conn:is_connected(): false once the server side is lost */
+static int conn_is_connected(lua_State *L) {
+  LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  lua_pushboolean(L, pg_connected(c->conn));
+  return 1;
+}
+
 /* connect(conninfo) -> conn; raises {message} naming host and port */
 static int l_connect(lua_State *L) {
   char err[768];
@@ -173,6 +201,7 @@ static int l_connect(lua_State *L) {
 static const luaL_Reg conn_methods[] = {
   {"query", conn_query}, {"exec", conn_exec}, {"script", conn_script}, {"close", conn_close},
   {"info", conn_info}, {"quote_ident", conn_quote_ident}, {"is_open", conn_is_open},
+  {"clone", conn_clone}, {"is_connected", conn_is_connected},
   {NULL, NULL}
 };
 

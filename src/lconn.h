@@ -11,6 +11,9 @@
 
 /* The open PGconn of the connection userdata at idx; raises if closed. */
 PGconn *mv_checkconn(lua_State *L, int idx);
+/* The open PGconn of the value at idx, or NULL when it is no connection or
+ * a closed one (never raises). */
+PGconn *mv_toconn(lua_State *L, int idx);
 /* Runs sql with the Lua values at stack indexes first..last as parameters;
  * on success pushes rows (as_rows) or the affected count; on failure raises
  * the database error table. */

@@ -106,6 +106,31 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
 
 void pg_close(PGconn *conn) { if (conn) PQfinish(conn); }
 
+PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
+  PQconninfoOption *opts = PQconninfo(conn);
+  const char *keys[64], *vals[64];
+  int n = 0;
+  if (opts == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
+  for (PQconninfoOption *o = opts; o->keyword && n < 63; o++)
+    if (o->val != NULL && *o->val) { keys[n] = o->keyword; vals[n] = o->val; n++; }
+  keys[n] = vals[n] = NULL;
+  PGconn *c = PQconnectdbParams(keys, vals, 0);
+  PQconninfoFree(opts);
+  if (c == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
+  if (PQstatus(c) != CONNECTION_OK) {
+    char line[512];
+    one_line(line, sizeof line, PQerrorMessage(c), NULL);
+    snprintf(err, errlen, "could not connect to host %s port %s: %s",
+             PQhost(conn) ? PQhost(conn) : "localhost", PQport(conn) ? PQport(conn) : "5432", line);
+    PQfinish(c);
+    return NULL;
+  }
+  PQsetNoticeProcessor(c, ignore_notice, NULL);
+  return c;
+}
+
+int pg_connected(PGconn *conn) { return conn != NULL && PQstatus(conn) == CONNECTION_OK; }
+
 /* Waits until the connection has a full result ready, cancelling the query
  * once if SIGINT arrives. Returns 0 when ready, -1 on a connection error. */
 static int wait_ready(PGconn *conn) {
@@ -206,6 +231,10 @@ const char *pg_sqlstate(const PGresult *res) {
   return res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 }
 
+const char *pg_errfield(const PGresult *res, int code) {
+  return res ? PQresultErrorField(res, code) : NULL;
+}
+
 const char *pg_errmsg(PGconn *conn, const PGresult *res) {
   const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
   if (m == NULL && res) m = PQresultErrorMessage(res);
@@ -216,6 +245,10 @@ const char *pg_errmsg(PGconn *conn, const PGresult *res) {
 
 char *pg_quote_ident(PGconn *conn, const char *name) {
   return PQescapeIdentifier(conn, name, strlen(name));
+}
+
+char *pg_quote_literal(PGconn *conn, const char *value) {
+  return PQescapeLiteral(conn, value, strlen(value));
 }
 
 void pg_free(void *p) { if (p) PQfreemem(p); }

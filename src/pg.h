@@ -20,6 +20,11 @@
  * (never the password) into err. */
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen);
 void pg_close(PGconn *conn);
+/* Opens a new connection with the parameters conn was opened with (same
+ * server, database, user, password); NULL and a line in err on failure. */
+PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen);
+/* 1 while the connection is usable, 0 once it is lost (CONNECTION_BAD). */
+int pg_connected(PGconn *conn);
 
 /* Runs sql with n text parameters (NULL entries are SQL NULL). Waits in a
  * poll loop so SIGINT sends PQcancel. Returns the last result, never NULL
@@ -38,11 +43,16 @@ const char *pg_value(const PGresult *res, int row, int col); /* NULL for SQL NUL
 const char *pg_colname(const PGresult *res, int col);
 long long pg_affected(const PGresult *res);
 const char *pg_sqlstate(const PGresult *res);   /* may be NULL */
+/* A diagnostic field (PG_DIAG_*) of a result, or NULL. */
+const char *pg_errfield(const PGresult *res, int code);
 /* The primary error message of a failed result, or of the connection. */
 const char *pg_errmsg(PGconn *conn, const PGresult *res);
 
 /* Identifier quoting through PQescapeIdentifier; NULL on failure. */
 char *pg_quote_ident(PGconn *conn, const char *name);
+/* Literal quoting through PQescapeLiteral (for utility statements such as
+ * COMMENT, which take no parameters); NULL on failure. */
+char *pg_quote_literal(PGconn *conn, const char *value);
 void pg_free(void *p);
 int pg_in_transaction(PGconn *conn);
 int pg_backend_pid(PGconn *conn);

@@ -7,6 +7,7 @@ local M = {}
 -- Every step, in order. A new step is a new file and a new line here.
 M.steps = {
   "001_catalog",
+  "002_jobs",
   "003_schedule",
 }
 

