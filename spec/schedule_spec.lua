@@ -73,6 +73,23 @@ describe("schedule.tick", function()
       JOIN mat_view_definitions d ON d.id = s.mat_view_definition_id WHERE d.name = 'every5']])[1].n)
   end)
 
+  it("enqueues a refresh job on the queue by default, which a worker then runs", function()
+    mv.exec("DELETE FROM mat_view_definitions")
+    mv.exec("CREATE MATERIALIZED VIEW sched_mv AS SELECT 1 AS one")
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('sched_mv', 'SELECT 1 AS one', '*/10 * * * *', '2026-11-26T08:00:00Z')]])
+    local r = schedule.tick(at("2026-11-26T09:15:00Z"))
+    assert.are.equal(1, #r.claimed)
+    assert.are.same({ true, "refresh", "sched_mv" }, { r.claimed[1].job.queued, r.claimed[1].job.op, r.claimed[1].job.view })
+    local job = mv.query("SELECT op, status FROM matviews_jobs WHERE id = $1", r.claimed[1].job.job_id)[1]
+    assert.are.same({ op = "refresh", status = 0 }, job)
+    local slot = mv.query("SELECT job->>'job_id' AS j FROM mat_view_schedule_slots")[1]
+    assert.are.equal(tostring(r.claimed[1].job.job_id), slot.j)
+    local done = require("matviews.queue").work_one()
+    assert.are.same({ "refresh", "sched_mv", "success" }, { done.op, done.view, done.status })
+    mv.exec("DELETE FROM mat_view_definitions")
+  end)
+
   it("reports a bad cron expression without stopping the others", function()
     define("broken", "61 * * * *")
     define("minutely", "* * * * *", "2026-11-26T08:00:00Z")

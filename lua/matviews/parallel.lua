@@ -199,7 +199,7 @@ function M.child(name, opts_json)
   local dsn = os.getenv("MATVIEWS_CHILD_DSN")
   if dsn and dsn ~= "" then mv.options.dsn = dsn end
   local opts = mv.json.decode(opts_json or "{}")
-  opts.job_adapter = "inline"
+  opts.inline = true
   local ok, run = pcall(mv.refresh, name, opts)
   if not ok then run = { status = "failed", error = tostring(run) } end
   local out = { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms }

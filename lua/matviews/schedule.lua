@@ -65,13 +65,10 @@ function M.plan(now, conn)
   return out, now, tz
 end
 
--- The default enqueue: a queued refresh job (mv.jobs, job adapter "queue").
-local function enqueue_refresh(def)
-  local mv = require "matviews"
-  if not (mv.jobs and mv.jobs.refresh) then
-    mv.error("scheduling needs the job queue (mv.jobs), which is not available")
-  end
-  return mv.jobs.refresh(def.id, { job_adapter = "queue" })
+-- The default enqueue: a refresh job on the queue (matviews.queue), in the
+-- claiming transaction's session, so the job exists only if the claim commits.
+local function enqueue_refresh(def, _, conn)
+  return require("matviews.queue").enqueue("refresh", def.id, { conn = conn })
 end
 
 -- Claims the slot of def and, when this call won it, enqueues the refresh in
