@@ -306,9 +306,25 @@ static void push_value(lua_State *L, const PGresult *res, int r, int c) {
   }
 }
 
+/* Sets on the rows array at -1 a metatable { __name = "matviews.rows",
+ * columns = { names in select order } }, so printers keep the order. */
+static void set_rows_meta(lua_State *L, const PGresult *res, int nc) {
+  lua_createtable(L, 0, 2);                    /* [rows mt] */
+  lua_pushliteral(L, "matviews.rows");
+  lua_setfield(L, -2, "__name");
+  lua_createtable(L, nc, 0);                   /* [rows mt cols] */
+  for (int c = 0; c < nc; c++) {
+    lua_pushstring(L, PQfname(res, c));
+    lua_rawseti(L, -2, c + 1);
+  }
+  lua_setfield(L, -2, "columns");              /* [rows mt] */
+  lua_setmetatable(L, -2);                     /* [rows] */
+}
+
 void pg_push_rows(lua_State *L, const PGresult *res) {
   int nr = PQntuples(res), nc = PQnfields(res);
   lua_createtable(L, nr, 0);
+  set_rows_meta(L, res, nc);
   for (int r = 0; r < nr; r++) {
     lua_createtable(L, 0, nc);
     for (int c = 0; c < nc; c++) {

@@ -62,7 +62,8 @@ const char *pg_db(PGconn *conn);
 const char *pg_user(PGconn *conn);
 
 /* Lua side: push rows of a tuples result as an array of tables keyed by
- * column name, values converted by type (see pg.c). */
+ * column name, values converted by type (see pg.c). The array's metatable
+ * holds `columns`, the column names in select order. */
 void pg_push_rows(lua_State *L, const PGresult *res);
 /* Push an error table {message, sqlstate, detail, hint, position}. */
 void pg_push_error(lua_State *L, PGconn *conn, const PGresult *res);

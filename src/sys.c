@@ -1,9 +1,14 @@
 /*
  * sys.c: the few POSIX facts the Lua side needs and standard Lua lacks:
- * working directory, pid, host name, a monotonic clock, isatty, sleeping.
+ * working directory, pid, host name, a monotonic clock, isatty, sleeping,
+ * directory listing. Memory: listdir's names are freed before it returns.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <lauxlib.h>
@@ -54,9 +59,54 @@ static int l_sleep_ms(lua_State *L) {
   return 0;
 }
 
+/* Orders names for qsort. */
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Pushes the array of names (sorted) and frees them. */
+static void push_names(lua_State *L, char **names, size_t n) {
+  qsort(names, n, sizeof *names, cmp_names);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+/* listdir(path) -> sorted array of entry names (no . and ..), or nil, message */
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (d == NULL) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  size_t n = 0, cap = 16;
+  char **names = malloc(cap * sizeof *names);
+  struct dirent *e;
+  while (names != NULL && (e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    if (n == cap) {
+      char **grown = realloc(names, (cap *= 2) * sizeof *names);
+      if (grown == NULL) { for (size_t i = 0; i < n; i++) free(names[i]); free(names); names = NULL; break; }
+      names = grown;
+    }
+    if ((names[n] = strdup(e->d_name)) != NULL) n++;
+  }
+  closedir(d);
+  if (names == NULL) return luaL_error(L, "listdir: out of memory");
+  push_names(L, names, n);
+  return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
   {"getcwd", l_getcwd}, {"getpid", l_getpid}, {"hostname", l_hostname},
   {"monotonic_ms", l_monotonic_ms}, {"isatty", l_isatty}, {"sleep_ms", l_sleep_ms},
+  {"listdir", l_listdir},
   {NULL, NULL}
 };
 

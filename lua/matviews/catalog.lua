@@ -9,6 +9,7 @@ M.steps = {
   "001_catalog",
   "002_jobs",
   "003_schedule",
+  "004_migrations",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

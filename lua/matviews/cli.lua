@@ -7,8 +7,8 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "deps", "schedule",
-  "db", "run", "version",
+  "init", "migrate", "deps", "schedule",
+  "db", "run", "repl", "version",
 }
 
 local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }

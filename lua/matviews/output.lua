@@ -54,6 +54,16 @@ function M.array(t)
   return t
 end
 
+-- Text of an error object: strings as they are, matviews errors through
+-- __tostring ("message (SQLSTATE x)"), other tables by their message.
+function M.error_text(e)
+  if type(e) == "string" then return e end
+  local mt = getmetatable(e)
+  if type(mt) == "table" and mt.__tostring then return tostring(e) end
+  if type(e) == "table" and e.message then return tostring(e.message) end
+  return ("(error object is a %s value)"):format(type(e))
+end
+
 -- Writes one JSON document on stdout.
 function M.json(doc)
   local text = cjson.encode(doc):gsub('"\\u0001matviews%.empty_array\\u0001"', "[]")
