@@ -367,36 +367,32 @@ static int64_t from_wall(int64_t w) {
   return lo;
 }
 
-int cron_next_tz(const cron_expr *e, int64_t after, const char *tz, int64_t *out) {
-  if (is_utc(tz)) return cron_next_civil(e, after, out);
-  if (after < CRON_TIME_MIN || after > CRON_TIME_MAX) return -1;
+/* Shared body of cron_next_tz (dir > 0) and cron_prev_tz (dir < 0): search
+ * on the wall clock, then convert; skip wall times whose UTC instant falls
+ * on the wrong side of t (a repeated hour's second pass). */
+static int search_tz(const cron_expr *e, int64_t t, const char *tz, int64_t *out, int dir) {
+  if (is_utc(tz)) return dir > 0 ? cron_next_civil(e, t, out) : cron_prev_civil(e, t, out);
+  if (t < CRON_TIME_MIN || t > CRON_TIME_MAX) return -1;
   zone_saved s;
   zone_enter(tz, &s);
-  int64_t w = to_wall(after), next;
+  int64_t w = to_wall(t), found;
   int rc = -1;
-  for (int i = 0; i < 1000 && w >= 0 && cron_next_civil(e, w, &next) == 0; i++) {
-    int64_t u = from_wall(next);
-    if (u > after) { *out = u; rc = 0; break; }
-    w = next; /* a repeated wall time already passed */
+  for (int i = 0; i < 1000 && w >= 0; i++) {
+    if ((dir > 0 ? cron_next_civil(e, w, &found) : cron_prev_civil(e, w, &found)) != 0) break;
+    int64_t u = from_wall(found);
+    if (dir > 0 ? u > t : u <= t) { *out = u; rc = 0; break; }
+    w = dir > 0 ? found : found - 60;
   }
   zone_leave(&s);
   return rc;
 }
 
+int cron_next_tz(const cron_expr *e, int64_t after, const char *tz, int64_t *out) {
+  return search_tz(e, after, tz, out, 1);
+}
+
 int cron_prev_tz(const cron_expr *e, int64_t at, const char *tz, int64_t *out) {
-  if (is_utc(tz)) return cron_prev_civil(e, at, out);
-  if (at < CRON_TIME_MIN || at > CRON_TIME_MAX) return -1;
-  zone_saved s;
-  zone_enter(tz, &s);
-  int64_t w = to_wall(at), prev;
-  int rc = -1;
-  for (int i = 0; i < 1000 && w >= 0 && cron_prev_civil(e, w, &prev) == 0; i++) {
-    int64_t u = from_wall(prev);
-    if (u <= at) { *out = u; rc = 0; break; }
-    w = prev - 60;
-  }
-  zone_leave(&s);
-  return rc;
+  return search_tz(e, at, tz, out, -1);
 }
 
 int cron_format(int64_t t, const char *tz, char *buf, size_t buflen) {
