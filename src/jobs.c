@@ -80,6 +80,16 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The wall clock as ISO 8601 UTC with microseconds (attempt windows). */
+static void iso_now(char *buf, size_t len) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, len - n, ".%06ldZ", ts.tv_nsec / 1000);
+}
+
 /* Integer field of the table at idx, or def when absent. */
 static long long opt_int(lua_State *L, int idx, const char *key, long long def) {
   lua_getfield(L, idx, key);
@@ -463,9 +473,14 @@ static int reconnect(lua_State *L) {
   return 1;
 }
 
-/* Pushes the record of one attempt: {attempt, status, error, duration_ms}. */
-static void push_attempt(lua_State *L, int n, double ms) {
-  lua_createtable(L, 0, 6);                       /* [resp rec] */
+/* Pushes the record of one attempt: {attempt, status, error, duration_ms,
+ * started_at, finished_at}. */
+static void push_attempt(lua_State *L, int n, double ms, const char *started) {
+  char finished[40];
+  iso_now(finished, sizeof finished);
+  lua_createtable(L, 0, 8);                       /* [resp rec] */
+  lua_pushstring(L, started); lua_setfield(L, -2, "started_at");
+  lua_pushstring(L, finished); lua_setfield(L, -2, "finished_at");
   lua_pushinteger(L, n); lua_setfield(L, -2, "attempt");
   lua_getfield(L, -2, "status"); lua_setfield(L, -2, "status");
   lua_getfield(L, -2, "error");
@@ -485,9 +500,11 @@ static void run_attempts(lua_State *L, Job *job) {
   lua_pop(L, 1);
   if (attempts < 1) attempts = 1;
   for (int n = 1;; n++) {
+    char started[40];
+    iso_now(started, sizeof started);
     double t = now_ms();
     call_service(L, job);                         /* [resp] */
-    push_attempt(L, n, now_ms() - t);             /* [resp rec] */
+    push_attempt(L, n, now_ms() - t, started);    /* [resp rec] */
     lua_pushvalue(L, -1);
     lua_rawseti(L, SLOT_ATTEMPTS, n);
     lua_insert(L, -2);                            /* [rec resp] */

@@ -108,8 +108,15 @@ static int opt_bool(lua_State *L, int idx, const char *key) {
 static PGconn *read_opts(lua_State *L, MvOpts *o) {
   static const char *const strategies[] = { "none", "estimated", "exact", NULL };
   if (!lua_istable(L, 2)) raise_msg(L, "services: options with a connection (opts.conn) are required");
-  lua_getfield(L, 2, "row_count_strategy");
-  o->row_count = (MvRowCount)luaL_checkoption(L, -1, "estimated", strategies);
+  int which = 1; /* estimated */
+  if (lua_getfield(L, 2, "row_count_strategy") != LUA_TNIL) {
+    const char *rc = lua_tostring(L, -1);
+    for (which = 0; strategies[which] && !(rc && strcmp(rc, strategies[which]) == 0); which++) {}
+    if (strategies[which] == NULL)
+      raise_msg(L, lua_pushfstring(L, "services: row_count_strategy must be \"none\", \"estimated\" or \"exact\" (got %s)",
+                                   luaL_tolstring(L, -1, NULL)));
+  }
+  o->row_count = (MvRowCount)which;
   lua_pop(L, 1);
   o->force = opt_bool(L, 2, "force");
   o->no_data = opt_bool(L, 2, "no_data");
@@ -122,6 +129,7 @@ static PGconn *read_opts(lua_State *L, MvOpts *o) {
   lua_pop(L, 1);
   lua_getfield(L, 2, "conn");
   if (lua_isnil(L, -1)) raise_msg(L, "services: opts.conn is required");
+  if (luaL_testudata(L, -1, MV_CONN_MT) == NULL) raise_msg(L, "services: opts.conn must be a connection (mv.connect)");
   PGconn *c = mv_checkconn(L, -1);
   lua_pop(L, 1);
   return c;

@@ -8,6 +8,7 @@ local M = {}
 -- Command modules, in the order `help` lists them.
 M.commands = {
   "init", "migrate", "deps", "schedule",
+  "enqueue", "worker", "reconcile",
   "db", "run", "repl", "version",
 }
 

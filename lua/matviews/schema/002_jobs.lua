@@ -1,13 +1,7 @@
--- Schema step 2: the job queue (job_adapter = "queue") and indexes on the
--- running runs, which orphan detection, reconcile and the per-view lock's
--- "already running in pid P on HOST" message look up.
+-- Schema step 2: the job queue (job_adapter = "queue").
 -- A job row: pending (0) until a worker claims it with FOR UPDATE SKIP
 -- LOCKED, running (1) while it runs, then success (2) or failed (3), with
 -- the id of the run row it produced (in the run table of its op).
-local running_index = [[
-CREATE INDEX index_%s_running ON %s (backend_pid) WHERE status = 1;
-]]
-
 return {
   version = 2,
   name = "jobs",
@@ -33,7 +27,5 @@ CREATE TABLE matviews_jobs (
 CREATE INDEX index_matviews_jobs_pending ON matviews_jobs (run_after, id) WHERE status = 0;
 CREATE INDEX index_matviews_jobs_on_mat_view_definition_id ON matviews_jobs (mat_view_definition_id);
 REVOKE ALL ON matviews_jobs FROM PUBLIC;
-]] .. running_index:format("mat_view_create_runs", "mat_view_create_runs")
-   .. running_index:format("mat_view_refresh_runs", "mat_view_refresh_runs")
-   .. running_index:format("mat_view_delete_runs", "mat_view_delete_runs"),
+]],
 }

@@ -1,0 +1,42 @@
+-- `matviews enqueue OP NAME...`: puts create/refresh/delete jobs on the
+-- queue for `matviews worker`, whatever job_adapter says.
+local M = {
+  name = "enqueue",
+  summary = "Queue create, refresh or delete jobs for `matviews worker`.",
+}
+
+function M.configure(cmd)
+  cmd:argument("op", "create, refresh or delete."):choices({ "create", "refresh", "delete" })
+  cmd:argument("names", "Definition names."):args("+")
+  cmd:flag("--force", "create: drop and recreate an existing view.")
+  cmd:flag("--no-data", "create: create it unpopulated.")
+  cmd:option("--row-count", "Row count strategy."):choices({ "none", "estimated", "exact" })
+  cmd:flag("--cascade", "delete: drop dependents too.")
+  cmd:flag("--if-exists", "delete: a missing view is skipped.")
+end
+
+-- The job options the arguments give for op.
+local function options(args)
+  local o = { row_count_strategy = args.row_count }
+  if args.op == "create" then o.force, o.no_data = args.force or nil, args.no_data or nil end
+  if args.op == "delete" then o.cascade, o.if_exists = args.cascade or nil, args.if_exists or nil end
+  return o
+end
+
+function M.run(args, ctx)
+  local queue = require "matviews.queue"
+  local jobs = {}
+  ctx.mv.transaction(function(conn)
+    for _, name in ipairs(args.names) do
+      local o = options(args)
+      o.conn = conn
+      jobs[#jobs + 1] = queue.enqueue(args.op, name, o)
+    end
+  end)
+  require("matviews.output").emit(ctx, { jobs = jobs }, function(d)
+    for _, j in ipairs(d.jobs) do print(("queued job %d: %s %s"):format(j.job_id, j.op, j.view)) end
+  end)
+  return 0
+end
+
+return M

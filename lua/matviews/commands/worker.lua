@@ -1,0 +1,115 @@
+-- `matviews worker [--once] [--concurrency N] [--poll-ms MS]`: runs the jobs
+-- of the queue (job_adapter = "queue"). It first reconciles orphaned runs.
+-- --concurrency N runs N worker processes (this one and N-1 children) that
+-- share the queue through FOR UPDATE SKIP LOCKED, as workers on other
+-- machines do. --once stops when nothing is ready; otherwise it polls.
+-- Exit 1 when a job failed, 0 otherwise.
+local M = {
+  name = "worker",
+  summary = "Run queued jobs (job_adapter = \"queue\"), after reconciling orphaned runs.",
+}
+
+function M.configure(cmd)
+  cmd:flag("--once", "Run the jobs that are ready, then exit.")
+  cmd:option("--concurrency", "How many jobs run at once (worker processes).", "1")
+  cmd:option("--poll-ms", "Pause between two looks at an empty queue.", "1000")
+  cmd:flag("--child"):hidden(true)
+end
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- One line per finished job.
+local function line(r)
+  local s = ("job %d %s %s: %s"):format(r.job_id, r.op, tostring(r.view), r.status)
+  if r.run_id then s = s .. (" (run %d, %d ms)"):format(r.run_id, r.duration_ms or 0) end
+  if r.error then s = s .. ": " .. r.error end
+  return s
+end
+
+-- Starts n-1 child workers; with --json each writes its document to a file.
+local function spawn(args, ctx, n)
+  local kids = {}
+  for i = 1, n - 1 do
+    local cmd = { q(_G.arg and _G.arg[0] or "matviews") }
+    if ctx.options.dsn then cmd[#cmd + 1] = "--dsn " .. q(ctx.options.dsn) end
+    if ctx.options.config then cmd[#cmd + 1] = "--config " .. q(ctx.options.config) end
+    if ctx.options.json then cmd[#cmd + 1] = "--json" end
+    cmd[#cmd + 1] = "worker --child --poll-ms " .. q(args.poll_ms)
+    if args.once then cmd[#cmd + 1] = "--once" end
+    local kid = {}
+    if ctx.options.json then
+      kid.out = os.tmpname()
+      cmd[#cmd + 1] = ">" .. q(kid.out)
+    end
+    kid.handle = assert(io.popen(table.concat(cmd, " "), "w"))
+    kids[i] = kid
+  end
+  return kids
+end
+
+-- Waits for the children; merges their documents; returns how many failed.
+local function reap(kids, doc)
+  local bad = 0
+  for _, kid in ipairs(kids) do
+    local ok = kid.handle:close()
+    if not ok then bad = bad + 1 end
+    if kid.out then
+      local f = io.open(kid.out, "r")
+      local text = f and f:read("a") or ""
+      if f then f:close() end
+      os.remove(kid.out)
+      local dok, kdoc = pcall(require("cjson").decode, text)
+      for _, r in ipairs(dok and type(kdoc) == "table" and kdoc.processed or {}) do
+        doc.processed[#doc.processed + 1] = r
+      end
+    end
+  end
+  return bad
+end
+
+-- Prints what reconcile finalised (text mode).
+local function report_reconcile(rec)
+  for _, r in ipairs(rec.runs) do print(("reconciled %s run %d of %s: %s"):format(r.op, r.id, r.view, r.error)) end
+  for _, j in ipairs(rec.jobs) do print(("reconciled job %d %s %s: %s"):format(j.job_id, j.op, j.view, j.error)) end
+  for _, d in ipairs(rec.dropped) do print("dropped " .. d) end
+end
+
+-- Claims and runs jobs until the queue is empty (--once) or forever.
+local function loop(args, ctx, doc)
+  local queue = require "matviews.queue"
+  local failed = 0
+  while true do
+    local r = queue.work_one()
+    if r then
+      doc.processed[#doc.processed + 1] = r
+      if r.status ~= "success" then failed = failed + 1 end
+      if not ctx.options.json then print(line(r)); io.stdout:flush() end
+    elseif args.once then
+      return failed
+    else
+      ctx.mv.core.sys.sleep_ms(args.poll_ms)
+    end
+  end
+end
+
+function M.run(args, ctx)
+  local n, poll = math.tointeger(tonumber(args.concurrency)), math.tointeger(tonumber(args.poll_ms))
+  if not n or n < 1 or not poll or poll < 0 then
+    io.stderr:write("matviews: --concurrency and --poll-ms take a positive integer\n")
+    return 2
+  end
+  args.concurrency, args.poll_ms = n, poll
+  local doc = { processed = {} }
+  if not args.child then
+    doc.reconciled = ctx.mv.reconcile()
+    if not ctx.options.json then report_reconcile(doc.reconciled) end
+  end
+  local kids = spawn(args, ctx, n)
+  local ok, failed = pcall(loop, args, ctx, doc)
+  local bad = reap(kids, doc)
+  if not ok then error(failed, 0) end
+  if ctx.options.json then require("matviews.output").json(doc) end
+  return (failed > 0 or bad > 0) and 1 or 0
+end
+
+return M

@@ -1,0 +1,58 @@
+-- Spec support for processes running beside the spec: the host started in
+-- the background (its exit code and output collected later), signals, and
+-- polling the database until something shows.
+local H = require "spec.helper"
+local mv = require "matviews"
+
+local P = {}
+
+-- Starts `matviews ARGS` in the background (PGDATABASE = this file's
+-- database). Returns { out, err, code } paths; P.wait collects them.
+function P.spawn(args, opts)
+  local p = { out = H.tmpfile(".out"), err = H.tmpfile(".err"), code = H.tmpfile(".code") }
+  H.sh(("( %s %s >%s 2>%s; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 &")
+    :format(H.bin, args, p.out, p.err, p.code, p.code, p.code), opts)
+  return p
+end
+
+-- Polls fn() every 50 ms until it returns a true value (returned), at most
+-- timeout_ms (default 20 s); fails naming what was awaited.
+function P.wait_for(what, fn, timeout_ms)
+  local deadline = mv.core.sys.monotonic_ms() + (timeout_ms or 20000)
+  repeat
+    local v = fn()
+    if v then return v end
+    mv.core.sys.sleep_ms(50)
+  until mv.core.sys.monotonic_ms() > deadline
+  error("timed out waiting for " .. what, 2)
+end
+
+-- Waits for a spawned process; returns { code, out, err }.
+function P.wait(p, timeout_ms)
+  P.wait_for("a background matviews to exit", function() return H.slurp(p.code) ~= "" end, timeout_ms)
+  return { code = tonumber(H.slurp(p.code):match("%d+")), out = H.slurp(p.out), err = H.slurp(p.err) }
+end
+
+-- Sends signal (e.g. "INT", "KILL") to pid.
+function P.kill(pid, signal)
+  return os.execute(("kill -%s %d"):format(signal, pid))
+end
+
+-- The run rows of a view in the run table of op, oldest first, with meta decoded.
+function P.runs(op, view)
+  local rows = mv.query(([[SELECT r.* FROM mat_view_%s_runs r JOIN mat_view_definitions d
+    ON d.id = r.mat_view_definition_id WHERE d.name = $1 ORDER BY r.id]]):format(op), view)
+  for _, r in ipairs(rows) do r.meta = mv.json.decode(r.meta) end
+  return rows
+end
+
+-- The newest run row of a view (op's table) once one has status `status`.
+function P.run_with_status(op, view, status)
+  return P.wait_for(("a %s run of %s with status %d"):format(op, view, status), function()
+    local rows = P.runs(op, view)
+    local last = rows[#rows]
+    return last and last.status == status and last or nil
+  end)
+end
+
+return P
