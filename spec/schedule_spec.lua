@@ -101,6 +101,50 @@ describe("schedule.tick", function()
   end)
 end)
 
+describe("matviews worker --schedule", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE MATERIALIZED VIEW yearly_mv AS SELECT 1 AS one")
+    mv.exec("CREATE MATERIALIZED VIEW daily_mv AS SELECT 1 AS one")
+  end)
+
+  local function count(sql, name) return mv.query(sql, name)[1].n end
+  local SLOTS = [[SELECT count(*)::int AS n FROM mat_view_schedule_slots s
+    JOIN mat_view_definitions d ON d.id = s.mat_view_definition_id WHERE d.name = $1]]
+  local RUNS = [[SELECT count(*)::int AS n FROM mat_view_refresh_runs r
+    JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id WHERE d.name = $1 AND r.status = 2]]
+
+  it("queues and runs a due slot exactly once with three workers running", function()
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('yearly_mv', 'SELECT 1 AS one', '0 0 1 1 *', now() - interval '2 years')]])
+    local cmd = H.bin .. " worker --schedule --once"
+    local r = H.sh(cmd .. " & " .. cmd .. " & " .. cmd .. " & wait")
+    local year = mv.query("SELECT extract(year FROM now() AT TIME ZONE 'UTC')::int AS y")[1].y
+    local _, scheduled = r.out:gsub("scheduled refresh of yearly_mv for " .. year .. "%-01%-01T00:00:00Z %(job %d+%)\n", "")
+    local _, ran = r.out:gsub("job %d+ refresh yearly_mv: success", "")
+    assert.are.same({ 1, 1 }, { scheduled, ran }, r.out .. r.err)
+    assert.are.equal(1, count(SLOTS, "yearly_mv"))
+    assert.are.equal(1, count(RUNS, "yearly_mv"))
+  end)
+
+  it("runs slots missed while no worker ran once on start", function()
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('daily_mv', 'SELECT 1 AS one', '0 0 * * *', now() - interval '5 days')]])
+    local r = H.mv("worker --schedule --once --json")
+    assert.are.equal(0, r.code, r.err)
+    local doc = cjson.decode(r.out)
+    local names = {}
+    for _, s in ipairs(doc.scheduled) do names[#names + 1] = s.view end
+    assert.are.same({ "daily_mv" }, names)
+    assert.are.equal(1, count(SLOTS, "daily_mv"))
+    assert.are.equal(1, count(RUNS, "daily_mv"))
+    r = H.mv("worker --schedule --once")
+    assert.are.equal(0, r.code)
+    assert.is_nil(r.out:find("scheduled refresh", 1, true))
+  end)
+end)
+
 describe("matviews schedule", function()
   setup(function()
     H.fresh_db()

@@ -112,4 +112,32 @@ function M.tick(now, opts)
   return result
 end
 
+-- For the worker loop: a function that runs tick() at most once a second,
+-- prints what it queued (text mode) or adds it to doc.scheduled (--json),
+-- and reports each distinct error once on stderr.
+function M.ticker(ctx, doc)
+  local sys = require("matviews").core.sys
+  local last, said = nil, {}
+  doc.scheduled = doc.scheduled or {}
+  return function()
+    local now = sys.monotonic_ms()
+    if last and now - last < 1000 then return end
+    last = now
+    local r = M.tick()
+    for _, c in ipairs(r.claimed) do
+      local entry = { view = c.name, slot = require("matviews").core.cron_format(c.slot, r.time_zone),
+        job_id = type(c.job) == "table" and c.job.job_id or nil }
+      doc.scheduled[#doc.scheduled + 1] = entry
+      if not ctx.options.json then
+        print(("scheduled refresh of %s for %s (job %s)"):format(entry.view, entry.slot, tostring(entry.job_id)))
+        io.stdout:flush()
+      end
+    end
+    for _, e in ipairs(r.errors) do
+      local line = e.name .. ": " .. e.error
+      if not said[line] then said[line] = true; io.stderr:write("matviews: schedule of ", line, "\n") end
+    end
+  end
+end
+
 return M
