@@ -4,6 +4,8 @@ local cjson = require "cjson"
 
 local M = {}
 
+M.null = cjson.null -- NULL from the database (mv.null)
+
 -- Text of one cell: NULL as "", floats with at most 2 decimals.
 function M.cell(v)
   if v == nil or v == cjson.null then return "" end
@@ -46,12 +48,29 @@ function M.table(rows, columns)
   return table.concat(buf)
 end
 
--- lua-cjson 2.1 encodes an empty table as {}: M.array(t) marks a list so
--- that an empty one is written as [] by M.json.
-local EMPTY = "\1matviews.empty_array\1"
-function M.array(t)
-  if next(t) == nil then return EMPTY end
-  return t
+-- lua-cjson 2.1 writes an empty table as {}; tables marked with M.array
+-- are written as [] even when empty.
+local ARRAY_MT = { __name = "matviews.array" }
+local EMPTY = "\1matviews-empty-array\1"
+
+-- Marks t (default {}) as a JSON array; returns it.
+function M.array(t) return setmetatable(t or {}, ARRAY_MT) end
+
+-- A copy of v where every empty marked array is the EMPTY placeholder.
+local function mark_empty(v, seen)
+  if type(v) ~= "table" or seen[v] then return v end
+  if getmetatable(v) == ARRAY_MT and next(v) == nil then return EMPTY end
+  seen[v] = true
+  local c = {}
+  for k, x in pairs(v) do c[k] = mark_empty(x, seen) end
+  seen[v] = nil
+  return c
+end
+
+-- Encodes doc as JSON text (marked empty arrays as []).
+function M.encode(doc)
+  local text = cjson.encode(mark_empty(doc, {}))
+  return (text:gsub('"\\u0001matviews%-empty%-array\\u0001"', "[]"))
 end
 
 -- Text of an error object: strings as they are, matviews errors through
@@ -66,8 +85,7 @@ end
 
 -- Writes one JSON document on stdout.
 function M.json(doc)
-  local text = cjson.encode(doc):gsub('"\\u0001matviews%.empty_array\\u0001"', "[]")
-  io.stdout:write(text, "\n")
+  io.stdout:write(M.encode(doc), "\n")
 end
 
 -- With --json writes doc; otherwise calls render(doc) for the text form.
