@@ -7,7 +7,7 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "migrate", "deps", "schedule",
+  "init", "apply", "plan", "prune", "migrate", "deps", "schedule",
   "enqueue", "worker", "reconcile",
   "db", "run", "repl", "version",
 }

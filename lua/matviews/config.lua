@@ -5,6 +5,9 @@
 -- default, so no configuration file is needed.
 local M = {}
 
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
 -- The defaults; the keys a configuration may set.
 M.defaults = {
   dsn = nil,                      -- connection string (else DATABASE_URL, PG*, embedded)
@@ -39,28 +42,156 @@ local function copy(t)
   return c
 end
 
+-- What each key accepts: a checker returning nil when the value is right,
+-- else what it must be. Every key of M.defaults is here (dsn too, whose
+-- default is nil).
+local function one_of(...)
+  local set, names = {}, {}
+  for _, v in ipairs({ ... }) do set[v] = true; names[#names + 1] = '"' .. v .. '"' end
+  local want = "one of " .. table.concat(names, ", ")
+  return function(v) if not set[v] then return want end end
+end
+local function kind(t)
+  return function(v) if type(v) ~= t then return "a " .. t end end
+end
+local function count(v)
+  if math.type(v) ~= "integer" or v < 0 then return "a non-negative integer" end
+end
+local function retry(v)
+  if type(v) ~= "table" then return "a table { attempts, base_ms, max_ms }" end
+  for k, x in pairs(v) do
+    if k ~= "attempts" and k ~= "base_ms" and k ~= "max_ms" then
+      return "a table { attempts, base_ms, max_ms } (unknown key '" .. tostring(k) .. "')"
+    end
+    if count(x) then return "a table of non-negative integers (" .. k .. ")" end
+  end
+end
+M.types = {
+  dsn = kind("string"),
+  definitions = kind("string"),
+  migrations = kind("string"),
+  job_adapter = one_of("inline", "queue"),
+  lock_timeout_ms = count,
+  statement_timeout_ms = count,
+  lock_wait_ms = count,
+  retry = retry,
+  retention = function(v) return require("matviews.retention").check(v) end,
+  time_zone = kind("string"),
+  row_count = one_of("none", "estimated", "exact"),
+}
+
+-- Levenshtein distance between two strings.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The candidate closest to word (edit distance), or nil when none is close.
+-- candidates: an array of strings or a set (keys).
+function M.closest(word, candidates)
+  local best, bestd
+  local list = candidates[1] and candidates or {}
+  if not candidates[1] then for k in pairs(candidates) do list[#list + 1] = k end end
+  table.sort(list)
+  for _, c in ipairs(list) do
+    local d = distance(word, c)
+    if not bestd or d < bestd then best, bestd = c, d end
+  end
+  if bestd and bestd <= math.max(2, #word // 3) then return best end
+end
+
+-- The line of source text where `key =` is written, searching from line
+-- `from` (default 1); `from` itself when the key is not found.
+function M.locate(text, key, from)
+  from = from or 1
+  local n = 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if n >= from and line:find("%f[%w_]" .. key .. "%s*=[^=]") then return n end
+  end
+  return from
+end
+
+local function slurp(path)
+  local f = io.open(path, "r")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Checks the values a configuration file set. Returns an array of messages
+-- ("path:line: key 'k' ..."), empty when everything is right.
+function M.validate(values, path, words)
+  local text, errs, keys = slurp(path), {}, {}
+  for k in pairs(values) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local v = values[k]
+    local where = path .. ":" .. M.locate(text, tostring(k)) .. ": "
+    if type(k) ~= "string" then
+      errs[#errs + 1] = where .. "unexpected entry " .. tostring(k) .. " (keys are names)"
+    elseif not M.types[k] then
+      if not (words[k] and values[k] == words[k]) then
+        local near = M.closest(k, M.types)
+        errs[#errs + 1] = where .. "unknown key '" .. k .. "'" .. (near and (" (did you mean '" .. near .. "'?)") or "")
+      end
+    else
+      local want = M.types[k](v)
+      if want then
+        errs[#errs + 1] = ("%skey '%s' must be %s, got %s"):format(where, k, want, type(v) == "string" and ("%q"):format(v) or type(v))
+      end
+    end
+  end
+  return errs
+end
+
 -- Loads (once) and returns the configuration table, defaults filled in.
 -- Extension words available in the file are in M.words (e.g. workflow).
+-- A syntax error, an unknown key or a value of the wrong kind raises
+-- { message = "path:line: ..." } (every problem, one per line).
 function M.load(path)
   path = path or M.find()
   if loaded and loaded.path == path then return loaded.config end
   local cfg = copy(M.defaults)
   cfg.workflows, cfg.hooks = {}, { on_success = {}, on_failure = {} }
   if path then
-    local env = setmetatable({}, { __index = _G })
-    for word, make in pairs(M.words) do env[word] = make(cfg) end
+    local env, words = setmetatable({}, { __index = _G }), {}
+    for word, make in pairs(M.words) do words[word] = make(cfg); env[word] = words[word] end
     local chunk, err = loadfile(path, "t", env)
-    if not chunk then error({ message = err }, 0) end
+    if not chunk then raise({ message = err }) end
     local ok, ret = pcall(chunk)
-    if not ok then error(type(ret) == "table" and ret or { message = tostring(ret) }, 0) end
+    if not ok then raise(type(ret) == "table" and ret or { message = tostring(ret) }) end
     local values = type(ret) == "table" and ret or env
-    for k in pairs(M.defaults) do
+    local errs = M.validate(values, path, type(ret) == "table" and {} or words)
+    if #errs > 0 then raise({ message = table.concat(errs, "\n"), errors = errs }) end
+    for k in pairs(M.types) do
       if rawget(values, k) ~= nil then cfg[k] = rawget(values, k) end
     end
     cfg.path = path
   end
   loaded = { path = path, config = cfg }
   return cfg
+end
+
+-- The directory of definition files: `override` (--definitions, relative to
+-- the working directory) or the configured one (relative to the project).
+function M.definitions_dir(override)
+  if override then return override end
+  local cfg = M.load()
+  local dir = cfg.definitions
+  if dir:sub(1, 1) == "/" then return dir end
+  local base = cfg.path and cfg.path:match("^(.*)/[^/]*$") or require("matviews").project_dir()
+  return base .. "/" .. dir
 end
 
 -- Words a configuration file may call; each gets the config being built.

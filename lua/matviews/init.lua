@@ -128,6 +128,9 @@ function M.config() return require("matviews.config").load() end
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
 
+-- Deletes run history beyond the retention policies; see matviews.retention.
+function M.prune(opts) return require("matviews.retention").prune(opts) end
+
 -- Definitions CRUD over the catalog (matviews.definitions).
 M.definitions = require "matviews.definitions"
 

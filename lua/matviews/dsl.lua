@@ -1,0 +1,394 @@
+-- The definition DSL: loads definitions/*.lua, where each file declares
+-- views with `view "name" { sql = ..., strategy = ..., ... }`. Files run in
+-- an environment of their own holding the DSL words and safe standard
+-- functions only (no io, os, require or mv). Every problem (a Lua error, an
+-- unknown key, a wrong type, a bad strategy, an invalid cron expression, a
+-- name declared twice) is reported as file:line with the key; a load with
+-- any problem returns no definitions at all.
+local config = require "matviews.config"
+
+local M = {}
+
+-- Raises a matviews error table (message [, sqlstate]).
+local function raise(e) require("matviews.core").error(e) end
+
+local STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
+M.STRATEGIES = STRATEGIES
+M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
+local ROW_COUNTS = { none = true, estimated = true, exact = true }
+local PRIVILEGES = { SELECT = true, INSERT = true, UPDATE = true, DELETE = true,
+  TRUNCATE = true, REFERENCES = true, TRIGGER = true }
+
+-- The keys a view may set, in the order they are documented.
+M.KEYS = { "sql", "strategy", "unique", "indexes", "depends_on", "schedule",
+  "retention", "grants", "comment", "row_count" }
+local KNOWN = {}
+for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
+
+---------------------------------------------------------------------------
+-- cron: five fields (minute hour day-of-month month day-of-week), each a
+-- list of `*`, `N`, `N-M`, with an optional `/STEP`; names for months and
+-- days; @hourly/@daily/... macros. Validation only.
+local CRON_FIELDS = {
+  { "minute", 0, 59 }, { "hour", 0, 23 }, { "day of month", 1, 31 },
+  { "month", 1, 12, { "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC" } },
+  { "day of week", 0, 7, { [0] = "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT" } },
+}
+local CRON_MACROS = { ["@yearly"] = true, ["@annually"] = true, ["@monthly"] = true,
+  ["@weekly"] = true, ["@daily"] = true, ["@midnight"] = true, ["@hourly"] = true }
+
+-- A value of a cron field (number or name) as an integer, or nil.
+local function cron_value(s, f)
+  if s:match("^%d+$") then return tonumber(s) end
+  if f[4] then
+    for i, n in pairs(f[4]) do if n == s:upper() then return i end end
+  end
+end
+
+-- nil when one field's text is valid, else the reason.
+local function cron_field(text, f)
+  for item in (text .. ","):gmatch("([^,]*),") do
+    local range, step = item:match("^([^/]*)/(.*)$")
+    range = range or item
+    if step and not (step:match("^%d+$") and tonumber(step) >= 1) then
+      return ("bad step '%s' in the %s field"):format(step, f[1])
+    end
+    if range ~= "*" then
+      local a, b = range:match("^([^-]+)-([^-]+)$")
+      a = a or range
+      for _, v in ipairs({ a, b }) do
+        local n = cron_value(v, f)
+        if not n then return ("'%s' is not a value of the %s field"):format(v, f[1]) end
+        if n < f[2] or n > f[3] then
+          return ("%s out of range %d-%d in the %s field"):format(v, f[2], f[3], f[1])
+        end
+      end
+      if b and cron_value(a, f) > cron_value(b, f) then
+        return ("range %s is backwards in the %s field"):format(range, f[1])
+      end
+    end
+  end
+end
+
+-- nil when expr is a valid cron expression, else the reason.
+function M.check_cron(expr)
+  if CRON_MACROS[expr] then return nil end
+  local fields = {}
+  for w in expr:gmatch("%S+") do fields[#fields + 1] = w end
+  if #fields ~= 5 then
+    return ("expected 5 fields (minute hour day-of-month month day-of-week), got %d"):format(#fields)
+  end
+  for i, f in ipairs(CRON_FIELDS) do
+    local why = cron_field(fields[i], f)
+    if why then return why end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Normalisation of each key's value; each returns value or nil, reason.
+
+local function is_array(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t
+end
+
+-- An array of column names (a single string is one column).
+local function columns(v)
+  if type(v) == "string" then v = { v } end
+  if not is_array(v) then return nil, "an array of column names" end
+  local out = {}
+  for i, c in ipairs(v) do
+    if type(c) ~= "string" or c == "" then return nil, "an array of column names (item " .. i .. ")" end
+    out[i] = c
+  end
+  return out
+end
+
+-- FNV-1a of s as 8 hex digits (stable short suffix for long names).
+local function fnv(s)
+  local h = 2166136261
+  for i = 1, #s do h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff end
+  return ("%08x"):format(h)
+end
+
+-- The index name for view and columns: <view>_<cols>_idx (or _key when
+-- unique), at most 63 bytes (longer names end in a hash of the full one).
+function M.index_name(view, cols, unique)
+  local name = view .. "_" .. table.concat(cols, "_") .. (unique and "_key" or "_idx")
+  if #name > 63 then name = name:sub(1, 54) .. "_" .. fnv(name) end
+  return name
+end
+
+local normalise = {}
+
+function normalise.sql(v)
+  if type(v) ~= "string" then return nil, "a string" end
+  v = v:gsub("^%s+", ""):gsub("[%s;]+$", "")
+  if v == "" then return nil, "a non-empty SELECT" end
+  return v
+end
+
+function normalise.strategy(v)
+  if not STRATEGIES[v] then
+    return nil, 'one of "regular", "concurrent", "swap"'
+  end
+  return v
+end
+
+normalise.unique = columns
+
+-- indexes = { { "a", "b" }, "c", { "d", unique = true } }
+function normalise.indexes(v, name)
+  if not is_array(v) then return nil, "an array of indexes (each an array of column names)" end
+  local out = {}
+  for i, ix in ipairs(v) do
+    local unique = type(ix) == "table" and ix.unique or nil
+    if type(ix) == "table" then
+      for k in pairs(ix) do
+        if k ~= "unique" and math.type(k) ~= "integer" then
+          return nil, ("an array of indexes (index %d: unknown key '%s'; only columns and unique)"):format(i, tostring(k))
+        end
+      end
+      if unique ~= nil and type(unique) ~= "boolean" then
+        return nil, ("an array of indexes (index %d: unique must be a boolean)"):format(i)
+      end
+      ix = table.move(ix, 1, #ix, 1, {})
+    end
+    local cols = columns(ix)
+    if not cols or #cols == 0 then return nil, ("an array of indexes (index %d: an array of column names)"):format(i) end
+    out[i] = { name = M.index_name(name, cols, unique), columns = cols, unique = unique or false }
+  end
+  return out
+end
+
+normalise.depends_on = columns
+
+function normalise.schedule(v)
+  if type(v) ~= "string" then return nil, "a cron expression (string)" end
+  local why = M.check_cron(v)
+  if why then return nil, "a valid cron expression: " .. why end
+  return v
+end
+
+function normalise.retention(v)
+  local why = require("matviews.retention").check(v)
+  if why then return nil, why end
+  return v
+end
+
+-- grants = { "reporting" } (SELECT) or { reporting = "SELECT", app = { "SELECT", "REFERENCES" } }
+-- -> array of { role = ..., privileges = { ... } } sorted by role.
+function normalise.grants(v)
+  if type(v) ~= "table" then return nil, 'a table of grants ({ "role" } or { role = "SELECT" })' end
+  local by_role = {}
+  for k, p in pairs(v) do
+    local role, privs
+    if math.type(k) == "integer" then role, privs = p, { "SELECT" } else role, privs = k, p end
+    if type(role) ~= "string" or role == "" then return nil, "a table of grants (role names are strings)" end
+    if type(privs) == "string" then privs = { privs } end
+    if not is_array(privs) or #privs == 0 then return nil, "a table of grants (privileges of " .. role .. ")" end
+    local set = by_role[role] or {}
+    for _, priv in ipairs(privs) do
+      local up = type(priv) == "string" and priv:upper() or ""
+      if not PRIVILEGES[up] then return nil, "a table of grants ('" .. tostring(priv) .. "' is no privilege)" end
+      set[up] = true
+    end
+    by_role[role] = set
+  end
+  local out = {}
+  for role, set in pairs(by_role) do
+    local privs = {}
+    for p in pairs(set) do privs[#privs + 1] = p end
+    table.sort(privs)
+    out[#out + 1] = { role = role, privileges = privs }
+  end
+  table.sort(out, function(a, b) return a.role < b.role end)
+  return out
+end
+
+function normalise.comment(v)
+  if type(v) ~= "string" then return nil, "a string" end
+  return v
+end
+
+function normalise.row_count(v)
+  if not ROW_COUNTS[v] then return nil, 'one of "none", "estimated", "exact"' end
+  return v
+end
+
+---------------------------------------------------------------------------
+-- Loading.
+
+-- Shows v in a message: strings quoted, other values by type.
+local function show(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  return type(v)
+end
+
+-- Path as the user typed it: relative to the working directory when under it.
+local function display(path)
+  local ok, cwd = pcall(function() return require("matviews.core").sys.getcwd() end)
+  if ok and path:sub(1, #cwd + 1) == cwd .. "/" then return path:sub(#cwd + 2) end
+  return path
+end
+M.display = display
+
+-- Checks one view's body; adds errors, returns the definition or nil.
+local function check_view(state, name, body, line)
+  local file, errs = state.file, state.errors
+  local function fail(key, msg)
+    local at = key and config.locate(state.text, key, line) or line
+    errs[#errs + 1] = ("%s:%d: view '%s': %s"):format(file, at, name, msg)
+  end
+  if type(body) ~= "table" then
+    fail(nil, "expected a table after the name (view \"" .. name .. "\" { sql = ... }), got " .. type(body))
+    return nil
+  end
+  local def = { name = name, file = file, line = line, strategy = "regular", unique = {},
+    indexes = {}, depends_on = {}, grants = {} }
+  local ok = true
+  local keys = {}
+  for k in pairs(body) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local v = body[k]
+    if type(k) ~= "string" then
+      fail(nil, "unexpected positional value " .. show(v) .. " (write key = value)"); ok = false
+    elseif not KNOWN[k] then
+      local near = config.closest(k, M.KEYS)
+      fail(k, "unknown key '" .. k .. "'" .. (near and (" (did you mean '" .. near .. "'?)") or ""))
+      ok = false
+    else
+      local val, want = normalise[k](v, name)
+      if val == nil then
+        fail(k, ("key '%s' must be %s, got %s"):format(k, want, show(v))); ok = false
+      else
+        def[k] = val
+      end
+    end
+  end
+  if body.sql == nil then fail(nil, "key 'sql' is required"); ok = false end
+  if ok and def.strategy == "concurrent" and #def.unique == 0 then
+    fail("strategy", "key 'strategy' is \"concurrent\", which needs unique columns (unique = { ... })"); ok = false
+  end
+  if ok then -- what the catalog itself refuses (SQL shape, column names)
+    local valid, err = pcall(require("matviews.definitions").validate, M.to_catalog(def))
+    if not valid then
+      local key = type(err) == "table" and M.KEY_OF_FIELD[err.field]
+      local msg = type(err) == "table" and tostring(err.message) or tostring(err)
+      if key then msg = "key '" .. key .. "': " .. msg:gsub("^invalid [%w_]+: ", "") end
+      fail(key, msg); ok = false
+    end
+  end
+  return ok and def or nil
+end
+
+-- The environment of a definition file: DSL words and safe functions.
+local function environment(state)
+  local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
+  local env = {
+    string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
+    pairs = pairs, ipairs = ipairs, next = next, tostring = tostring, tonumber = tonumber,
+    type = type, select = select, error = error, assert = assert, pcall = pcall,
+  }
+  -- view "name" { ... }
+  function env.view(name)
+    local line = debug.getinfo(2, "l").currentline
+    if type(name) ~= "string" then error("view name must be a string, got " .. type(name), 2) end
+    local ok, why = require("matviews.core").validate_name(name)
+    if not ok then error(why, 2) end
+    local call = { name = name, line = line }
+    state.pending[call] = true
+    return function(body)
+      state.pending[call] = nil
+      local def = check_view(state, name, body, line)
+      if not def then return end
+      local prev = state.seen[name]
+      if prev then
+        state.errors[#state.errors + 1] = ("%s:%d: view '%s': already declared at %s:%d"):format(
+          state.file, line, name, prev.file, prev.line)
+        return
+      end
+      state.seen[name] = def
+      state.defs[#state.defs + 1] = def
+    end
+  end
+  return env
+end
+
+-- The .lua files of dir, sorted by name. Raises when dir cannot be read.
+function M.files(dir)
+  local names, err = require("matviews.core").sys.listdir(dir)
+  if not names then raise({ message = "cannot read definitions directory " .. err }) end
+  local out = {}
+  for _, n in ipairs(names) do
+    if n:match("%.lua$") and not n:match("^%.") then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
+end
+
+-- Loads every definition file of dir (default: the configured directory).
+-- Returns defs (array sorted by file then position, each with file and line)
+-- or nil and the array of error messages ("file:line: view 'x': ...").
+function M.load_dir(dir)
+  dir = dir or config.definitions_dir()
+  local state = { defs = {}, errors = {}, seen = {} }
+  for _, n in ipairs(M.files(dir)) do
+    local path = dir:gsub("/+$", "") .. "/" .. n
+    local f = assert(io.open(path, "r"))
+    state.text = f:read("a")
+    f:close()
+    state.file = display(path)
+    local chunk, err = load(state.text, "@" .. state.file, "t", environment(state))
+    if not chunk then
+      state.errors[#state.errors + 1] = err
+    else
+      state.pending = {}
+      local ok, e = pcall(chunk)
+      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e)
+      else
+        local calls = {}
+        for call in pairs(state.pending) do calls[#calls + 1] = call end
+        table.sort(calls, function(a, b) return a.line < b.line end)
+        for _, call in ipairs(calls) do
+          state.errors[#state.errors + 1] = ("%s:%d: view '%s': no body (view \"%s\" { sql = ... })"):format(
+            state.file, call.line, call.name, call.name)
+        end
+      end
+    end
+  end
+  if #state.errors > 0 then return nil, state.errors end
+  return state.defs
+end
+
+-- The catalog fields of a loaded definition (the table mv.definitions and
+-- mat_view_definitions use).
+function M.to_catalog(def)
+  local retention = def.retention
+  if type(retention) == "function" then retention = { custom = true } end
+  return {
+    name = def.name,
+    sql = def.sql,
+    refresh_strategy = def.strategy,
+    unique_index_columns = def.unique,
+    dependencies = def.depends_on,
+    schedule_cron = def.schedule,
+    indexes = def.indexes,
+    grants = def.grants,
+    comment = def.comment,
+    retention = retention,
+    options = { row_count = def.row_count },
+  }
+end
+
+-- DSL key of each catalog field, for reports ("updated (sql, schedule)").
+M.KEY_OF_FIELD = {
+  sql = "sql", refresh_strategy = "strategy", unique_index_columns = "unique",
+  dependencies = "depends_on", schedule_cron = "schedule", indexes = "indexes",
+  grants = "grants", comment = "comment", retention = "retention", options = "row_count",
+}
+
+return M
