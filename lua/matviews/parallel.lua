@@ -13,7 +13,7 @@ local STATUS_FAILED = 3
 -- The definitions to refresh: opts.views (all when absent) with, on
 -- request, everything they read (upstream) and everything that reads them
 -- (downstream). Raises on an unknown name.
-local function select_views(g, opts)
+function M.select_views(g, opts)
   local mv = require "matviews"
   local deps = require "matviews.deps"
   if not opts.views or #opts.views == 0 then
@@ -88,7 +88,7 @@ local function finish(rec, code)
   local out, err = slurp(rec.out), slurp(rec.err)
   local ok, doc = pcall(mv.json.decode, out:match("[^\n]*\n?$") or "")
   if ok and type(doc) == "table" and doc.status then
-    rec.status, rec.run_id = doc.status, doc.id
+    rec.status, rec.run_id, rec.rows_count = doc.status, doc.id, doc.rows_count
     rec.error = doc.error ~= mv.null and doc.error or nil
   else
     rec.status = "failed"
@@ -154,7 +154,7 @@ function M.refresh_all(opts)
   if not n or n < 1 then mv.error("parallel must be a whole number of at least 1") end
   local conn = opts.conn or mv.conn()
   local g = require("matviews.deps").load(conn)
-  local set = select_views(g, opts)
+  local set = M.select_views(g, opts)
   local t0 = mv.core.sys.monotonic_ms()
   local st
   local function emit(kind, rec) if opts.on_event then opts.on_event(kind, rec, st) end end
@@ -192,6 +192,59 @@ function M.summary(st, elapsed)
     failed = count.failed, skipped = count.skipped, duration_ms = math.floor(elapsed + 0.5), runs = st.results }
 end
 
+-- The result line of one view (as `refresh` prints it without --parallel).
+local function result_text(rec)
+  local s = ("refresh %s: %s"):format(rec.name, rec.status == "skipped" and "failed" or rec.status)
+  if math.type(rec.duration_ms) == "integer" and rec.status ~= "skipped" then s = s .. (" in %d ms"):format(rec.duration_ms) end
+  if math.type(rec.rows_count) == "integer" then s = s .. (", %d rows"):format(rec.rows_count) end
+  if rec.status ~= "success" and rec.error then s = s .. ": " .. tostring(rec.error) end
+  return s
+end
+
+-- `matviews refresh NAME...|--id N|--all --parallel N [--upstream] [--downstream]`:
+-- confirms, refreshes through refresh_all with progress on a terminal and
+-- one line per view (or one JSON array), and returns the exit code.
+function M.command(args, ctx, jopts)
+  local mv = ctx.mv
+  local output, targets = require "matviews.output", require "matviews.targets"
+  local n = math.tointeger(tonumber(args.parallel or "1"))
+  if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
+  local defs, views = targets.resolve(mv.conn(), args), nil
+  if not args.all then views = {} for i, d in ipairs(defs) do views[i] = d.name end end
+  local g = require("matviews.deps").load()
+  local set = M.select_views(g, { views = views, upstream = args.upstream, downstream = args.downstream })
+  local order = require("matviews.deps").order(g, set)
+  local shown = table.concat(order, ", ", 1, math.min(#order, 10)) .. (#order > 10 and (" and %d more"):format(#order - 10) or "")
+  local what = ("refresh %d materialized view%s (parallel %d): %s"):format(#order, #order == 1 and "" or "s", n, shown)
+  if not require("matviews.prompt").confirm(ctx, what) then
+    io.stderr:write("aborted\n")
+    return require("matviews.prompt").ABORTED
+  end
+  local p = require("matviews.progress").new({ total = #order, verb = "refreshing", quiet = ctx.options.json })
+  local function running(st)
+    local names = {}
+    for i, r in ipairs(st.running) do names[i] = r.name end
+    return table.concat(names, ", ")
+  end
+  local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream,
+    row_count_strategy = jopts and jopts.row_count_strategy,
+    on_event = function(kind, rec, st)
+      if kind ~= "start" then p:finish(result_text(rec)) end
+      if #st.running > 0 then p:start(running(st)) end
+    end })
+  p:close(r.failed + r.skipped)
+  if ctx.options.json then
+    local out = output.array()
+    for i, rec in ipairs(r.runs) do
+      out[i] = { view = rec.name, status = rec.status == "skipped" and "failed" or rec.status,
+        skipped = rec.status == "skipped", run_id = rec.run_id, duration_ms = rec.duration_ms,
+        rows_count = rec.rows_count, error = rec.error, upstream_failed = rec.upstream_failed }
+    end
+    output.json(out)
+  end
+  return r.ok and 0 or 1
+end
+
 -- The body of a child process: one recorded refresh job of `name`, inline;
 -- prints the finalised run as one JSON line and exits 0 on success, else 1.
 function M.child(name, opts_json)
@@ -202,7 +255,8 @@ function M.child(name, opts_json)
   opts.inline = true
   local ok, run = pcall(mv.refresh, name, opts)
   if not ok then run = { status = "failed", error = tostring(run) } end
-  local out = { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms }
+  local out = { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
+    rows_count = run.rows_count }
   io.stdout:write(mv.json.encode(out), "\n")
   io.stdout:flush()
   os.exit(run.status == "success" and 0 or 1)
