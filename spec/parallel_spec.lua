@@ -145,4 +145,58 @@ describe("mv.refresh_all", function()
     assert.is_false(ok)
     assert.are.equal("parallel must be a whole number of at least 1", err.message)
   end)
+
+  describe("matviews refresh --parallel", function()
+    local function have_flag()
+      local ok, cmd = pcall(require, "matviews.commands.refresh")
+      return have_jobs() and ok and H.mv("help refresh").out:find("--parallel", 1, true) ~= nil
+    end
+
+    it("refreshes everything in dependency order and prints a line per view", function()
+      if not have_flag() then return pending("refresh --parallel is not in this build") end
+      local m = mark()
+      local r = H.mv("refresh --all --parallel 2 --yes")
+      assert.are.equal(0, r.code, r.err)
+      local _, lines = r.out:gsub("%[%d/8%] refresh [%w_]+: success in %d+ ms[^\n]*\n", "")
+      assert.are.equal(8, lines, r.out)
+      local runs = runs_since(m)
+      assert_after(runs, "p_b", "p_d")
+      assert_after(runs, "f_down", "f_down2")
+    end)
+
+    it("exits 1 and names the failed upstream of what it did not run", function()
+      if not have_flag() then return pending("refresh --parallel is not in this build") end
+      mv.exec("UPDATE divisor SET d = 0")
+      local r = H.mv("refresh --all --parallel 3 --yes")
+      mv.exec("UPDATE divisor SET d = 1")
+      assert.are.equal(1, r.code)
+      assert.matches("%] refresh f_bad: failed in %d+ ms: [^\n]*division by zero", r.out)
+      assert.matches("%] refresh f_down: failed: not refreshed: upstream f_bad failed\n", r.out)
+      assert.matches("%] refresh f_down2: failed: not refreshed: upstream f_bad failed\n", r.out)
+      assert.matches("%] refresh p_d: success", r.out)
+    end)
+
+    it("refreshes a view after what it reads with --upstream, --json", function()
+      if not have_flag() then return pending("refresh --parallel is not in this build") end
+      local r = H.mv("refresh p_d --upstream --yes --json")
+      assert.are.equal(0, r.code, r.err)
+      local views = {}
+      for i, x in ipairs(mv.json.decode(r.out)) do views[i] = x.view end
+      assert.are.equal("p_a", views[1])
+      assert.are.equal("p_d", views[4])
+      table.sort(views)
+      assert.are.same({ "p_a", "p_b", "p_c", "p_d" }, views)
+      r = H.mv("refresh p_b --downstream --yes --json")
+      views = {}
+      for i, x in ipairs(mv.json.decode(r.out)) do views[i] = x.view end
+      assert.are.same({ "p_b", "p_d" }, views)
+    end)
+
+    it("rejects a bad --parallel count as a usage error", function()
+      if not have_flag() then return pending("refresh --parallel is not in this build") end
+      local r = H.mv("refresh --all --parallel 0 --yes")
+      assert.are.equal(2, r.code)
+      assert.matches("%-%-parallel takes a whole number of at least 1", r.err)
+    end)
+  end)
 end)
