@@ -76,11 +76,14 @@ function H.mv(args, opts)
   return H.sh(H.bin .. " " .. args, opts)
 end
 
--- A path for a scratch file of this run.
+-- A path for a scratch file of this run. busted reloads this module for each
+-- spec file (insulation), so the counter alone would repeat: the clock keeps
+-- names of different files apart.
 local n = 0
 function H.tmpfile(suffix)
   n = n + 1
-  return ("%s/f%d_%d%s"):format(H.tmp, mv.core.sys.getpid(), n, suffix or "")
+  return ("%s/f%d_%d_%d%s"):format(H.tmp, mv.core.sys.getpid(),
+    math.floor(mv.core.sys.monotonic_ms() * 1000), n, suffix or "")
 end
 
 return H

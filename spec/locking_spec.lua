@@ -11,8 +11,7 @@ describe("per-view locking and retries", function()
   setup(function()
     H.fresh_db()
     mv.init()
-    mv.exec("CREATE TABLE items (id int PRIMARY KEY, v text)")
-    mv.exec("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5) g")
+    P.items()
     mv.definitions.save({ name = "mv_items", sql = "SELECT id, v FROM items", unique_index_columns = { "id" } })
     mv.definitions.save({ name = "mv_slow", sql = "SELECT 1 AS id, pg_sleep(1)::text AS slept" })
     mv.definitions.save({ name = "mv_other", sql = "SELECT 2 AS id" })
@@ -51,6 +50,23 @@ describe("per-view locking and retries", function()
     local xa, ya = x.meta.attempts[1], y.meta.attempts[1]
     -- the service calls (ISO UTC timestamps compare as text) do not overlap
     assert.is_true(xa.finished_at <= ya.started_at or ya.finished_at <= xa.started_at)
+  end)
+
+  it("makes two processes swapping one slow view take turns and leave exactly one relation", function()
+    mv.definitions.save({ name = "mv_swapped", sql = "SELECT 1 AS id, pg_sleep(0.5)::text AS slept",
+      refresh_strategy = "swap" })
+    assert.is_true(mv.services.create_view("mv_swapped", { no_data = true }).success)
+    local a = P.spawn("-e " .. H.q('print(mv.refresh("mv_swapped").status)'))
+    local b = P.spawn("-e " .. H.q('print(mv.refresh("mv_swapped").status)'))
+    assert.are.equal("success\n", P.wait(a).out)
+    assert.are.equal("success\n", P.wait(b).out)
+    local rows = P.runs("refresh", "mv_swapped")
+    assert.are.equal(2, #rows)
+    assert.are.same({ "swap", "swap" }, { rows[1].meta.strategy, rows[2].meta.strategy })
+    local xa, ya = rows[1].meta.attempts[1], rows[2].meta.attempts[1]
+    assert.is_true(xa.finished_at <= ya.started_at or ya.finished_at <= xa.started_at)
+    assert.are.same({ { relname = "mv_swapped" } },
+      mv.query("SELECT relname FROM pg_class WHERE relname LIKE '%mv\\_swapped%' AND relkind = 'm'"))
   end)
 
   it("keys the lock on the view name the same way everywhere", function()

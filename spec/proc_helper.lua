@@ -48,11 +48,23 @@ end
 
 -- The newest run row of a view (op's table) once one has status `status`.
 function P.run_with_status(op, view, status)
-  return P.wait_for(("a %s run of %s with status %d"):format(op, view, status), function()
+  -- The fixture most job specs start from: table items with ids 1 to 5.
+function P.items()
+  mv.exec("CREATE TABLE items (id int PRIMARY KEY, v text)")
+  mv.exec("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5) g")
+end
+
+return P.wait_for(("a %s run of %s with status %d"):format(op, view, status), function()
     local rows = P.runs(op, view)
     local last = rows[#rows]
     return last and last.status == status and last or nil
   end)
+end
+
+-- The fixture most job specs start from: table items with ids 1 to 5.
+function P.items()
+  mv.exec("CREATE TABLE items (id int PRIMARY KEY, v text)")
+  mv.exec("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5) g")
 end
 
 return P

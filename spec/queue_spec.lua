@@ -26,8 +26,7 @@ describe("the job queue", function()
   setup(function()
     H.fresh_db()
     mv.init()
-    mv.exec("CREATE TABLE items (id int PRIMARY KEY, v text)")
-    mv.exec("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5) g")
+    P.items()
     for _, name in ipairs(VIEWS) do
       mv.definitions.save({ name = name, sql = "SELECT id, v FROM items" })
       assert.is_true(mv.services.create_view(name).success)
@@ -53,11 +52,18 @@ describe("the job queue", function()
   end)
 
   it("refuses an adapter it does not know instead of guessing", function()
-    with_config('job_adapter = "sidekiq"', function()
+    with_config('job_adapter = "sidekiq"', function(path)
       local ok, err = pcall(mv.refresh, "mv_a")
       assert.is_false(ok)
-      assert.are.equal('job_adapter must be "inline" or "queue", the configuration says "sidekiq"', err.message)
+      assert.are.equal(path .. ':1: key \'job_adapter\' must be one of "inline", "queue", got "sidekiq"', err.message)
     end)
+    -- and a configuration changed at run time is checked again
+    local cfg = mv.config()
+    cfg.job_adapter = "resque"
+    local ok, err = pcall(mv.refresh, "mv_a")
+    cfg.job_adapter = "inline"
+    assert.is_false(ok)
+    assert.are.equal('job_adapter must be "inline" or "queue", the configuration says "resque"', err.message)
   end)
 
   it("queues only what a caller's transaction commits", function()

@@ -60,6 +60,7 @@ typedef struct {
   char service[32];            /* mv.services.<service> */
   char lock_timeout[32];       /* e.g. "5000ms", for the service session */
   char statement_timeout[32];
+  char row_count[16];          /* the definition's row count strategy, "" if none */
   long long run_id;
   double t0;                   /* monotonic ms when the run started */
   double lock_wait_ms;
@@ -127,6 +128,7 @@ static void read_definition(Job *job, PGresult *res, long long def_lock, long lo
   long long st = pg_value(res, 0, 4) ? strtoll(pg_value(res, 0, 4), NULL, 10) : def_stmt;
   snprintf(job->lock_timeout, sizeof job->lock_timeout, "%lldms", lt < 0 ? 0 : lt);
   snprintf(job->statement_timeout, sizeof job->statement_timeout, "%lldms", st < 0 ? 0 : st);
+  snprintf(job->row_count, sizeof job->row_count, "%s", pg_value(res, 0, 5) ? pg_value(res, 0, 5) : "");
   if (strcmp(job->op, "refresh") == 0)
     snprintf(job->service, sizeof job->service, "%s_refresh", job->strategy);
   else
@@ -134,8 +136,9 @@ static void read_definition(Job *job, PGresult *res, long long def_lock, long lo
 }
 
 /* Looks up spec.definition (a name or an id) on the recorder; raises when
- * there is no such definition (a run row needs one). Timeouts: the job's
- * option, else the definition's options, else the configured default. */
+ * there is no such definition (a run row needs one). Timeouts and the row
+ * count strategy: the job's option, else the definition's options, else the
+ * configured default. */
 static void resolve_definition(lua_State *L, Job *job) {
   char idbuf[32];
   const char *vals[2] = {NULL, NULL};
@@ -149,8 +152,8 @@ static void resolve_definition(lua_State *L, Job *job) {
     luaL_error(L, "a job needs a definition name or id");
   }
   PGresult *res = pg_exec(job->rec,
-      "SELECT id, name, refresh_strategy, options->>'lock_timeout_ms', options->>'statement_timeout_ms'"
-      " FROM mat_view_definitions WHERE id = $1::bigint OR name = $2", 2, vals);
+      "SELECT id, name, refresh_strategy, options->>'lock_timeout_ms', options->>'statement_timeout_ms',"
+      " options->>'row_count' FROM mat_view_definitions WHERE id = $1::bigint OR name = $2", 2, vals);
   if (!pg_ok(res)) {
     const char *st = pg_sqlstate(res);
     if (st && strcmp(st, SQLSTATE_UNDEFINED_TABLE) == 0) {
@@ -666,8 +669,9 @@ static void job_init(lua_State *L, Job *job) {
 }
 
 /* Pushes the service options: a copy of spec.options with conn set to
- * spec.conn. */
-static void push_options(lua_State *L) {
+ * spec.conn and row_count_strategy defaulted (definition, then
+ * spec.default_row_count). */
+static void push_options(lua_State *L, const Job *job) {
   lua_newtable(L);
   lua_getfield(L, SLOT_SPEC, "options");
   if (lua_istable(L, -1)) {
@@ -682,6 +686,12 @@ static void push_options(lua_State *L) {
   lua_getfield(L, SLOT_SPEC, "conn");
   mv_checkconn(L, -1);
   lua_setfield(L, -2, "conn");
+  if (lua_getfield(L, -1, "row_count_strategy") == LUA_TNIL) {
+    if (job->row_count[0]) lua_pushstring(L, job->row_count);
+    else lua_getfield(L, SLOT_SPEC, "default_row_count");
+    lua_setfield(L, -3, "row_count_strategy");
+  }
+  lua_pop(L, 1);
 }
 
 /* core.jobs.run(spec) -> run. spec: op, definition (name or id), run_conn
@@ -695,7 +705,7 @@ static int l_run(lua_State *L) {
   int interrupted = 0;
   job_init(L, &job);
   resolve_definition(L, &job);
-  push_options(L);                                /* SLOT_OPTS */
+  push_options(L, &job);                          /* SLOT_OPTS */
   lua_newtable(L);                                /* SLOT_META */
   lua_newtable(L);                                /* SLOT_ATTEMPTS */
   lua_pushnil(L);                                 /* SLOT_RESP */

@@ -111,6 +111,23 @@ static int conn_script(lua_State *L) {
   return 0;
 }
 
+/* Pushes a new connection: opened from conninfo, or with the parameters of
+ * `like`. Raises {message, kind = "connection"} naming host and port. */
+static int open_conn(lua_State *L, const char *conninfo, PGconn *like) {
+  char err[768];
+  LConn *c = (LConn *)lua_newuserdatauv(L, sizeof(LConn), 0);
+  c->conn = NULL; /* set before acquiring, so __gc is harmless */
+  luaL_setmetatable(L, MV_CONN_MT);
+  c->conn = like ? pg_open_like(like, err, sizeof err) : pg_open(conninfo, err, sizeof err);
+  if (c->conn == NULL) {
+    mv_error_push(L, err, NULL);
+    lua_pushliteral(L, "connection");
+    lua_setfield(L, -2, "kind"); /* the host reports these in one line */
+    return lua_error(L);
+  }
+  return 1;
+}
+
 /* __gc, __close and conn:close(): idempotent */
 static int conn_close(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
@@ -161,17 +178,7 @@ static int conn_tostring(lua_State *L) {
 /* conn:clone() -> a new connection with the same parameters (server,
  * database, user, password): jobs record runs on their own connection. */
 static int conn_clone(lua_State *L) {
-  char err[768];
-  PGconn *src = mv_checkconn(L, 1);
-  LConn *c = (LConn *)lua_newuserdatauv(L, sizeof(LConn), 0);
-  c->conn = NULL; /* set before acquiring, so __gc is harmless */
-  luaL_setmetatable(L, MV_CONN_MT);
-  c->conn = pg_open_like(src, err, sizeof err);
-  if (c->conn == NULL) {
-    mv_error_push(L, err, NULL);
-    return lua_error(L);
-  }
-  return 1;
+  return open_conn(L, NULL, mv_checkconn(L, 1));
 }
 
 /* conn:is_connected(): false once the server side is lost */
@@ -183,19 +190,7 @@ static int conn_is_connected(lua_State *L) {
 
 /* connect(conninfo) -> conn; raises {message} naming host and port */
 static int l_connect(lua_State *L) {
-  char err[768];
-  const char *ci = luaL_optstring(L, 1, "");
-  LConn *c = (LConn *)lua_newuserdatauv(L, sizeof(LConn), 0);
-  c->conn = NULL; /* set before acquiring, so __gc is harmless */
-  luaL_setmetatable(L, MV_CONN_MT);
-  c->conn = pg_open(ci, err, sizeof err);
-  if (c->conn == NULL) {
-    mv_error_push(L, err, NULL);
-    lua_pushliteral(L, "connection");
-    lua_setfield(L, -2, "kind"); /* the host reports these in one line */
-    return lua_error(L);
-  }
-  return 1;
+  return open_conn(L, luaL_optstring(L, 1, ""), NULL);
 }
 
 static const luaL_Reg conn_methods[] = {

@@ -66,13 +66,13 @@ function M.run(op, ref, opts)
   local conn = opts.conn or m.conn()
   local options = {}
   for k, v in pairs(opts) do if not JOB_KEYS[k] then options[k] = v end end
-  options.row_count_strategy = options.row_count_strategy or cfg.row_count
   if op == "refresh" then options.lock_timeout_ms = options.lock_timeout_ms or cfg.lock_timeout_ms end
   local run = core.jobs.run {
     op = op, definition = ref, run_conn = M.recorder(conn), conn = conn, options = options,
     lock_wait_ms = opts.lock_wait_ms or cfg.lock_wait_ms,
     lock_timeout_ms = opts.lock_timeout_ms, statement_timeout_ms = opts.statement_timeout_ms,
     default_lock_timeout_ms = cfg.lock_timeout_ms, default_statement_timeout_ms = cfg.statement_timeout_ms,
+    default_row_count = cfg.row_count,
     retry = merged(cfg.retry, opts.retry),
     reconnect = function(old)
       local fresh = old:clone()
@@ -152,11 +152,31 @@ function M.reconcile(conn)
   return out
 end
 
--- Drops relations an interrupted swap left (see src/swap.c for their names),
--- each only when no job holds its view's lock. Returns their names.
+-- The relations interrupted swaps left: a swap builds into
+-- mv_swap_<name>_<backend pid> (<name> cut so it fits in 63 bytes; see
+-- src/swap.h) and drops it itself on failure, so one whose backend is gone
+-- was left by a session that died mid-swap. Returns { schema, relname, view }.
+function M.swap_leftovers(conn)
+  conn = conn or mv().conn()
+  return conn:query([[SELECT n.nspname AS schema, c.relname, d.name AS view
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL (SELECT (regexp_match(c.relname, '_([0-9]+)$'))[1] AS pid) p
+    JOIN mat_view_definitions d
+      ON c.relname = 'mv_swap_' || left(d.name, 63 - 8 - length('_' || p.pid)) || '_' || p.pid
+    WHERE c.relkind = 'm' AND c.relname LIKE 'mv\_swap\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p.pid::int)
+    ORDER BY 1, 2]])
+end
+
+-- Drops the relations interrupted swaps left; returns their "schema.rel".
 function M.drop_swap_leftovers(conn)
-  local _ = conn
-  return {}
+  conn = conn or mv().conn()
+  local dropped = {}
+  for _, r in ipairs(M.swap_leftovers(conn)) do
+    conn:exec(("DROP MATERIALIZED VIEW IF EXISTS %s.%s"):format(conn:quote_ident(r.schema), conn:quote_ident(r.relname)))
+    dropped[#dropped + 1] = r.schema .. "." .. r.relname
+  end
+  return dropped
 end
 
 return M
