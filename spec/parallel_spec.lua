@@ -38,12 +38,7 @@ local function mark()
   return mv.query("SELECT coalesce(max(id), 0) AS m FROM mat_view_refresh_runs")[1].m
 end
 
-local function names(runs)
-  local out = {}
-  for n in pairs(runs) do out[#out + 1] = n end
-  table.sort(out)
-  return out
-end
+local names = require("matviews.deps").sorted_keys
 
 local function assert_after(runs, up, down)
   assert.is_true(runs[down].s >= runs[up].f, down .. " started before " .. up .. " finished")
