@@ -82,8 +82,7 @@ end
 local n = 0
 function H.tmpfile(suffix)
   n = n + 1
-  return ("%s/f%d_%d_%d%s"):format(H.tmp, mv.core.sys.getpid(),
-    math.floor(mv.core.sys.monotonic_ms() * 1000), n, suffix or "")
+  return ("%s/f%d_%d%s"):format(H.tmp, math.floor(mv.core.sys.monotonic_ms() * 1000) % 1000000000, n, suffix or "")
 end
 
 return H
