@@ -10,6 +10,7 @@ M.steps = {
   "002_jobs",
   "003_schedule",
   "004_migrations",
+  "006_report_indexes",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

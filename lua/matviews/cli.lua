@@ -7,7 +7,9 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "apply", "plan", "prune", "migrate", "deps", "schedule",
+  "init", "apply", "plan", "prune", "migrate",
+  "create", "refresh", "delete",
+  "list", "runs", "stats", "metrics", "deps", "schedule",
   "enqueue", "worker", "reconcile",
   "db", "run", "repl", "version",
 }
@@ -136,7 +138,8 @@ function M.main(argv)
   end, parsed, ctx)
   if not rok then
     io.stderr:write("matviews: ", tostring(code), "\n")
-    return 1
+    -- an error table may carry its exit code (2: a usage error)
+    return type(code) == "table" and math.type(code.exit) == "integer" and code.exit or 1
   end
   return code or 0
 end

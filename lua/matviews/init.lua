@@ -128,6 +128,9 @@ function M.config() return require("matviews.config").load() end
 -- Installs or upgrades the catalog (idempotent); see matviews.catalog.
 function M.init(conn) return require("matviews.catalog").init(conn) end
 
+-- Reports over the run tables (see matviews.reports): arrays of rows.
+function M.runs(opts) return require("matviews.reports").runs(opts) end
+function M.stats(opts) return require("matviews.reports").stats(opts) end
 -- Deletes run history beyond the retention policies; see matviews.retention.
 function M.prune(opts) return require("matviews.retention").prune(opts) end
 

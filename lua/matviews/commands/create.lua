@@ -1,0 +1,28 @@
+-- `matviews create NAME...|--id N|--all [--force] [--no-data] [--row-count S]`:
+-- creates each view through its recorded create job (see matviews.operate).
+local operate = require "matviews.operate"
+
+local M = {
+  name = "create",
+  summary = "Create materialized views from their definitions (recorded runs).",
+}
+
+function M.configure(cmd)
+  operate.configure_targets(cmd)
+  operate.configure_flag(cmd, "force", "FORCE", "Drop and re-create a view that exists")
+  cmd:flag("--no-data", "Create the view WITH NO DATA (not populated).")
+  cmd:option("--row-count", "Row count after creating (env ROW_COUNT_STRATEGY).")
+    :choices({ "none", "estimated", "exact" })
+  cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
+end
+
+function M.run(args, ctx)
+  local opts = {
+    force = operate.flag(args, "force", "FORCE"),
+    no_data = args.no_data or false,
+    row_count_strategy = operate.row_count(args),
+  }
+  return operate.run("create", args, ctx, opts, "creating")
+end
+
+return M

@@ -1,0 +1,41 @@
+-- `matviews runs [NAME] [--op OP] [--status S] [--since 24h] [--limit N]`:
+-- recorded runs newest first across the three run tables; a run left
+-- running by a backend that is gone shows as orphaned.
+local output = require "matviews.output"
+local fmt = require "matviews.format"
+
+local M = {
+  name = "runs",
+  summary = "List recorded runs, newest first (orphaned runs marked).",
+}
+
+function M.configure(cmd)
+  cmd:argument("name", "A definition name (schema-qualified allowed)."):args("?")
+  cmd:option("--op", "Only this operation."):choices({ "create", "refresh", "delete" })
+  cmd:option("--status", "Only this status."):choices({ "pending", "running", "success", "failed", "orphaned" })
+  cmd:option("--since", "Only runs created within this duration (90s, 30m, 24h, 7d, 2w).")
+  cmd:option("--limit", "At most N runs.", "50"):convert(fmt.positive_integer)
+end
+
+local COLUMNS = {
+  { "id", "ID", align = "right" }, { "op", "OP" }, { "view", "VIEW" }, { "shown_status", "STATUS" },
+  { "started", "STARTED" }, { "duration_ms", "MS", align = "right" }, { "rows_count", "ROWS", align = "right" },
+  { "where", "BY" }, { "short_error", "ERROR" },
+}
+
+function M.run(args, ctx)
+  local runs = ctx.mv.runs({ view = args.name, op = args.op, status = args.status, since = args.since,
+    limit = args.limit })
+  output.emit(ctx, output.array(runs), function(rows)
+    for _, r in ipairs(rows) do
+      r.shown_status = r.orphaned and "orphaned" or r.status
+      r.started = fmt.time(r.started_at)
+      r.where = fmt.who(r)
+      r.short_error = fmt.shorten(r.error, 60)
+    end
+    io.write(output.table(rows, COLUMNS))
+  end)
+  return 0
+end
+
+return M

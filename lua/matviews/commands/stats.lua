@@ -1,0 +1,38 @@
+-- `matviews stats [NAME] [--since 7d] [--op refresh]`: per view duration
+-- statistics of successful runs, failures, the last run, freshness and the
+-- slow flag (last duration above 2x the average of the 10 runs before it).
+local output = require "matviews.output"
+local fmt = require "matviews.format"
+
+local M = {
+  name = "stats",
+  summary = "Duration statistics, failures and freshness per view.",
+}
+
+function M.configure(cmd)
+  cmd:argument("name", "A definition name (schema-qualified allowed)."):args("?")
+  cmd:option("--since", "Aggregate the runs created within this duration (90s, 30m, 24h, 7d, 2w).")
+  cmd:option("--op", "Which runs to aggregate.", "refresh"):choices({ "create", "refresh", "delete" })
+end
+
+local COLUMNS = {
+  { "view", "VIEW" }, { "success_count", "OK", align = "right" }, { "failure_count", "FAILED", align = "right" },
+  { "avg_ms", "AVG MS", align = "right" }, { "min_ms", "MIN", align = "right" },
+  { "p95_ms", "P95", align = "right" }, { "max_ms", "MAX", align = "right" }, { "last_status", "LAST" },
+  { "last_duration_ms", "LAST MS", align = "right" }, { "last_rows_count", "ROWS", align = "right" },
+  { "fresh", "FRESH" }, { "slow_mark", "SLOW" },
+}
+
+function M.run(args, ctx)
+  local rows = ctx.mv.stats({ view = args.name, since = args.since, op = args.op })
+  output.emit(ctx, output.array(rows), function(list)
+    for _, r in ipairs(list) do
+      r.fresh = fmt.age(r.fresh_age_s)
+      r.slow_mark = r.slow and "slow" or ""
+    end
+    io.write(output.table(list, COLUMNS))
+  end)
+  return 0
+end
+
+return M

@@ -1,0 +1,124 @@
+-- What `create`, `refresh` and `delete` share: the NAME.../--id/--all
+-- arguments, options from the command line over the environment (FORCE,
+-- CASCADE, ROW_COUNT_STRATEGY) over the configuration, the confirmation,
+-- running each view's job through mv.jobs, progress, and the exit code
+-- (0 all ok, 1 some operation failed, 2 usage, 3 aborted).
+local output = require "matviews.output"
+local prompt = require "matviews.prompt"
+local progress = require "matviews.progress"
+local targets = require "matviews.targets"
+
+local M = {}
+
+local TRUE = { ["1"] = true, ["true"] = true, yes = true, on = true }
+local FALSE = { ["0"] = true, ["false"] = true, no = true, off = true, [""] = true }
+local ROW_COUNTS = { none = true, estimated = true, exact = true }
+
+-- Adds NAME..., --id N (repeatable) and --all to an argparse command.
+function M.configure_targets(cmd)
+  cmd:argument("names", "Definition names (schema-qualified allowed)."):args("*")
+  cmd:option("--id", "A definition id (repeatable)."):args(1):count("*"):convert(math.tointeger)
+  cmd:flag("--all", "Every definition, in dependency order.")
+end
+
+-- Adds a boolean option with its --no- form: --KEY / --no-KEY (over env).
+function M.configure_flag(cmd, key, env, help)
+  cmd:flag("--" .. key, help .. (" (default: env %s)"):format(env))
+  cmd:flag("--no-" .. key, ("Not --%s, whatever %s says."):format(key, env))
+end
+
+-- The environment variable name as a boolean (nil when unset); raises a
+-- usage error on a value that is no boolean.
+function M.env_bool(name)
+  local v = os.getenv(name)
+  if v == nil then return nil end
+  local l = v:lower()
+  if TRUE[l] then return true end
+  if FALSE[l] then return false end
+  targets.usage(("%s must be 1 or 0 (true/false, yes/no), not %q"):format(name, v))
+end
+
+-- A boolean option: --key or --no-key, else env, else false.
+function M.flag(args, key, env)
+  local yes, no = args[key], args["no_" .. key:gsub("-", "_")]
+  if yes and no then targets.usage(("give --%s or --no-%s, not both"):format(key, key)) end
+  if yes then return true end
+  if no then return false end
+  local e = M.env_bool(env)
+  if e ~= nil then return e end
+  return false
+end
+
+-- The row count strategy: --row-count, else ROW_COUNT_STRATEGY, else nil
+-- (the job then takes the definition's row_count, else the configuration's).
+function M.row_count(args)
+  if args.row_count then return args.row_count end
+  local e = os.getenv("ROW_COUNT_STRATEGY")
+  if e and e ~= "" then
+    if not ROW_COUNTS[e] then
+      targets.usage(("ROW_COUNT_STRATEGY must be none, estimated or exact, not %q"):format(e))
+    end
+    return e
+  end
+  return nil
+end
+
+-- "a, b, c" or "a, b, c and 7 more".
+local function name_list(defs)
+  local names = {}
+  for i = 1, math.min(#defs, 10) do names[i] = defs[i].name end
+  local s = table.concat(names, ", ")
+  if #defs > 10 then s = s .. (" and %d more"):format(#defs - 10) end
+  return s
+end
+
+-- The result line of one view's run.
+local function result_text(op, name, run)
+  if run.queued then return ("%s %s: queued (job %s)"):format(op, name, tostring(run.job_id)) end
+  local s = ("%s %s: %s"):format(op, name, tostring(run.status))
+  if math.type(run.duration_ms) == "integer" then s = s .. (" in %d ms"):format(run.duration_ms) end
+  if math.type(run.rows_count) == "integer" then s = s .. (", %d rows"):format(run.rows_count) end
+  if run.status ~= "success" and run.error ~= nil and run.error ~= output.null then
+    s = s .. ": " .. tostring(run.error)
+  end
+  return s
+end
+
+-- Runs job op for one definition; a raised error becomes a failed result.
+local function run_one(mv, op, d, opts)
+  local ok, run = pcall(mv.jobs[op], d.name, opts)
+  if ok and type(run) == "table" then return run end
+  return { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
+    error = ok and "the job returned no run" or tostring(type(run) == "table" and run.message or run) }
+end
+
+-- Runs op ("create"|"refresh"|"delete") over the targets of args with
+-- the job options jopts. Returns the exit code.
+function M.run(op, args, ctx, jopts, verbs)
+  local mv = ctx.mv
+  local defs = targets.resolve(mv.conn(), args, { reverse = op == "delete" })
+  if #defs == 0 then
+    if ctx.options.json then output.json(output.array()) else io.stderr:write("no definitions\n") end
+    return 0
+  end
+  local what = ("%s %d materialized view%s: %s"):format(op, #defs, #defs == 1 and "" or "s", name_list(defs))
+  if not prompt.confirm(ctx, what) then
+    io.stderr:write("aborted\n")
+    return prompt.ABORTED
+  end
+  if not (mv.jobs and mv.jobs[op]) then mv.error({ message = "jobs are not available in this build" }) end
+  local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json })
+  local results, failed = output.array(), 0
+  for _, d in ipairs(defs) do
+    p:start(d.name)
+    local run = run_one(mv, op, d, jopts)
+    if not run.queued and run.status ~= "success" then failed = failed + 1 end
+    results[#results + 1] = run
+    p:finish(result_text(op, d.name, run))
+  end
+  p:close(failed)
+  if ctx.options.json then output.json(results) end
+  return failed > 0 and 1 or 0
+end
+
+return M

@@ -1,0 +1,249 @@
+-- Reports over the run tables, computed in the database: mv.runs (newest
+-- runs across the three run tables, orphans marked), mv.stats (duration
+-- statistics, failures, freshness and the slow flag per view), the data of
+-- `matviews list` and `matviews metrics`. Every query filters and orders on
+-- (mat_view_definition_id, created_at) so it stays index-driven on large
+-- run tables; only formatting happens in Lua.
+local cjson = require "cjson"
+local targets = require "matviews.targets"
+
+local M = {}
+
+local TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_runs", delete = "mat_view_delete_runs" }
+local OPS = { "create", "refresh", "delete" }
+M.OPS = OPS
+
+local UNIT = { s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
+
+-- "90s", "30m", "24h", "7d", "2w", "1h30m" -> seconds; nil, message otherwise.
+function M.parse_duration(s)
+  local bad = ("invalid duration %q: use a number and a unit s, m, h, d or w (e.g. 90s, 30m, 24h, 7d)"):format(tostring(s))
+  if type(s) ~= "string" or s == "" then return nil, bad end
+  local total, rest = 0, s
+  while rest ~= "" do
+    local n, u, tail = rest:match("^(%d+)([smhdw])(.*)$")
+    if not n then return nil, bad end
+    total, rest = total + tonumber(n) * UNIT[u], tail
+  end
+  return total
+end
+
+-- since (a duration string or seconds) -> seconds; raises a usage error.
+local function since_seconds(since)
+  if since == nil then return nil end
+  if math.type(since) == "integer" and since >= 0 then return since end
+  local secs, err = M.parse_duration(since)
+  if not secs then targets.usage(err) end
+  return secs
+end
+
+-- SQL text of a timestamptz column as ISO 8601 UTC (or NULL).
+local function iso(col)
+  return ([[to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')]]):format(col)
+end
+M.iso = iso
+
+local function conn_of(opts) return opts and opts.conn or require("matviews").conn() end
+
+-- The definition id a `view` option names (nil: every view).
+local function view_id(conn, view)
+  if view == nil then return nil end
+  return targets.resolve_one(conn, view).id
+end
+
+-- Adds `$n` parameter v to params and returns its placeholder.
+local function param(params, v)
+  params[#params + 1] = v
+  return "$" .. #params
+end
+
+-- SQL condition: the run aliased `alias` is orphaned (see matviews.jobs).
+local function orphaned_sql(alias) return require("matviews.jobs").orphaned_sql(alias) end
+
+-- The SELECT of one run table for mv.runs, with its filters.
+local function runs_branch(op, f, params)
+  local where = {}
+  if f.id then where[#where + 1] = "r.mat_view_definition_id = " .. param(params, f.id) end
+  if f.status then where[#where + 1] = "r.status = " .. param(params, f.status) end
+  if f.since then
+    where[#where + 1] = "r.created_at >= now() - make_interval(secs => " .. param(params, f.since) .. ")"
+  end
+  if f.orphaned then where[#where + 1] = orphaned_sql("r") end
+  return ([[(SELECT '%s' AS op, r.id, r.mat_view_definition_id, r.status, r.started_at, r.finished_at,
+      r.duration_ms, %s AS rows_count, r.error, r.meta, r.backend_pid, r.hostname, r.process_pid, r.created_at
+    FROM %s r %s ORDER BY r.created_at DESC, r.id DESC LIMIT %s)]]):format(op,
+    op == "refresh" and "r.rows_count" or "NULL::integer", TABLES[op],
+    #where > 0 and ("WHERE " .. table.concat(where, " AND ")) or "", f.limit_param)
+end
+
+-- mv.runs{ view, op, status, since, limit, conn }: runs newest first across
+-- the run tables; status may also be "orphaned" (running, its recorder
+-- backend gone: the condition of matviews.jobs, which reconcile finalises).
+-- Each run: id, op, view, definition_id, status, orphaned, started_at,
+-- finished_at, duration_ms, rows_count, error, meta (table), backend_pid,
+-- hostname, process_pid, created_at.
+function M.runs(opts)
+  opts = opts or {}
+  local conn = conn_of(opts)
+  local f = { id = view_id(conn, opts.view), since = since_seconds(opts.since) }
+  if opts.op ~= nil and not TABLES[opts.op] then
+    targets.usage(("invalid op %q: use create, refresh or delete"):format(tostring(opts.op)))
+  end
+  if opts.status == "orphaned" then
+    f.status, f.orphaned = 1, true
+  elseif opts.status ~= nil then
+    f.status = targets.STATUS_CODE[opts.status]
+    if not f.status then
+      targets.usage(("invalid status %q: use pending, running, success, failed or orphaned"):format(tostring(opts.status)))
+    end
+  end
+  local limit = opts.limit or 50
+  if math.type(limit) ~= "integer" or limit < 1 then
+    targets.usage(("invalid limit %q: use a positive integer"):format(tostring(limit)))
+  end
+  local params, branches = {}, {}
+  f.limit_param = param(params, limit)
+  for _, op in ipairs(OPS) do
+    if opts.op == nil or opts.op == op then branches[#branches + 1] = runs_branch(op, f, params) end
+  end
+  local sql = ([[
+SELECT u.op, u.id, d.name AS view, u.mat_view_definition_id AS definition_id, u.status,
+  %s AS orphaned,
+  %s AS started_at, %s AS finished_at, u.duration_ms, u.rows_count, u.error, u.meta::text AS meta,
+  u.backend_pid, u.hostname, u.process_pid, %s AS created_at
+FROM (%s) u JOIN mat_view_definitions d ON d.id = u.mat_view_definition_id
+ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(orphaned_sql("u"), iso("u.started_at"), iso("u.finished_at"),
+    iso("u.created_at"), table.concat(branches, "\nUNION ALL\n"), f.limit_param)
+  local rows = targets.query(conn, sql, table.unpack(params))
+  for _, r in ipairs(rows) do
+    r.status = targets.STATUS[r.status] or tostring(r.status)
+    local ok, meta = pcall(cjson.decode, r.meta)
+    r.meta = ok and meta or r.meta
+  end
+  return rows
+end
+
+-- The per-view statistics query over one run table (see M.stats).
+local STATS_SQL = [[
+WITH defs AS (SELECT id, name FROM mat_view_definitions WHERE %s),
+agg AS (
+  SELECT r.mat_view_definition_id AS id,
+    count(*) FILTER (WHERE r.status = 2) AS success_count,
+    count(*) FILTER (WHERE r.status = 3) AS failure_count,
+    round(avg(r.duration_ms) FILTER (WHERE r.status = 2), 1) AS avg_ms,
+    min(r.duration_ms) FILTER (WHERE r.status = 2) AS min_ms,
+    max(r.duration_ms) FILTER (WHERE r.status = 2) AS max_ms,
+    round((percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms)
+           FILTER (WHERE r.status = 2))::numeric, 1) AS p95_ms
+  FROM %s r
+  WHERE r.mat_view_definition_id IN (SELECT id FROM defs) AND %s
+  GROUP BY r.mat_view_definition_id)
+SELECT d.id AS definition_id, d.name AS view,
+  coalesce(a.success_count, 0) AS success_count, coalesce(a.failure_count, 0) AS failure_count,
+  a.avg_ms, a.min_ms, a.max_ms, a.p95_ms,
+  last.status AS last_status, %s AS last_run_at,
+  ok.duration_ms AS last_duration_ms, ok.rows_count AS last_rows_count,
+  %s AS fresh_at, floor(extract(epoch FROM now() - ok.finished_at))::bigint AS fresh_age_s,
+  round(prev.avg_ms, 1) AS moving_avg_ms, coalesce(prev.n, 0) AS moving_avg_runs,
+  coalesce(ok.duration_ms > 2 * prev.avg_ms, false) AS slow
+FROM defs d
+LEFT JOIN agg a ON a.id = d.id
+LEFT JOIN LATERAL (SELECT r.status, r.created_at FROM %s r WHERE r.mat_view_definition_id = d.id
+                   ORDER BY r.created_at DESC, r.id DESC LIMIT 1) last ON true
+LEFT JOIN LATERAL (SELECT r.duration_ms, %s AS rows_count, r.finished_at FROM %s r
+                   WHERE r.mat_view_definition_id = d.id AND r.status = 2
+                   ORDER BY r.created_at DESC, r.id DESC LIMIT 1) ok ON true
+LEFT JOIN LATERAL (SELECT avg(p.duration_ms) AS avg_ms, count(p.duration_ms) AS n FROM
+                    (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status = 2
+                     ORDER BY r.created_at DESC, r.id DESC OFFSET 1 LIMIT 10) p) prev ON true
+ORDER BY d.name]]
+
+-- mv.stats{ view, since, op = "refresh", conn }: one row per definition.
+-- Over the op's runs created within `since` (default: all): success_count,
+-- failure_count, avg_ms, min_ms, max_ms, p95_ms (successful runs). Whatever
+-- `since` says: last_status, last_run_at (latest run), last_duration_ms and
+-- last_rows_count (latest successful run), fresh_at and fresh_age_s (its
+-- finished_at), moving_avg_ms over the up to 10 successful runs before it,
+-- and slow = last_duration_ms > 2 * moving_avg_ms.
+function M.stats(opts)
+  opts = opts or {}
+  local conn = conn_of(opts)
+  local op = opts.op or "refresh"
+  local tbl = TABLES[op]
+  if not tbl then targets.usage(("invalid op %q: use create, refresh or delete"):format(tostring(op))) end
+  local params = {}
+  local id = view_id(conn, opts.view)
+  local def_where = id and ("id = " .. param(params, id)) or "true"
+  local secs = since_seconds(opts.since)
+  local run_where = secs and ("r.created_at >= now() - make_interval(secs => " .. param(params, secs) .. ")") or "true"
+  local sql = STATS_SQL:format(def_where, tbl, run_where, iso("last.created_at"), iso("ok.finished_at"),
+    tbl, op == "refresh" and "r.rows_count" or "NULL::integer", tbl, tbl)
+  local rows = targets.query(conn, sql, table.unpack(params))
+  for _, r in ipairs(rows) do
+    if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
+  end
+  return rows
+end
+
+-- The latest run of any op of definition d.id, as a LATERAL subquery.
+local LAST_RUN = [[
+LEFT JOIN LATERAL (SELECT * FROM (
+    (SELECT 'create' AS op, status, created_at FROM mat_view_create_runs WHERE mat_view_definition_id = d.id
+      ORDER BY created_at DESC, id DESC LIMIT 1)
+    UNION ALL
+    (SELECT 'refresh', status, created_at FROM mat_view_refresh_runs WHERE mat_view_definition_id = d.id
+      ORDER BY created_at DESC, id DESC LIMIT 1)
+    UNION ALL
+    (SELECT 'delete', status, created_at FROM mat_view_delete_runs WHERE mat_view_definition_id = d.id
+      ORDER BY created_at DESC, id DESC LIMIT 1)) x ORDER BY created_at DESC LIMIT 1) last ON true
+LEFT JOIN LATERAL (SELECT finished_at FROM mat_view_refresh_runs
+    WHERE mat_view_definition_id = d.id AND status = 2
+    ORDER BY created_at DESC, id DESC LIMIT 1) ok ON true]]
+
+-- The definitions for `matviews list`: id, view, schema, strategy, schedule,
+-- exists, populated, last_op, last_status, last_run_at, fresh_at, fresh_age_s.
+function M.list(opts)
+  local conn = conn_of(opts)
+  local rows = targets.query(conn, ([[
+SELECT d.id, d.name AS view, coalesce(n.nspname, current_schema()) AS schema, d.refresh_strategy AS strategy,
+  d.schedule_cron AS schedule, c.oid IS NOT NULL AS exists, coalesce(c.relispopulated, false) AS populated,
+  last.op AS last_op, last.status AS last_status, %s AS last_run_at,
+  %s AS fresh_at, floor(extract(epoch FROM now() - ok.finished_at))::bigint AS fresh_age_s
+FROM mat_view_definitions d
+LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.name)) AND c.relkind = 'm'
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+%s
+ORDER BY d.name]]):format(iso("last.created_at"), iso("ok.finished_at"), LAST_RUN))
+  for _, r in ipairs(rows) do
+    r.strategy = targets.STRATEGY[r.strategy] or tostring(r.strategy)
+    if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
+  end
+  return rows
+end
+
+-- Per view and op: run counts by status, the latest success's finished_at
+-- (epoch seconds) and the latest finished run's duration, for `metrics`.
+function M.metrics_data(opts)
+  local conn = conn_of(opts)
+  local branches = {}
+  for _, op in ipairs(OPS) do
+    branches[#branches + 1] = ([[
+SELECT d.name AS view, '%s' AS op, c.status, c.n, NULL::float8 AS last_success, NULL::integer AS last_duration_ms
+  FROM mat_view_definitions d
+  JOIN (SELECT mat_view_definition_id AS id, status, count(*) AS n FROM %s GROUP BY 1, 2) c ON c.id = d.id
+UNION ALL
+SELECT d.name, '%s', NULL, NULL,
+  (SELECT extract(epoch FROM r.finished_at)::float8 FROM %s r WHERE r.mat_view_definition_id = d.id
+     AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
+  (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN (2, 3)
+     ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
+  FROM mat_view_definitions d]]):format(op, TABLES[op], op, TABLES[op], TABLES[op])
+  end
+  local rows = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2, 3")
+  for _, r in ipairs(rows) do
+    if r.status ~= cjson.null then r.status = targets.STATUS[r.status] end
+  end
+  return rows
+end
+
+return M
