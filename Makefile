@@ -17,7 +17,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 
 DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev
 
-.PHONY: all deps bench-deps asan test demo install clean
+.PHONY: all deps bench-deps asan test demo install clean fuzz
 
 all: matviews
 
@@ -40,6 +40,26 @@ build:
 asan: matviews-asan
 matviews-asan: $(ASAN_OBJS)
 	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS_ALL) -Wl,-E
+
+# libFuzzer targets (not part of `make test`): fuzz/NAME_fuzz.c exercises
+# src/NAME.c; each runs FUZZ_SECONDS with the seeds of fuzz/corpus/NAME.
+# A crash leaves its input as build/fuzz/crash-* and fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_NAMES := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
+
+fuzz: $(FUZZ_NAMES:%=build/fuzz/%_fuzz)
+	@for n in $(FUZZ_NAMES); do \
+	  mkdir -p build/fuzz/corpus-$$n fuzz/corpus/$$n; \
+	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
+	  ./build/fuzz/$${n}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; \
+	done
+
+build/fuzz/%_fuzz: fuzz/%_fuzz.c src/%.c src/%.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/$*_fuzz.c src/$*.c
 
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)

@@ -8,6 +8,7 @@ local M = {}
 M.steps = {
   "001_catalog",
   "002_jobs",
+  "003_schedule",
   "004_migrations",
   "006_report_indexes",
 }

@@ -81,8 +81,10 @@ function M.conn()
 end
 
 -- Replaces the default connection (closing the old one); conninfo or a conn.
+-- A conninfo is remembered (M.used_dsn) for child processes (refresh_all).
 function M.use(c)
   if default_conn and default_conn ~= c then default_conn:close() end
+  M.used_dsn = type(c) == "string" and c or nil
   if type(c) == "string" then c = core.connect(c) end
   default_conn = c
   return c
@@ -155,6 +157,10 @@ function M.create(ref, opts) return M.jobs.create(ref, opts) end
 function M.refresh(ref, opts) return M.jobs.refresh(ref, opts) end
 function M.delete(ref, opts) return M.jobs.delete(ref, opts) end
 function M.reconcile(conn) return M.jobs.reconcile(conn) end
+
+-- Refreshes many views in dependency order, on opts.parallel processes;
+-- see matviews.parallel.
+function M.refresh_all(opts) return require("matviews.parallel").refresh_all(opts) end
 
 -- Control of the embedded cluster.
 M.db = {

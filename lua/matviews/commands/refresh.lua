@@ -1,5 +1,7 @@
--- `matviews refresh NAME...|--id N|--all [--row-count S]`: refreshes each
--- view with its definition's strategy through its recorded refresh job.
+-- `matviews refresh NAME...|--id N|--all [--row-count S] [--parallel N]
+-- [--upstream] [--downstream]`: refreshes each view with its definition's
+-- strategy through its recorded refresh job; the last three go through
+-- matviews.parallel (dependency order, N processes).
 local operate = require "matviews.operate"
 
 local M = {
@@ -11,11 +13,17 @@ function M.configure(cmd)
   operate.configure_targets(cmd)
   cmd:option("--row-count", "Row count after refreshing (env ROW_COUNT_STRATEGY).")
     :choices({ "none", "estimated", "exact" })
+  cmd:option("--parallel", "Refresh in dependency order on N processes (matviews.parallel).")
+  cmd:flag("--upstream", "First refresh what the views read, recursively.")
+  cmd:flag("--downstream", "Afterwards refresh what reads the views, recursively.")
   cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
 end
 
 function M.run(args, ctx)
   local opts = { row_count_strategy = operate.row_count(args) }
+  if args.parallel or args.upstream or args.downstream then
+    return require("matviews.parallel").command(args, ctx, opts)
+  end
   return operate.run("refresh", args, ctx, opts, "refreshing")
 end
 

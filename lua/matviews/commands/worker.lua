@@ -13,6 +13,7 @@ function M.configure(cmd)
   cmd:flag("--once", "Run the jobs that are ready, then exit.")
   cmd:option("--concurrency", "How many jobs run at once (worker processes).", "1")
   cmd:option("--poll-ms", "Pause between two looks at an empty queue.", "1000")
+  cmd:flag("--schedule", "Also queue the refresh of each definition whose schedule_cron is due.")
   cmd:flag("--child"):hidden(true)
 end
 
@@ -78,7 +79,9 @@ end
 local function loop(args, ctx, doc)
   local queue = require "matviews.queue"
   local failed = 0
+  local tick = args.schedule and require("matviews.schedule").ticker(ctx, doc)
   while true do
+    if tick then tick() end
     local r = queue.work_one()
     if r then
       doc.processed[#doc.processed + 1] = r

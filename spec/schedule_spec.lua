@@ -1,0 +1,192 @@
+-- Scheduling: due slots claimed once in the database (three processes
+-- ticking at once), missed slots collapsed into one run, `matviews schedule`.
+local H = require "spec.helper"
+local mv = require "matviews"
+local cjson = require "cjson"
+
+local function define(name, cron, created_at)
+  mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+            VALUES ($1, 'SELECT 1', $2, coalesce($3::timestamptz, now()))]], name, cron, created_at)
+end
+
+local function at(iso) return mv.query("SELECT floor(extract(epoch FROM $1::timestamptz))::bigint AS t", iso)[1].t end
+
+-- The enqueue used by these specs: records the slot in a table, inside the
+-- claiming transaction (the default enqueues a queued refresh job).
+local ENQUEUE = [[function(def, slot, c)
+  c:exec("INSERT INTO enqueued (name, slot) VALUES ($1, $2)", def.name, slot)
+  return { name = def.name }
+end]]
+local enqueue = load("return " .. ENQUEUE)()
+
+local function enqueued(name)
+  local out = {}
+  for _, r in ipairs(mv.query("SELECT slot FROM enqueued WHERE name = $1 ORDER BY slot", name)) do
+    out[#out + 1] = mv.core.cron_format(r.slot)
+  end
+  return out
+end
+
+describe("schedule.tick", function()
+  local schedule = require "matviews.schedule"
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE TABLE enqueued (name text, slot bigint)")
+  end)
+
+  it("runs a slot missed while no worker ran once, not once per missed slot", function()
+    define("hourly", "0 * * * *", "2026-11-26T08:30:00Z")
+    local r = schedule.tick(at("2026-11-26T12:10:00Z"), { enqueue = enqueue })
+    assert.are.same({ { name = "hourly", slot = at("2026-11-26T12:00:00Z"), job = { name = "hourly" } } }, r.claimed)
+    assert.are.same({}, schedule.tick(at("2026-11-26T12:59:59Z"), { enqueue = enqueue }).claimed)
+    assert.are.equal(1, #schedule.tick(at("2026-11-26T13:00:00Z"), { enqueue = enqueue }).claimed)
+    assert.are.equal(1, #schedule.tick(at("2026-11-26T18:05:00Z"), { enqueue = enqueue }).claimed)
+    assert.are.same({ "2026-11-26T12:00:00Z", "2026-11-26T13:00:00Z", "2026-11-26T18:00:00Z" }, enqueued("hourly"))
+  end)
+
+  it("does not run slots from before the definition existed", function()
+    mv.exec("DELETE FROM mat_view_definitions")
+    define("yearly", "0 0 1 1 *", "2026-11-26T08:30:00Z")
+    assert.are.same({}, schedule.tick(at("2026-12-31T23:59:00Z"), { enqueue = enqueue }).claimed)
+    local r = schedule.tick(at("2027-01-01T00:00:30Z"), { enqueue = enqueue })
+    assert.are.same({ "yearly" }, { r.claimed[1] and r.claimed[1].name })
+    assert.are.same({ "2027-01-01T00:00:00Z" }, enqueued("yearly"))
+  end)
+
+  it("claims a slot exactly once with three processes ticking at the same time", function()
+    define("every5", "*/5 * * * *", "2026-11-26T08:00:00Z")
+    local code = ([[
+      local slow = %s
+      local r = require("matviews.schedule").tick(%d, { enqueue = function(def, slot, c)
+        c:exec("SELECT pg_sleep(0.3)") -- hold the claim open while the others try
+        return slow(def, slot, c)
+      end })
+      for _, c in ipairs(r.claimed) do if c.name == "every5" then print("won") end end
+    ]]):format(ENQUEUE, at("2026-11-26T09:07:00Z"))
+    local cmd = H.bin .. " -e " .. H.q(code)
+    local r = H.sh(cmd .. " & " .. cmd .. " & " .. cmd .. " & wait")
+    assert.are.equal("", r.err)
+    assert.are.equal("won\n", r.out)
+    assert.are.same({ "2026-11-26T09:05:00Z" }, enqueued("every5"))
+    assert.are.equal(1, mv.query([[SELECT count(*) AS n FROM mat_view_schedule_slots s
+      JOIN mat_view_definitions d ON d.id = s.mat_view_definition_id WHERE d.name = 'every5']])[1].n)
+  end)
+
+  it("enqueues a refresh job on the queue by default, which a worker then runs", function()
+    mv.exec("DELETE FROM mat_view_definitions")
+    mv.exec("CREATE MATERIALIZED VIEW sched_mv AS SELECT 1 AS one")
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('sched_mv', 'SELECT 1 AS one', '*/10 * * * *', '2026-11-26T08:00:00Z')]])
+    local r = schedule.tick(at("2026-11-26T09:15:00Z"))
+    assert.are.equal(1, #r.claimed)
+    assert.are.same({ true, "refresh", "sched_mv" }, { r.claimed[1].job.queued, r.claimed[1].job.op, r.claimed[1].job.view })
+    local job = mv.query("SELECT op, status FROM matviews_jobs WHERE id = $1", r.claimed[1].job.job_id)[1]
+    assert.are.same({ op = "refresh", status = 0 }, job)
+    local slot = mv.query("SELECT job->>'job_id' AS j FROM mat_view_schedule_slots")[1]
+    assert.are.equal(tostring(r.claimed[1].job.job_id), slot.j)
+    local done = require("matviews.queue").work_one()
+    assert.are.same({ "refresh", "sched_mv", "success" }, { done.op, done.view, done.status })
+    mv.exec("DELETE FROM mat_view_definitions")
+  end)
+
+  it("reports a bad cron expression without stopping the others", function()
+    define("broken", "61 * * * *")
+    define("minutely", "* * * * *", "2026-11-26T08:00:00Z")
+    local r = schedule.tick(at("2026-11-26T10:00:00Z"), { enqueue = enqueue })
+    assert.are.same({ { name = "broken",
+      error = 'invalid cron expression "61 * * * *": minute: 61 is out of range 0-59' } }, r.errors)
+    assert.are.same({ "2026-11-26T10:00:00Z" }, enqueued("minutely"))
+    mv.exec("DELETE FROM mat_view_definitions WHERE name IN ('broken', 'minutely')")
+  end)
+end)
+
+describe("matviews worker --schedule", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE MATERIALIZED VIEW yearly_mv AS SELECT 1 AS one")
+    mv.exec("CREATE MATERIALIZED VIEW daily_mv AS SELECT 1 AS one")
+  end)
+
+  local function count(sql, name) return mv.query(sql, name)[1].n end
+  local SLOTS = [[SELECT count(*)::int AS n FROM mat_view_schedule_slots s
+    JOIN mat_view_definitions d ON d.id = s.mat_view_definition_id WHERE d.name = $1]]
+  local RUNS = [[SELECT count(*)::int AS n FROM mat_view_refresh_runs r
+    JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id WHERE d.name = $1 AND r.status = 2]]
+
+  it("queues and runs a due slot exactly once with three workers running", function()
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('yearly_mv', 'SELECT 1 AS one', '0 0 1 1 *', now() - interval '2 years')]])
+    local cmd = H.bin .. " worker --schedule --once"
+    local r = H.sh(cmd .. " & " .. cmd .. " & " .. cmd .. " & wait")
+    local year = mv.query("SELECT extract(year FROM now() AT TIME ZONE 'UTC')::int AS y")[1].y
+    local _, scheduled = r.out:gsub("scheduled refresh of yearly_mv for " .. year .. "%-01%-01T00:00:00Z %(job %d+%)\n", "")
+    local _, ran = r.out:gsub("job %d+ refresh yearly_mv: success", "")
+    assert.are.same({ 1, 1 }, { scheduled, ran }, r.out .. r.err)
+    assert.are.equal(1, count(SLOTS, "yearly_mv"))
+    assert.are.equal(1, count(RUNS, "yearly_mv"))
+  end)
+
+  it("runs slots missed while no worker ran once on start", function()
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('daily_mv', 'SELECT 1 AS one', '0 0 * * *', now() - interval '5 days')]])
+    local r = H.mv("worker --schedule --once --json")
+    assert.are.equal(0, r.code, r.err)
+    local doc = cjson.decode(r.out)
+    local names = {}
+    for _, s in ipairs(doc.scheduled) do names[#names + 1] = s.view end
+    assert.are.same({ "daily_mv" }, names)
+    assert.are.equal(1, count(SLOTS, "daily_mv"))
+    assert.are.equal(1, count(RUNS, "daily_mv"))
+    r = H.mv("worker --schedule --once")
+    assert.are.equal(0, r.code)
+    assert.is_nil(r.out:find("scheduled refresh", 1, true))
+  end)
+end)
+
+describe("matviews schedule", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    define("nightly", "30 2 * * *")
+    define("plain", nil)
+  end)
+
+  it("lists the next run of each definition", function()
+    local r = H.mv("schedule --json")
+    assert.are.equal(0, r.code)
+    local doc = cjson.decode(r.out)
+    assert.are.equal("UTC", doc.time_zone)
+    local want = mv.query([[SELECT to_char(CASE WHEN now() AT TIME ZONE 'UTC' < date_trunc('day', now() AT TIME ZONE 'UTC') + interval '2h30m'
+        THEN date_trunc('day', now() AT TIME ZONE 'UTC') + interval '2h30m'
+        ELSE date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day 2h30m' END, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS t]])[1].t
+    assert.are.same({ name = "nightly", schedule = "30 2 * * *", next_run = want,
+      last_slot = cjson.null, error = cjson.null }, doc.definitions[1])
+    assert.are.equal("plain", doc.definitions[2].name)
+    assert.are.equal(cjson.null, doc.definitions[2].next_run)
+    r = H.mv("schedule")
+    assert.matches("^view +schedule +next run %(UTC%) +last slot run  error\n", r.out)
+    assert.matches("\nnightly  30 2 %* %* %*  " .. want:gsub("%-", "%%-") .. "\n", r.out)
+  end)
+
+  it("reads the schedule in the configured zone", function()
+    local cfg = H.write(H.tmpfile(".lua"), 'time_zone = "America/New_York"\n')
+    local r = H.mv("--config " .. H.q(cfg) .. " schedule --json")
+    assert.are.equal(0, r.code)
+    local doc = cjson.decode(r.out)
+    assert.are.equal("America/New_York", doc.time_zone)
+    assert.matches("^%d+%-%d+%-%d+T02:30:00%-0[45]:00$", doc.definitions[1].next_run)
+    H.write(cfg, 'time_zone = "Mars/Olympus"\n')
+    r = H.mv("--config " .. H.q(cfg) .. " schedule")
+    assert.are.equal(1, r.code)
+    assert.are.equal('matviews: unknown time zone "Mars/Olympus" (config time_zone)\n', r.err)
+  end)
+
+  it("exits 1 naming a definition whose cron is invalid", function()
+    define("bad", "* * *")
+    local r = H.mv("schedule")
+    assert.are.equal(1, r.code)
+    assert.are.equal('matviews: bad: invalid cron expression "* * *": expected 5 fields (minute hour day-of-month month day-of-week), got 3\n', r.err)
+  end)
+end)

@@ -1,0 +1,166 @@
+/*
+ * proc.c: child processes for parallel refresh, added to mv.core.sys:
+ * exe_path() (this host's executable), spawn(argv, opts) and
+ * wait_any(pids [, timeout_ms]). Children are started with posix_spawn; the
+ * argv strings stay owned by the Lua table passed in, and the file actions
+ * and environment array are freed before any Lua error can be raised.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <lauxlib.h>
+#include "core.h"
+
+extern char **environ;
+
+#define MAX_ARGS 64
+#define MAX_ENV_EXTRA 16
+
+/* exe_path() -> the absolute path of the running executable */
+static int l_exe_path(lua_State *L) {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return luaL_error(L, "cannot find the executable: %s", strerror(errno));
+  buf[n] = '\0';
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* Fills argv from the array at idx (at most MAX_ARGS strings). */
+static int collect_argv(lua_State *L, int idx, const char **argv) {
+  int n = (int)luaL_len(L, idx);
+  luaL_argcheck(L, n >= 1 && n < MAX_ARGS, idx, "argv needs 1 to 63 strings");
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, idx, i + 1);
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, idx, "argv holds a non-string");
+    argv[i] = lua_tostring(L, -1); /* kept alive by the table */
+    lua_pop(L, 1);
+  }
+  argv[n] = NULL;
+  return n;
+}
+
+/* Builds "KEY=VALUE" strings from opts.env (opts at stack index `opts`)
+ * into an anchor table left on the stack, and returns a malloc'd array of
+ * environ followed by them (NULL when out of memory). */
+static char **build_env(lua_State *L, int opts) {
+  const char *extra[MAX_ENV_EXTRA];
+  int k = 0, base = 0;
+  lua_newtable(L);                            /* [anchor] */
+  int anchor = lua_gettop(L);
+  if (lua_getfield(L, opts, "env") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {            /* [anchor env key value] */
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING && k < MAX_ENV_EXTRA) {
+        extra[k] = lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+        lua_rawseti(L, anchor, ++k);          /* the anchor keeps the string */
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);                              /* [anchor] */
+  while (environ[base]) base++;
+  char **env = (char **)malloc(sizeof(char *) * (size_t)(base + k + 1));
+  if (env == NULL) return NULL;
+  memcpy(env, environ, sizeof(char *) * (size_t)base);
+  for (int i = 0; i < k; i++) env[base + i] = (char *)extra[i];
+  env[base + k] = NULL;
+  return env;
+}
+
+/* Adds a redirection of fd to opts[key] (a path) when it is set. */
+static void redirect(lua_State *L, int opts, const char *key, int fd, posix_spawn_file_actions_t *fa) {
+  if (lua_getfield(L, opts, key) == LUA_TSTRING)
+    posix_spawn_file_actions_addopen(fa, fd, lua_tostring(L, -1), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  lua_pop(L, 1);
+}
+
+/* spawn(argv [, { stdout = path, stderr = path, env = { K = V } }]) -> pid
+ * | nil, message. stdin is /dev/null; argv[1] is a path (no PATH search). */
+static int l_spawn(lua_State *L) {
+  const char *argv[MAX_ARGS + 1];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_newtable(L); }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  collect_argv(L, 1, argv);
+  char **env = build_env(L, 2);
+  if (env == NULL) return luaL_error(L, "out of memory");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  redirect(L, 2, "stdout", 1, &fa);
+  redirect(L, 2, "stderr", 2, &fa);
+  pid_t pid;
+  int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+  posix_spawn_file_actions_destroy(&fa);
+  free(env);
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot start %s: %s", argv[0], strerror(rc));
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)pid);
+  return 1;
+}
+
+/* wait_any(pids [, timeout_ms]) -> pid, exit code (128 + signal when
+ * killed) of the first of pids to end, or nil after timeout_ms. Only the
+ * given children are reaped (others, e.g. io.popen's, are left alone). */
+static int l_wait_any(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Number timeout = luaL_optnumber(L, 2, -1), waited = 0;
+  int n = (int)luaL_len(L, 1);
+  for (;;) {
+    for (int i = 1; i <= n; i++) {
+      lua_geti(L, 1, i);
+      pid_t pid = (pid_t)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      int st = 0;
+      pid_t r = waitpid(pid, &st, WNOHANG);
+      if (r == pid || (r < 0 && errno == ECHILD)) {
+        lua_pushinteger(L, (lua_Integer)pid);
+        lua_pushinteger(L, r < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        return 2;
+      }
+    }
+    if (n == 0 || (timeout >= 0 && waited >= timeout)) break;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    waited += 5;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* kill(pid [, signal]) -> true | nil, message; default SIGTERM */
+static int l_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int sig = (int)luaL_optinteger(L, 2, SIGTERM);
+  luaL_argcheck(L, pid > 0, 1, "a process id");
+  if (kill(pid, sig) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg proc_funcs[] = {
+  {"exe_path", l_exe_path}, {"spawn", l_spawn}, {"wait_any", l_wait_any}, {"kill", l_kill},
+  {NULL, NULL}
+};
+
+/* Adds the functions to core.sys (registered before this by sys.c). */
+void mv_register_proc(lua_State *L) {
+  lua_getfield(L, -1, "sys");
+  luaL_setfuncs(L, proc_funcs, 0);
+  lua_pop(L, 1);
+}
