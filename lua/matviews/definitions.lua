@@ -66,6 +66,15 @@ local function optional(field, v, kind)
   return v
 end
 
+-- A schedule: a cron expression the scheduler's own parser accepts.
+local function cron_check(field, v)
+  v = optional(field, v, "string")
+  if v == nil then return nil end
+  local ok, msg = core.cron_parse(v)
+  if not ok then invalid(field, (msg:gsub("^invalid cron expression ", ""))) end
+  return v
+end
+
 -- Validates tbl and returns the normalised definition (no SQL runs).
 function M.validate(tbl)
   if type(tbl) ~= "table" then core.error("a definition must be a table") end
@@ -82,7 +91,7 @@ function M.validate(tbl)
     name = tbl.name, sql = tbl.sql, refresh_strategy = strategy,
     unique_index_columns = check_array("unique_index_columns", tbl.unique_index_columns, name_check),
     dependencies = check_array("dependencies", tbl.dependencies, name_check),
-    schedule_cron = optional("schedule_cron", tbl.schedule_cron, "string"),
+    schedule_cron = cron_check("schedule_cron", tbl.schedule_cron),
     indexes = check_array("indexes", tbl.indexes, index_check),
     grants = check_array("grants", tbl.grants, nil),
     comment = optional("comment", tbl.comment, "string"),
