@@ -91,11 +91,12 @@ function M.build(defs, pairs_)
   return g
 end
 
--- Loads the graph of every definition from the database (conn or mv.conn()).
+-- Loads the graph of every definition from the database (conn or mv.conn());
+-- a database without the catalog is an error saying to run `matviews init`.
 function M.load(conn)
-  local mv = require "matviews"
-  conn = conn or mv.conn()
-  return M.build(conn:query(DEFINITIONS), conn:query(DISCOVER))
+  local query = require("matviews.targets").query
+  conn = conn or require("matviews").conn()
+  return M.build(query(conn, DEFINITIONS), query(conn, DISCOVER))
 end
 
 -- A cycle as a list of names ending where it starts, or nil. Searches from
