@@ -279,9 +279,7 @@ function M.load_dir(dir)
   local state = { defs = {}, errors = {}, seen = {} }
   for _, n in ipairs(M.files(dir)) do
     local path = dir:gsub("/+$", "") .. "/" .. n
-    local f = assert(io.open(path, "r"))
-    state.text = f:read("a")
-    f:close()
+    state.text = assert(require("matviews.files").read(path))
     state.file = display(path)
     local chunk, err = load(state.text, "@" .. state.file, "t", environment(state))
     if not chunk then
