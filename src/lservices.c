@@ -29,11 +29,12 @@ static int raise_msg(lua_State *L, const char *msg) {
 }
 
 /* The string at the top of the stack and its length; notes the field in
- * *nul_field when it holds a NUL byte (C would see a shorter string). */
+ * *nul_field (when not NULL) if it holds a NUL byte (C would see a shorter
+ * string). Name and SQL are checked with their length instead. */
 static const char *checked_string(lua_State *L, const char *field, size_t *len, const char **nul_field) {
   size_t n;
   const char *s = lua_tolstring(L, -1, &n);
-  if (strlen(s) != n && *nul_field == NULL) *nul_field = field;
+  if (nul_field && strlen(s) != n && *nul_field == NULL) *nul_field = field;
   if (len) *len = n;
   return s;
 }
@@ -81,9 +82,9 @@ static void read_defn(lua_State *L, MvDefn *d) {
   if (!lua_istable(L, 1)) raise_msg(L, "services: the definition argument must be a table (or a name or id through mv.services)");
   memset(d, 0, sizeof *d);
   if (lua_getfield(L, 1, "name") != LUA_TSTRING) raise_msg(L, "services: the definition has no name");
-  d->name = checked_string(L, "name", &d->name_len, &d->nul_field);
+  d->name = checked_string(L, "name", &d->name_len, NULL);
   lua_pop(L, 1);
-  d->sql = opt_string_field(L, 1, "sql", &d->sql_len, &d->nul_field);
+  d->sql = opt_string_field(L, 1, "sql", &d->sql_len, NULL);
   d->comment = opt_string_field(L, 1, "comment", NULL, &d->nul_field);
   lua_getfield(L, 1, "unique_index_columns");
   d->n_unique = string_array(L, "unique_index_columns", &d->unique_cols, &d->nul_field);

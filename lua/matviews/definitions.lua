@@ -131,6 +131,10 @@ function M.validate(tbl)
   if strategy == "concurrent" and #d.unique_index_columns == 0 then
     invalid("unique_index_columns", "a concurrent refresh needs at least one unique index column")
   end
+  local rc = d.options.row_count
+  if rc ~= nil and rc ~= "none" and rc ~= "estimated" and rc ~= "exact" then
+    invalid("options", 'row_count must be "none", "estimated" or "exact"')
+  end
   if d.schedule_cron then
     local parsed, why = core.cron_parse(d.schedule_cron)
     if not parsed then invalid("schedule_cron", why) end
