@@ -44,6 +44,14 @@ local function name_check(s)
   return ok, msg and msg:gsub("^invalid name ", "")
 end
 
+-- A role or index name: any text of 1..63 bytes but a NUL byte (always quoted).
+local function role_check(r)
+  if type(r) ~= "string" or r == "" or #r > 63 or r:find("\0", 1, true) then
+    return nil, "role names must be strings of 1 to 63 bytes without NUL bytes"
+  end
+  return true
+end
+
 -- Each entry of indexes: an array of column names or { columns = {...} }.
 -- Column and index names are always quoted: any text but a NUL byte.
 local function index_check(ix)
@@ -54,22 +62,14 @@ local function index_check(ix)
     if type(c) ~= "string" or c == "" then return nil, "index columns must be non-empty strings" end
     if c:find("\0", 1, true) then return nil, "an index column contains a NUL byte" end
   end
-  if ix.name ~= nil and (type(ix.name) ~= "string" or not core.validate_name(ix.name)) then
-    return nil, "an index name must be a simple identifier"
+  if ix.name ~= nil and not role_check(ix.name) then
+    return nil, "an index name must be a string of 1 to 63 bytes without NUL bytes"
   end
   return true
 end
 
 M.PRIVILEGES = { SELECT = true, INSERT = true, UPDATE = true, DELETE = true,
   TRUNCATE = true, REFERENCES = true, TRIGGER = true }
-
--- A role name: any text of 1..63 bytes but a NUL byte (always quoted).
-local function role_check(r)
-  if type(r) ~= "string" or r == "" or #r > 63 or r:find("\0", 1, true) then
-    return nil, "role names must be strings of 1 to 63 bytes without NUL bytes"
-  end
-  return true
-end
 
 -- Each entry of grants: a role name (SELECT) or { role = r, privileges = {...} }
 -- (known privilege words, which are not quoted). Returns the normal form
