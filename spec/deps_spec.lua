@@ -96,10 +96,10 @@ describe("matviews deps", function()
     assert.are.same({ mv_b = true, mv_c = true, mv_d = true }, deps.closure(g, "mv_a", "downstream"))
   end)
 
-  it("fails on an unknown view name", function()
+  it("fails on an unknown view name, as a usage error", function()
     local r = H.mv("deps nope")
-    assert.are.equal(1, r.code)
-    assert.are.equal('matviews: no definition named "nope"\n', r.err)
+    assert.are.equal(2, r.code)
+    assert.are.equal('no definition named nope', H.usage_message(r.err))
   end)
 
   it("names a cycle in declared dependencies", function()

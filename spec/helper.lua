@@ -76,6 +76,14 @@ function H.mv(args, opts)
   return H.sh(H.bin .. " " .. args, opts)
 end
 
+-- The message of a usage error as the CLI prints it on stderr (the
+-- command's usage, a blank line, "Error: message"), or nil when err is not
+-- one.
+function H.usage_message(err)
+  if not err:match("^Usage: matviews") then return nil end
+  return err:match("\n\nError: (.-)\n$")
+end
+
 -- A path for a scratch file of this run. busted reloads this module for each
 -- spec file (insulation), so the counter alone would repeat: the clock keeps
 -- names of different files apart.

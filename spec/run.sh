@@ -53,7 +53,7 @@ for BIN in $BINS; do
   export MATVIEWS_BIN="$BIN"
   { busted --lua="$BIN" "$@" 2>&1; echo $? >"$TMP/rc"; } | tee "$OUT"
   rc=$(cat "$TMP/rc")
-  summary=$(grep -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$OUT" | tail -n 1)
+  summary=$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$OUT" | tail -n 1)
   if [ -z "$summary" ]; then
     echo "spec run with $BIN did not complete (exit $rc)"
     total_failed=$((total_failed + 1))

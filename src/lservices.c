@@ -28,11 +28,23 @@ static int raise_msg(lua_State *L, const char *msg) {
   return lua_error(L);
 }
 
+/* The string at the top of the stack and its length; notes the field in
+ * *nul_field (when not NULL) if it holds a NUL byte (C would see a shorter
+ * string). Name and SQL are checked with their length instead. */
+static const char *checked_string(lua_State *L, const char *field, size_t *len, const char **nul_field) {
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (nul_field && strlen(s) != n && *nul_field == NULL) *nul_field = field;
+  if (len) *len = n;
+  return s;
+}
+
 /* Reads t[key] (t at idx) as an optional string; raises on another type. */
-static const char *opt_string_field(lua_State *L, int idx, const char *key) {
+static const char *opt_string_field(lua_State *L, int idx, const char *key, size_t *len, const char **nul_field) {
   int t = lua_getfield(L, idx, key);
   const char *s = NULL;
-  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  if (len) *len = 0;
+  if (t == LUA_TSTRING) s = checked_string(L, key, len, nul_field);
   else if (t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL)) {
     lua_pushfstring(L, "definition field %s must be a string", key);
     return raise_msg(L, lua_tostring(L, -1)), NULL;
@@ -43,7 +55,7 @@ static const char *opt_string_field(lua_State *L, int idx, const char *key) {
 
 /* Reads the array of strings at the top of the stack into a userdata
  * array (left on the stack, below the array); returns its length. */
-static int string_array(lua_State *L, const char *what, const char ***out) {
+static int string_array(lua_State *L, const char *what, const char ***out, const char **nul_field) {
   int t = lua_type(L, -1);
   if (t != LUA_TTABLE && t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL)) {
     lua_pushfstring(L, "%s must be an array of strings", what);
@@ -57,7 +69,7 @@ static int string_array(lua_State *L, const char *what, const char ***out) {
       lua_pushfstring(L, "%s must be an array of strings", what);
       raise_msg(L, lua_tostring(L, -1));
     }
-    v[i] = lua_tostring(L, -1);
+    v[i] = checked_string(L, what, NULL, nul_field);
     lua_pop(L, 1);
   }
   v[n] = NULL;
@@ -70,13 +82,12 @@ static void read_defn(lua_State *L, MvDefn *d) {
   if (!lua_istable(L, 1)) raise_msg(L, "services: the definition argument must be a table (or a name or id through mv.services)");
   memset(d, 0, sizeof *d);
   if (lua_getfield(L, 1, "name") != LUA_TSTRING) raise_msg(L, "services: the definition has no name");
-  d->name = lua_tostring(L, -1);
+  d->name = checked_string(L, "name", &d->name_len, NULL);
   lua_pop(L, 1);
-  d->sql = opt_string_field(L, 1, "sql");
-  d->sql_len = d->sql ? strlen(d->sql) : 0;
-  d->comment = opt_string_field(L, 1, "comment");
+  d->sql = opt_string_field(L, 1, "sql", &d->sql_len, NULL);
+  d->comment = opt_string_field(L, 1, "comment", NULL, &d->nul_field);
   lua_getfield(L, 1, "unique_index_columns");
-  d->n_unique = string_array(L, "unique_index_columns", &d->unique_cols);
+  d->n_unique = string_array(L, "unique_index_columns", &d->unique_cols, &d->nul_field);
   lua_pop(L, 1);                                       /* [.. ud] */
   int t = lua_getfield(L, 1, "indexes");
   int n = t == LUA_TTABLE ? (int)luaL_len(L, -1) : 0;
@@ -88,7 +99,7 @@ static void read_defn(lua_State *L, MvDefn *d) {
       raise_msg(L, "each of indexes must be an array of column names");
     if (lua_getfield(L, -1, "columns") == LUA_TTABLE) lua_remove(L, -2);
     else lua_pop(L, 1);                                /* [.. indexes columns] */
-    string_array(L, "each of indexes", &d->indexes[i]); /* [.. indexes ud_i columns] */
+    string_array(L, "indexes", &d->indexes[i], &d->nul_field); /* [.. indexes ud_i columns] */
     lua_pop(L, 1);
     lua_insert(L, -2);                                 /* [.. ud_i indexes] */
   }
@@ -239,7 +250,8 @@ static int l_validate_name(lua_State *L) {
   if (s == NULL) { lua_pushnil(L); lua_pushliteral(L, "invalid name: must be a string"); return 2; }
   if (mv_valid_identifier(s, len, err, sizeof err)) { lua_pushboolean(L, 1); return 1; }
   lua_pushnil(L);
-  lua_pushfstring(L, "invalid name \"%s\": %s", s, err);
+  if (strlen(s) != len) lua_pushfstring(L, "invalid name: %s", err); /* the name would print cut */
+  else lua_pushfstring(L, "invalid name \"%s\": %s", s, err);
   return 2;
 }
 

@@ -132,8 +132,8 @@ static void setup_package(lua_State *L) {
 }
 
 /* Consumes leading global options into a table stored as the module
- * "matviews.options"; returns the index of the first other argument, or -1
- * after a usage error. */
+ * "matviews.options"; returns the index of the first other argument (an
+ * option without its value is left to the CLI, which reports it). */
 static int global_options(lua_State *L, int argc, char **argv) {
   int i = 1;
   lua_newtable(L);
@@ -146,7 +146,7 @@ static int global_options(lua_State *L, int argc, char **argv) {
       continue;
     }
     if (strcmp(a, "--dsn") == 0 || strcmp(a, "--config") == 0) {
-      if (i + 1 >= argc) { fprintf(stderr, "%s: option %s needs a value\n", progname, a); return -1; }
+      if (i + 1 >= argc) break; /* the CLI reports it, with the usage */
       key = a + 2; val = argv[++i];
     } else if (strncmp(a, "--dsn=", 6) == 0) { key = "dsn"; val = a + 6; }
     else if (strncmp(a, "--config=", 9) == 0) { key = "config"; val = a + 9; }
@@ -218,8 +218,7 @@ static int pmain(lua_State *L) {
   mv_interrupt_install(L);
   setup_package(L);
   int first = global_options(L, argc, argv);
-  if (first < 0) code = 2;
-  else if (first < argc && strcmp(argv[first], "-e") == 0) {
+  if (first < argc && strcmp(argv[first], "-e") == 0) {
     if (first + 1 >= argc) { l_message("'-e' needs an argument"); code = 2; }
     else {
       create_arg(L, argv, argc, first + 1);

@@ -26,6 +26,7 @@ typedef enum { MV_RC_NONE, MV_RC_ESTIMATED, MV_RC_EXACT } MvRowCount;
 
 typedef struct {
   const char *name;
+  size_t name_len;
   const char *sql;               /* NULL when the definition has none */
   size_t sql_len;
   const char **unique_cols;      /* n_unique entries */
@@ -33,6 +34,7 @@ typedef struct {
   const char ***indexes;         /* n_indexes arrays of columns, NULL-terminated */
   int n_indexes;
   const char *comment;           /* NULL for none */
+  const char *nul_field;         /* a field whose string holds a NUL byte, or NULL */
 } MvDefn;
 
 typedef struct {
@@ -104,6 +106,9 @@ int svc_tx_end(MvSvc *s, int outer, int ok);
 /* malloc'd "CREATE UNIQUE INDEX ... ON view (cols)" for the definition's
  * unique columns, or with a placeholder when it declares none. */
 char *svc_unique_index_sql(MvSvc *s);
+/* The columns quoted and joined with ", " (n of them, or up to the NULL
+ * entry when n < 0); malloc'd, NULL when quoting fails. */
+char *svc_column_list(MvSvc *s, const char *const *cols, int n);
 /* printf into a malloc'd string (NULL on failure). */
 char *mv_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Milliseconds from a monotonic clock. */

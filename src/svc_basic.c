@@ -12,19 +12,14 @@
 
 /* CREATE INDEX for the definition's i-th plain index (columns quoted). */
 static char *plain_index_sql(MvSvc *s, int i) {
-  char idx[128], num[16], cols[2048] = "";
+  char idx[128], num[16];
   snprintf(num, sizeof num, "_idx%d", i + 1);
   snprintf(idx, sizeof idx, "%.*s%s", MV_MAX_IDENT - (int)strlen(num), s->d->name, num);
-  for (const char **c = s->d->indexes[i]; *c; c++) {
-    char *q = pg_quote_ident(s->conn, *c);
-    if (q == NULL) return NULL;
-    if (c != s->d->indexes[i]) strncat(cols, ", ", sizeof cols - strlen(cols) - 1);
-    strncat(cols, q, sizeof cols - strlen(cols) - 1);
-    pg_free(q);
-  }
+  char *cols = svc_column_list(s, s->d->indexes[i], -1);
   char *qidx = pg_quote_ident(s->conn, idx);
-  char *sql = qidx ? mv_fmt("CREATE INDEX %s ON %s (%s)", qidx, s->qview, cols) : NULL;
+  char *sql = qidx && cols ? mv_fmt("CREATE INDEX %s ON %s (%s)", qidx, s->qview, cols) : NULL;
   pg_free(qidx);
+  free(cols);
   return sql;
 }
 

@@ -117,9 +117,15 @@ int svc_run(MvSvc *s, const char *sql, int log) {
 static int check_defn(MvSvc *s, int need_sql) {
   char err[256], msg[512];
   const MvDefn *d = s->d;
-  if (!mv_valid_identifier(d->name, d->name ? strlen(d->name) : 0, err, sizeof err)) {
-    snprintf(msg, sizeof msg, "invalid name \"%s\": %s", d->name ? d->name : "", err);
+  if (!mv_valid_identifier(d->name, d->name ? d->name_len : 0, err, sizeof err)) {
+    if (d->name && strlen(d->name) != d->name_len) snprintf(msg, sizeof msg, "invalid name: %s", err);
+    else snprintf(msg, sizeof msg, "invalid name \"%s\": %s", d->name ? d->name : "", err);
     svc_fail(s, msg, SQLSTATE_INVALID_NAME, NULL, NULL);
+    return -1;
+  }
+  if (d->nul_field) {
+    snprintf(msg, sizeof msg, "invalid %s: contains a NUL byte", d->nul_field);
+    svc_fail(s, msg, SQLSTATE_INVALID_PARAM, NULL, NULL);
     return -1;
   }
   for (int i = 0; i < d->n_unique; i++)
@@ -236,23 +242,28 @@ int svc_tx_end(MvSvc *s, int outer, int ok) {
   return 0;
 }
 
+char *svc_column_list(MvSvc *s, const char *const *cols, int n) {
+  size_t cap = 1, used = 0;
+  for (int i = 0; n < 0 ? cols[i] != NULL : i < n; i++) cap += strlen(cols[i]) * 2 + 4;
+  char *out = malloc(cap);
+  if (out == NULL) return NULL;
+  out[0] = '\0';
+  for (int i = 0; n < 0 ? cols[i] != NULL : i < n; i++) {
+    char *q = pg_quote_ident(s->conn, cols[i]);
+    if (q == NULL) { free(out); return NULL; }
+    used += (size_t)snprintf(out + used, cap - used, "%s%s", i ? ", " : "", q);
+    pg_free(q);
+  }
+  return out;
+}
+
 char *svc_unique_index_sql(MvSvc *s) {
   const MvDefn *d = s->d;
   char idx[64];
   snprintf(idx, sizeof idx, "%.*s_unique", MV_MAX_IDENT - 7, d->name);
   char *qidx = pg_quote_ident(s->conn, idx);
-  size_t cap = 64;
-  for (int i = 0; i < d->n_unique; i++) cap += strlen(d->unique_cols[i]) * 2 + 4;
-  char *cols = malloc(cap);
+  char *cols = svc_column_list(s, d->unique_cols, d->n_unique);
   if (cols == NULL || qidx == NULL) { free(cols); pg_free(qidx); return NULL; }
-  cols[0] = '\0';
-  for (int i = 0; i < d->n_unique; i++) {
-    char *q = pg_quote_ident(s->conn, d->unique_cols[i]);
-    if (q == NULL) continue;
-    if (i) strcat(cols, ", ");
-    strcat(cols, q);
-    pg_free(q);
-  }
   char *sql = mv_fmt("CREATE UNIQUE INDEX %s ON %s (%s)", qidx, s->qview,
                      d->n_unique ? cols : "<key columns>");
   free(cols);

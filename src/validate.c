@@ -19,6 +19,10 @@ int mv_valid_identifier(const char *s, size_t len, char *err, size_t errlen) {
     snprintf(err, errlen, "is empty");
     return 0;
   }
+  if (memchr(s, '\0', len) != NULL) {
+    snprintf(err, errlen, "contains a NUL byte");
+    return 0;
+  }
   if (len > MV_MAX_IDENT) {
     snprintf(err, errlen, "is %zu bytes long (at most %d)", len, MV_MAX_IDENT);
     return 0;
@@ -124,14 +128,35 @@ static size_t skip_token(const char *s, size_t len, size_t i) {
   return i + 1;
 }
 
+/* Walks the tokens of the statement from s[i] to its end (a semicolon or
+ * the end of s), counting parentheses from depth. Returns the index where
+ * it stopped and sets *end past the last token; 0 with err on an
+ * unterminated quote or comment or unbalanced parentheses (a statement
+ * that could close the parentheses matviews puts it in). */
+static size_t walk_statement(const char *s, size_t len, size_t i, int depth, size_t *end,
+                             char *err, size_t errlen) {
+  while (i < len && s[i] != ';') {
+    if (s[i] == '(') depth++;
+    if (s[i] == ')' && --depth < 0) { snprintf(err, errlen, "has a ')' without its '('"); return 0; }
+    i = skip_token(s, len, i);
+    if (i > len) { snprintf(err, errlen, "has an unterminated quoted string or identifier"); return 0; }
+    *end = i;
+    i = skip_space(s, len, i);
+    if (i > len) { snprintf(err, errlen, "has an unterminated comment"); return 0; }
+  }
+  if (depth > 0) { snprintf(err, errlen, "has a '(' without its ')'"); return 0; }
+  return i;
+}
+
 int mv_valid_query_sql(const char *s, size_t len, size_t *stmt_len, char *err, size_t errlen) {
   size_t i, end = 0;
+  int depth = 0;
   if (s == NULL || memchr(s, '\0', len) != NULL) {
     snprintf(err, errlen, s ? "contains a NUL byte" : "is empty");
     return 0;
   }
   i = skip_space(s, len, 0);
-  while (i < len && s[i] == '(') i = skip_space(s, len, i + 1);
+  while (i < len && s[i] == '(') { depth++; i = skip_space(s, len, i + 1); }
   if (i >= len) {
     snprintf(err, errlen, i > len ? "has an unterminated comment" : "is empty");
     return 0;
@@ -140,13 +165,8 @@ int mv_valid_query_sql(const char *s, size_t len, size_t *stmt_len, char *err, s
     snprintf(err, errlen, "must be a query starting with SELECT, WITH, VALUES or TABLE");
     return 0;
   }
-  while (i < len && s[i] != ';') {
-    i = skip_token(s, len, i);
-    if (i > len) { snprintf(err, errlen, "has an unterminated quoted string or identifier"); return 0; }
-    end = i;
-    i = skip_space(s, len, i);
-    if (i > len) { snprintf(err, errlen, "has an unterminated comment"); return 0; }
-  }
+  i = walk_statement(s, len, i, depth, &end, err, errlen);
+  if (i == 0) return 0;
   while (i < len && s[i] == ';') {
     i = skip_space(s, len, i + 1);
     if (i > len) { snprintf(err, errlen, "has an unterminated comment"); return 0; }

@@ -14,7 +14,8 @@ int mv_valid_identifier(const char *s, size_t len, char *err, size_t errlen);
 
 /* One query statement: starts (after blanks, comments and opening parens)
  * with SELECT, WITH, VALUES or TABLE; nothing but blanks, comments and
- * semicolons after a terminating semicolon. Quoted strings, E'' strings,
+ * semicolons after a terminating semicolon; balanced parentheses (the
+ * statement is put inside parentheses as a subquery). Quoted strings, E'' strings,
  * quoted identifiers, dollar quotes and nested comments are skipped.
  * On success *stmt_len (when not NULL) is the length of the statement
  * without its trailing semicolon, blanks and comments. */

@@ -15,6 +15,12 @@ M.steps = {
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database
 
+-- The catalog's tables and sequences (in the current schema), with their kind.
+local RELATIONS = [[SELECT c.relname, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind
+  FROM pg_class c
+ WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'S')
+   AND (c.relname LIKE 'mat\_view\_%' OR c.relname LIKE 'matviews\_%') ORDER BY 1]]
+
 -- Applies the missing steps in one transaction on conn (default connection).
 -- Returns { applied = { "001_catalog", ... }, version = N }.
 function M.init(conn)
@@ -38,6 +44,11 @@ function M.init(conn)
       end
       if step.version > version then version = step.version end
     end
+    if #applied > 0 then -- what default privileges gave PUBLIC on new relations is taken back
+      for _, r in ipairs(c:query(RELATIONS)) do
+        c:exec(("REVOKE ALL ON %s %s FROM PUBLIC"):format(r.kind, c:quote_ident(r.relname)))
+      end
+    end
     return { applied = applied, version = version }
   end, conn)
 end
@@ -56,11 +67,11 @@ function M.grant_read(role, conn)
     mv.error({ message = ("--grant-read: role %q does not exist"):format(role) })
   end
   local tables = {}
-  for _, r in ipairs(conn:query([[SELECT c.relname FROM pg_class c
-      WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
-        AND (c.relname LIKE 'mat\_view\_%' OR c.relname LIKE 'matviews\_%') ORDER BY 1]])) do
-    conn:exec(("GRANT SELECT ON %s TO %s"):format(conn:quote_ident(r.relname), conn:quote_ident(role)))
-    tables[#tables + 1] = r.relname
+  for _, r in ipairs(conn:query(RELATIONS)) do
+    if r.kind == "TABLE" then
+      conn:exec(("GRANT SELECT ON %s TO %s"):format(conn:quote_ident(r.relname), conn:quote_ident(role)))
+      tables[#tables + 1] = r.relname
+    end
   end
   return tables
 end

@@ -92,6 +92,12 @@ local function usage_error(parser, msg)
   return 2
 end
 
+-- The argparse parser of the command named name (the main parser if none).
+local function command_parser(parser, name)
+  for _, c in ipairs(parser._commands) do if c._name == name then return c end end
+  return parser
+end
+
 -- Entry point from the host: args without the program name. Returns the code.
 function M.main(argv)
   local mv = require "matviews"
@@ -124,9 +130,7 @@ function M.main(argv)
   if parsed.command == "help" then
     local t = parsed.topic
     if t and not by_name[t] then return usage_error(parser, "unknown command '" .. t .. "'") end
-    local target = parser
-    if t then for _, c in ipairs(parser._commands) do if c._name == t then target = c end end end
-    io.write(target:get_help(), "\n")
+    io.write((t and command_parser(parser, t) or parser):get_help(), "\n")
     return 0
   end
   local mod = by_name[parsed.command]
@@ -137,9 +141,12 @@ function M.main(argv)
     return e
   end, parsed, ctx)
   if not rok then
+    -- an error table may carry its exit code (2: a usage error, shown
+    -- with the command's usage as argparse shows its own)
+    local exit = type(code) == "table" and math.type(code.exit) == "integer" and code.exit or 1
+    if exit == 2 then return usage_error(command_parser(parser, parsed.command), tostring(code.message)) end
     io.stderr:write("matviews: ", tostring(code), "\n")
-    -- an error table may carry its exit code (2: a usage error)
-    return type(code) == "table" and math.type(code.exit) == "integer" and code.exit or 1
+    return exit
   end
   return code or 0
 end

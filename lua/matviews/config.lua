@@ -121,6 +121,16 @@ function M.locate(text, key, from)
   return from
 end
 
+-- The line of the last `return` statement of text (1 when there is none).
+local function return_line(text)
+  local n, at = 0, 1
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:match("^%s*return%f[^%w_]") then at = n end
+  end
+  return at
+end
+
 -- Checks the values a configuration file set. Returns an array of messages
 -- ("path:line: key 'k' ..."), empty when everything is right.
 function M.validate(values, path, words)
@@ -163,6 +173,10 @@ function M.load(path)
     if not chunk then raise({ message = err }) end
     local ok, ret = pcall(chunk)
     if not ok then raise(type(ret) == "table" and ret or { message = tostring(ret) }) end
+    if ret ~= nil and type(ret) ~= "table" then
+      raise({ message = ("%s:%d: the configuration returns a %s: set keys (job_adapter = \"queue\") or return a table")
+        :format(path, return_line(require("matviews.files").read(path) or ""), type(ret)) })
+    end
     local values = type(ret) == "table" and ret or env
     local errs = M.validate(values, path, type(ret) == "table" and {} or words)
     if #errs > 0 then raise({ message = table.concat(errs, "\n"), errors = errs }) end

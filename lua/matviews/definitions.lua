@@ -44,25 +44,64 @@ local function name_check(s)
   return ok, msg and msg:gsub("^invalid name ", "")
 end
 
-local function string_check(s)
-  if type(s) ~= "string" then return nil, "entries must be strings" end
+-- A role or index name: any text of 1..63 bytes but a NUL byte (always quoted).
+local function role_check(r)
+  if type(r) ~= "string" or r == "" or #r > 63 or r:find("\0", 1, true) then
+    return nil, "role names must be strings of 1 to 63 bytes without NUL bytes"
+  end
   return true
 end
 
 -- Each entry of indexes: an array of column names or { columns = {...} }.
+-- Column and index names are always quoted: any text but a NUL byte.
 local function index_check(ix)
   if type(ix) ~= "table" then return nil, "each index must be an array of column names" end
   local cols = ix.columns or ix
   if type(cols) ~= "table" or #cols == 0 then return nil, "each index must name at least one column" end
   for _, c in ipairs(cols) do
-    if type(c) ~= "string" then return nil, "index columns must be strings" end
+    if type(c) ~= "string" or c == "" then return nil, "index columns must be non-empty strings" end
+    if c:find("\0", 1, true) then return nil, "an index column contains a NUL byte" end
+  end
+  if ix.name ~= nil and not role_check(ix.name) then
+    return nil, "an index name must be a string of 1 to 63 bytes without NUL bytes"
   end
   return true
+end
+
+M.PRIVILEGES = { SELECT = true, INSERT = true, UPDATE = true, DELETE = true,
+  TRUNCATE = true, REFERENCES = true, TRIGGER = true }
+
+-- Each entry of grants: a role name (SELECT) or { role = r, privileges = {...} }
+-- (known privilege words, which are not quoted). Returns the normal form
+-- { role, privileges } or nil and the reason.
+local function grant_entry(g)
+  if type(g) == "string" then g = { role = g, privileges = { "SELECT" } } end
+  if type(g) ~= "table" then return nil, "entries must be role names or { role = ..., privileges = { ... } }" end
+  local ok, msg = role_check(g.role)
+  if not ok then return nil, msg end
+  if type(g.privileges) ~= "table" or #g.privileges == 0 then return nil, "privileges of " .. g.role .. " must be a non-empty array" end
+  local privs = {}
+  for i, p in ipairs(g.privileges) do
+    privs[i] = type(p) == "string" and p:upper() or ""
+    if not M.PRIVILEGES[privs[i]] then return nil, ("'%s' is no privilege"):format(tostring(p)) end
+  end
+  return { role = g.role, privileges = privs }
 end
 
 local function optional(field, v, kind)
   if is_null(v) then return nil end
   if type(v) ~= kind then invalid(field, "must be a " .. kind) end
+  if kind == "string" and v:find("\0", 1, true) then invalid(field, "contains a NUL byte") end
+  return v
+end
+
+-- A retention policy ({ keep_last, keep_days, keep_failures }, or
+-- { custom = true } for a definition file's function), or nil.
+local function retention_check(v)
+  v = optional("retention", v, "table")
+  if v == nil or (v.custom == true and next(v, next(v)) == nil) then return v end
+  local why = require("matviews.retention").check(v)
+  if why then invalid("retention", "must be " .. why) end
   return v
 end
 
@@ -95,14 +134,24 @@ function M.validate(tbl)
     indexes = check_array("indexes", tbl.indexes, index_check),
     grants = check_array("grants", tbl.grants, nil),
     comment = optional("comment", tbl.comment, "string"),
-    retention = optional("retention", tbl.retention, "table"),
+    retention = retention_check(tbl.retention),
     options = optional("options", tbl.options, "table") or {},
   }
   if strategy == "concurrent" and #d.unique_index_columns == 0 then
     invalid("unique_index_columns", "a concurrent refresh needs at least one unique index column")
   end
-  for _, g in ipairs(d.grants) do
-    if type(g) ~= "string" and type(g) ~= "table" then invalid("grants", "entries must be strings or tables") end
+  local rc = d.options.row_count
+  if rc ~= nil and rc ~= "none" and rc ~= "estimated" and rc ~= "exact" then
+    invalid("options", 'row_count must be "none", "estimated" or "exact"')
+  end
+  if d.schedule_cron then
+    local parsed, why = core.cron_parse(d.schedule_cron)
+    if not parsed then invalid("schedule_cron", why) end
+  end
+  for i, g in ipairs(d.grants) do
+    local entry, why = grant_entry(g)
+    if not entry then invalid("grants", why) end
+    d.grants[i] = entry
   end
   return d
 end

@@ -16,8 +16,7 @@ local STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
 M.STRATEGIES = STRATEGIES
 M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
 local ROW_COUNTS = { none = true, estimated = true, exact = true }
-local PRIVILEGES = { SELECT = true, INSERT = true, UPDATE = true, DELETE = true,
-  TRUNCATE = true, REFERENCES = true, TRIGGER = true }
+local PRIVILEGES = require("matviews.definitions").PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
 M.KEYS = { "sql", "strategy", "unique", "indexes", "depends_on", "schedule",

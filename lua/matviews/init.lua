@@ -55,15 +55,39 @@ function M.default_dsn()
   return core.embed_ensure(M.embedded_dir()), "embedded"
 end
 
+-- The index just past the keyword value starting at s[j]: a single-quoted
+-- value or a run of non-blanks, backslash escaping a character in both.
+local function value_end(s, j)
+  local quoted = s:sub(j, j) == "'"
+  if quoted then j = j + 1 end
+  while j <= #s do
+    local c = s:sub(j, j)
+    if c == "\\" then j = j + 1
+    elseif quoted and c == "'" then return j + 1
+    elseif not quoted and c:match("%s") then return j end
+    j = j + 1
+  end
+  return j
+end
+
 -- A connection string fit to print: the password of a URL
--- (scheme://user:pw@host) or of a password=... keyword is replaced by ***.
+-- (scheme://user:pw@host, ?password=) or of a password=... keyword
+-- (quoted or not) is replaced by ***.
 function M.redact_dsn(dsn)
   local s = tostring(dsn or "")
-  s = s:gsub("^(%a[%w+.-]*://[^:/@?]*):[^@/?]*@", "%1:***@")
-  s = s:gsub("([?&]password=)[^&]*", "%1***")
-  s = s:gsub("(password%s*=%s*)'[^']*'", "%1***")
-  s = s:gsub("(password%s*=%s*)[^%s']+", "%1***")
-  return s
+  if s:match("^%a[%w+.-]*://") then
+    s = s:gsub("^(%a[%w+.-]*://[^:/@?]*):[^@/?]*@", "%1:***@")
+    return (s:gsub("([?&]password=)[^&]*", "%1***"))
+  end
+  local out, i = {}, 1
+  while true do
+    local a, b = s:find("%f[%w]password%s*=%s*", i)
+    if not a then break end
+    out[#out + 1] = s:sub(i, b) .. "***"
+    i = value_end(s, b + 1)
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
 end
 
 local default_conn

@@ -54,6 +54,8 @@ function M.resolve_one(conn, x)
   end
   if type(x) ~= "string" or x == "" then M.usage("a view name or id is needed") end
   local schema, rel = x:match("^([^.]+)%.([^.]+)$")
+  local ok, why = require("matviews.core").validate_name(rel or x)
+  if not ok then M.usage(why) end
   if schema then return resolve_qualified(conn, schema, rel, x) end
   local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE name = $1", x)[1]
   if not d then M.usage(("no definition named %s"):format(x)) end

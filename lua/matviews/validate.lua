@@ -122,6 +122,21 @@ function M.one(conn, defn, view, qview, opts)
   }
 end
 
+-- Runs fn(conn) in a read-only transaction that is then rolled back, and
+-- returns what fn returned: the definition's SQL runs here on its own (not
+-- inside CREATE MATERIALIZED VIEW), so a data-modifying WITH, SELECT INTO
+-- or a function that writes must fail rather than change anything.
+local function read_only(conn, fn)
+  local undo = {}
+  local ok, err = pcall(mvmod().transaction, function(c)
+    c:exec("SET TRANSACTION READ ONLY")
+    undo.result = fn(c)
+    error(undo, 0)
+  end, conn)
+  if not ok and err == undo then return undo.result end
+  error(err, 0)
+end
+
 -- Validates the named definitions (all when names is empty).
 -- opts: names, iterations (default 5), warmup (default 1), conn.
 -- Returns { results = {...}, skipped = { {name, reason} }, missing = {names},
@@ -136,7 +151,7 @@ function M.run(opts)
   for _, d in ipairs(defs) do
     local view, qview = view_of(conn, d.name)
     if view then
-      local r = M.one(conn, d, view, qview, o)
+      local r = read_only(conn, function(c) return M.one(c, d, view, qview, o) end)
       out.results[#out.results + 1] = r
       if r.contents ~= "match" then out.mismatches = out.mismatches + 1 end
     else

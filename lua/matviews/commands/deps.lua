@@ -27,8 +27,7 @@ function M.run(args, ctx)
   local set
   if args.name then
     if not g.nodes[args.name] then
-      io.stderr:write(("matviews: no definition named %q\n"):format(args.name))
-      return 1
+      require("matviews.targets").usage(("no definition named %s"):format(args.name))
     end
     set = deps.around(g, args.name)
   end

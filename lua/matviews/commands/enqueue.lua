@@ -25,6 +25,8 @@ end
 
 function M.run(args, ctx)
   local queue = require "matviews.queue"
+  local targets = require "matviews.targets"
+  for _, name in ipairs(args.names) do targets.resolve_one(ctx.mv.conn(), name) end -- usage errors first
   local jobs = {}
   ctx.mv.transaction(function(conn)
     for _, name in ipairs(args.names) do

@@ -64,9 +64,8 @@ function M.run(args, ctx)
   if args.count then
     n = math.tointeger(tonumber(args.count))
     if action == "status" or not n or n < 1 then
-      io.stderr:write(("matviews: migrate %s: '%s' is not a count (a positive integer after up or down)\n")
+      require("matviews.targets").usage(("migrate %s: '%s' is not a count (a positive integer after up or down)")
         :format(action, args.count))
-      return 2
     end
   end
   if action ~= "status" then return run_steps(action, n, ctx) end

@@ -52,8 +52,7 @@ function M.run(args, ctx)
     local code = run_workflow(target, rest, ctx)
     if code then return code end
     if not is_file(target) then
-      io.stderr:write(("matviews: unknown workflow '%s' (declared: %s)\n"):format(target, declared(ctx)))
-      return 2
+      require("matviews.targets").usage(("unknown workflow '%s' (declared: %s)"):format(target, declared(ctx)))
     end
   end
   local fn, err = loadfile(target)

@@ -1,7 +1,8 @@
 -- `matviews validate [NAME...] [--iterations N] [--warmup N] [--csv FILE]`:
 -- times each definition's SQL against a full read of its view and checks
 -- that both hold the same rows (see matviews.validate). Exit 1 on any
--- mismatch or on a named definition that is missing or has no view.
+-- mismatch or on a named definition that has no view; a name without a
+-- definition is a usage error (exit 2, before anything runs).
 local M = {
   name = "validate",
   summary = "Time views against their SQL and check that their contents match.",
@@ -34,6 +35,11 @@ end
 function M.run(args, ctx)
   local mv = ctx.mv
   local validate = require "matviews.validate"
+  for _, n in ipairs(args.names or {}) do
+    local ok, why = mv.core.validate_name(n)
+    if not ok then require("matviews.targets").usage(why) end
+    if not mv.definitions.get(n) then require("matviews.targets").usage("no definition named " .. n) end
+  end
   local out = validate.run({ names = args.names, iterations = args.iterations, warmup = args.warmup })
   if args.csv then write_file(mv, args.csv, validate.csv(out.results)) end
   local explicit = args.names and #args.names > 0

@@ -95,8 +95,7 @@ end
 function M.run(args, ctx)
   local n, poll = math.tointeger(tonumber(args.concurrency)), math.tointeger(tonumber(args.poll_ms))
   if not n or n < 1 or not poll or poll < 0 then
-    io.stderr:write("matviews: --concurrency and --poll-ms take a positive integer\n")
-    return 2
+    require("matviews.targets").usage("--concurrency and --poll-ms take a positive integer")
   end
   args.concurrency, args.poll_ms = n, poll
   local doc = { processed = {} }
