@@ -222,7 +222,7 @@ describe("definitions that are refused before any SQL runs", function()
     local bad = {
       { { comment = "ok\0; DROP TABLE victim" }, "invalid comment: contains a NUL byte" },
       { { indexes = { { "a\0b" } } }, "invalid indexes: an index column contains a NUL byte" },
-      { { schedule_cron = "'; DROP TABLE victim; --" }, 'invalid schedule_cron: invalid cron expression "\'; DROP TABLE victim; --": minute: unexpected byte 0x27' },
+      { { schedule_cron = "'; DROP TABLE victim; --" }, 'invalid schedule_cron: "\'; DROP TABLE victim; --": minute: unexpected byte 0x27' },
       { { retention = { keep_last = "1; DROP TABLE victim" } }, "invalid retention: must be a policy { keep_last = N, keep_days = D, keep_failures = bool } or a function (keep_last: a non-negative integer)" },
       { { options = { row_count = "exact; DROP TABLE victim" } }, 'invalid options: row_count must be "none", "estimated" or "exact"' },
       { { grants = { { role = "r", privileges = { "SELECT; DROP TABLE victim" } } } }, "invalid grants: 'SELECT; DROP TABLE victim' is no privilege" },
