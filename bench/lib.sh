@@ -57,12 +57,20 @@ machine() {
   echo "server:  $(q -At -c 'SELECT version()' | cut -d, -f1)"
 }
 
-# From a hyperfine --export-json file, prints each command's mean and the
-# ratio of the first mean to the second, as "label: a ms vs b ms, ratio r".
-ratio() {
-  RATIO_FILE=$1 RATIO_LABEL=$2 "$MATVIEWS" -e '
-    local f = assert(io.open(os.getenv("RATIO_FILE"))); local d = mv.json.decode(f:read("a")); f:close()
-    local a, b = d.results[1], d.results[2]
-    print(("%s: %.1f ms (sd %.1f) vs %.1f ms (sd %.1f), ratio %.3f"):format(os.getenv("RATIO_LABEL"),
-      a.mean * 1000, a.stddev * 1000, b.mean * 1000, b.stddev * 1000, a.mean / b.mean))' 
+# Interleaved timing of two commands: ROUNDS rounds (after WARMUP untimed
+# ones), each one hyperfine run of both (-N, no shell), the order swapped
+# every round so neither command always runs first; then bench/interleave.lua
+# prints each command's figures and the ratio first/second.
+# Usage: interleaved LABEL ROUNDS WARMUP "command A" "command B"
+interleaved() {
+  label=$1 rounds=$2 warm=$3 a=$4 b=$5 i=1
+  mkdir -p "$BENCH_TMP/rounds" && rm -f "$BENCH_TMP"/rounds/*
+  while [ "$i" -le $(( warm + rounds )) ]; do
+    out=/dev/null
+    [ "$i" -gt "$warm" ] && out="$BENCH_TMP/rounds/$i.json"
+    if [ $(( i % 2 )) = 1 ]; then set -- "$a" "$b"; else set -- "$b" "$a"; fi
+    hyperfine -N --runs 1 --style none --export-json "$out" "$1" "$2" >/dev/null
+    i=$(( i + 1 ))
+  done
+  "$MATVIEWS" bench/interleave.lua "$label" "$a" "$BENCH_TMP"/rounds/*.json
 }

@@ -1,6 +1,7 @@
 -- Benchmark (not a test): 1,000,000 refresh runs over 100 views, pruned with
--- keep_last = 500 (failures kept, the default), and the per-view statistics
--- aggregate timed before and after. Prints figures; asserts nothing.
+-- keep_last = 500 (failures kept, the default), and the reports (`stats` by
+-- default and over the whole history, `runs --limit 50`) timed before and
+-- after. Prints figures; asserts nothing.
 --   ./matviews bench/prune.lua [ROWS] [VIEWS]     (sh bench/prune.sh runs it on a scratch cluster)
 local mv = _G.mv or require "matviews"
 local retention = require "matviews.retention"
@@ -17,37 +18,35 @@ local function time(fn)
   return clock() - t0, r
 end
 
--- The statistics `matviews stats` shows, as one aggregate over the refresh
--- runs: per view count of successes and failures, avg/min/max/p95 duration of
--- the successes, and the latest run's status, rows_count and finish time.
-local STATS = [[
-SELECT d.name,
-       count(*) FILTER (WHERE r.status = 2) AS successes,
-       count(*) FILTER (WHERE r.status = 3) AS failures,
-       avg(r.duration_ms) FILTER (WHERE r.status = 2)::int AS avg_ms,
-       min(r.duration_ms) FILTER (WHERE r.status = 2) AS min_ms,
-       max(r.duration_ms) FILTER (WHERE r.status = 2) AS max_ms,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms) FILTER (WHERE r.status = 2) AS p95_ms,
-       l.status AS last_status, l.rows_count AS last_rows, l.finished_at AS last_finished
-FROM mat_view_definitions d
-LEFT JOIN mat_view_refresh_runs r ON r.mat_view_definition_id = d.id AND r.created_at >= now() - $1::interval
-LEFT JOIN LATERAL (SELECT status, rows_count, finished_at FROM mat_view_refresh_runs x
-                   WHERE x.mat_view_definition_id = d.id ORDER BY created_at DESC LIMIT 1) l ON true
-GROUP BY d.name, l.status, l.rows_count, l.finished_at
-ORDER BY d.name]]
-
--- Median of 5 runs of the stats aggregate over `since`.
-local function stats_ms(since)
+-- Median of 5 runs of fn, in ms.
+local function median_ms(fn)
   local t = {}
-  for i = 1, 5 do t[i] = time(function() return mv.query(STATS, since) end) end
+  for i = 1, 5 do t[i] = time(fn) end
   table.sort(t)
   return t[3]
+end
+
+-- The reports as `matviews stats` and `matviews runs --limit 50` compute
+-- them (mv.stats, mv.runs: the same SQL, in this process), then the whole
+-- `./matviews stats` process (start, connect, query, print), median of 5.
+local function reports_ms()
+  local r = {
+    default = median_ms(function() return mv.stats() end),
+    all = median_ms(function() return mv.stats({ since = "all" }) end),
+    runs = median_ms(function() return mv.runs({ limit = 50 }) end),
+  }
+  local f = io.open("./matviews")
+  if f then
+    f:close()
+    r.process = median_ms(function() return os.execute("./matviews stats >/dev/null") end)
+  end
+  return r
 end
 
 local function say(fmt, ...) io.write(fmt:format(...), "\n"); io.flush() end
 
 mv.init()
-mv.exec("TRUNCATE mat_view_definitions, mat_view_create_runs, mat_view_refresh_runs, mat_view_delete_runs")
+mv.exec("TRUNCATE mat_view_definitions, mat_view_create_runs, mat_view_refresh_runs, mat_view_delete_runs CASCADE")
 mv.exec("INSERT INTO mat_view_definitions (name, sql) SELECT format('bench_mv_%s', lpad(g::text, 3, '0')), 'SELECT 1' FROM generate_series(1, $1) g", VIEWS)
 local ms = time(function()
   mv.exec([[INSERT INTO mat_view_refresh_runs (mat_view_definition_id, status, started_at, finished_at,
@@ -60,7 +59,15 @@ end)
 local n = mv.query("SELECT count(*) AS n FROM mat_view_refresh_runs")[1].n
 say("rows: %d refresh runs over %d views (5%% failed, spread over 60 days), loaded in %.1f s", n, VIEWS, ms / 1000)
 
-say("stats aggregate before prune: %.0f ms (since 7 days), %.0f ms (all history)", stats_ms("7 days"), stats_ms("100 years"))
+-- Prints the report timings of reports_ms, labelled when.
+local function say_reports(when)
+  local r = reports_ms()
+  say("%s: stats (default, last %s) %.0f ms; stats --since all %.0f ms; runs --limit 50 %.1f ms; "
+    .. "whole `matviews stats` process %s ms", when, require("matviews.reports").STATS_SINCE, r.default, r.all,
+    r.runs, r.process and ("%.0f"):format(r.process) or "-")
+end
+
+say_reports("before prune")
 
 local plan_ms, items = time(function() return retention.plan({ policy = { keep_last = KEEP } }) end)
 local st = {}
@@ -70,4 +77,4 @@ say("prune keep_last = %d: %.1f s total (selecting %.1f s, deleting + VACUUM %.1
   KEEP, (plan_ms + del_ms) / 1000, plan_ms / 1000, del_ms / 1000, deleted, left)
 say("  %d DELETE statements of up to %d ids, the slowest %.0f ms", st.batches, retention.BATCH, st.slowest_ms)
 
-say("stats aggregate after prune: %.0f ms (since 7 days), %.0f ms (all history)", stats_ms("7 days"), stats_ms("100 years"))
+say_reports("after prune")

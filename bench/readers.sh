@@ -5,7 +5,8 @@
 # Prints, per strategy, the refresh wall time and the readers' p99 and max
 # latency over the run (targets: swap max under 50 ms, concurrent under 20 ms;
 # regular blocks readers for the whole refresh, shown for contrast), plus a
-# run with no refresh as the floor.  Usage: sh bench/readers.sh [CLIENTS]
+# run with no refresh as the floor, and how many lock waits of 10 ms or more
+# the server logged during each round.  Usage: sh bench/readers.sh [CLIENTS]
 # BENCH_REFRESH=psql refreshes with psql's REFRESH [CONCURRENTLY] instead of
 # matviews (regular and concurrent only): PostgreSQL's own floor.
 . bench/lib.sh
@@ -20,15 +21,20 @@ CREATE UNIQUE INDEX big_mv_id ON big_mv (id);
 VACUUM ANALYZE;
 SQL
 define big_mv 'SELECT id, k, v FROM big_src' 0 id
+# Every lock wait of 10 ms or more is logged ("still waiting"), so each round
+# can say whether any reader (or the refresh) waited on a lock that long.
+q -c "ALTER SYSTEM SET log_lock_waits = on" -c "ALTER SYSTEM SET deadlock_timeout = '10ms'" \
+  -c "SELECT pg_reload_conf()" >/dev/null
 cat >"$BENCH_TMP/read.sql" <<'SQL'
 \set id random(1, 1000000)
 SELECT id, k, v FROM big_mv WHERE id = :id;
 SQL
 
-# Prints "p99 max count" (ms) of the latencies in the pgbench logs $1.*
+# Prints "p99 p99.9 max count" (ms) of the latencies in the pgbench logs $1.*
 latencies() {
   cat "$1".* | awk '{ print $3 / 1000 }' | sort -n | awk '
-    { v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f %.2f %d\n", v[i], v[NR], NR }'
+    function at(q) { i = int(NR * q); return v[i < 1 ? 1 : i] }
+    { v[NR] = $1 } END { printf "%.2f %.2f %.2f %d\n", at(0.99), at(0.999), v[NR], NR }'
 }
 
 # Refreshes big_mv with strategy $1 (after changing 1% of the source rows);
@@ -53,6 +59,7 @@ round() {
   strategy=$1; secs=6
   if [ "$strategy" != none ]; then secs=$(( 4 + 2 * $(refresh "$strategy") / 1000 )); fi
   rm -f "$BENCH_TMP"/pgb.*
+  log_from=$(( $(wc -l <"$BENCH_TMP/server.log") + 1 ))
   "$PGBIN/pgbench" -n -c "$CLIENTS" -j "$CLIENTS" -T "$secs" -f "$BENCH_TMP/read.sql" \
     -l --log-prefix="$BENCH_TMP/pgb" >"$BENCH_TMP/pgbench.out" 2>&1 &
   pid=$!
@@ -60,14 +67,17 @@ round() {
   refresh_ms="-"
   [ "$strategy" != none ] && refresh_ms=$(refresh "$strategy")
   wait "$pid"
+  waits=$(tail -n "+$log_from" "$BENCH_TMP/server.log" | grep -c "still waiting" || true)
   set -- $(latencies "$BENCH_TMP/pgb")
-  printf '%-11s %10s %10s %10s %12s\n' "$strategy" "$refresh_ms" "$1" "$2" "$3"
+  printf '%-11s %10s %8s %8s %10s %12s %10s\n' "$strategy" "$refresh_ms" "$1" "$2" "$3" "$4" "$waits"
 }
 
 echo
-printf '%-11s %10s %10s %10s %12s\n' strategy refresh_ms p99_ms max_ms transactions
+printf '%-11s %10s %8s %8s %10s %12s %10s\n' strategy refresh_ms p99_ms p999_ms max_ms transactions lock_waits
 round none
 STRATEGIES="regular concurrent swap"
 [ "${BENCH_REFRESH:-matviews}" = psql ] && STRATEGIES="regular concurrent"
 for s in $STRATEGIES; do round "$s"; done
-echo "clients: $CLIENTS; latencies over the whole pgbench run (from 2 s before the refresh to after its end)"
+echo "clients: $CLIENTS; latencies over the whole pgbench run (from 2 s before the refresh to after its end);"
+echo "lock_waits: lock waits of 10 ms or more the server logged during the round (readers or refresh)"
+echo "load: $(uptime | sed 's/.*load/load/')"

@@ -34,15 +34,37 @@ echo "refresh --all over $VIEWS views: $(peak "$MATVIEWS" refresh --all --yes)"
 echo "runs recorded: $(q -At -c "SELECT count(*) FROM mat_view_refresh_runs")"
 echo "psql -c 'select 1' for scale:   $(peak psql -X -q -c 'select 1')"
 
-# The REPL at rest: started on a pipe that stays open, connected, then idle.
+# The REPL at rest: started with its input on a fifo held open, connected,
+# one query answered (checked in its output), then idle 2 s; VmRSS and VmHWM
+# from /proc. Once on a plain pipe, once on a pseudo-terminal (script(1):
+# readline, history, completion loaded).
 if ! "$MATVIEWS" help repl >/dev/null 2>&1; then echo "REPL at rest: no repl command in this build"; exit 0; fi
+export MATVIEWS_HISTORY="$BENCH_TMP/history"
 mkfifo "$BENCH_TMP/in"
-"$MATVIEWS" repl <"$BENCH_TMP/in" >/dev/null 2>&1 &
+# Prints the REPL's memory; $1 = label, $2 = pid of the REPL process.
+repl_rss() {
+  sleep 2
+  grep -q 100 "$BENCH_TMP/repl.out" || { echo "$1: the REPL did not answer"; cat "$BENCH_TMP/repl.out"; exit 1; }
+  awk '/VmHWM|VmRSS/ { printf "%s %.1f MB  ", $1, $2 / 1024 }' "/proc/$2/status" | sed "s/^/$1: /"
+  echo
+}
+"$MATVIEWS" repl <"$BENCH_TMP/in" >"$BENCH_TMP/repl.out" 2>&1 &
 rpid=$!
 exec 3>"$BENCH_TMP/in"
-echo 'mv.query("select 1")' >&3
-sleep 2
-awk '/VmHWM|VmRSS/ { printf "%s %.1f MB  ", $1, $2 / 1024 }' "/proc/$rpid/status" | sed 's/^/REPL at rest: /'
-echo
+echo 'mv.query("select count(*) AS n from rss_src")' >&3
+repl_rss "REPL at rest (pipe)" "$rpid"
 exec 3>&-
 wait "$rpid" || true
+if command -v script >/dev/null; then
+  script -q -c "$MATVIEWS repl" /dev/null <"$BENCH_TMP/in" >"$BENCH_TMP/repl.out" 2>&1 &
+  spid=$!
+  exec 3>"$BENCH_TMP/in"
+  echo 'mv.query("select count(*) AS n from rss_src")' >&3
+  sleep 1
+  rpid=$(ps -o pid= --ppid "$spid" | tr -d ' ')
+  [ "$(cat "/proc/$rpid/comm")" = matviews ] || { echo "REPL at rest (terminal): no matviews process under script"; exit 1; }
+  repl_rss "REPL at rest (terminal)" "$rpid"
+  echo 'os.exit(0)' >&3
+  exec 3>&-
+  wait "$spid" || true
+fi

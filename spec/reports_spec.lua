@@ -89,6 +89,25 @@ describe("mv.stats", function()
     mv.exec("DELETE FROM mat_view_refresh_runs WHERE duration_ms = 1300")
   end)
 
+  it("aggregates the last 7 days by default, the whole history with since = all", function()
+    mv.exec([[INSERT INTO mat_view_refresh_runs (mat_view_definition_id, status, duration_ms, created_at)
+      VALUES ($1, 2, 70, now() - interval '8 days')]], ids.b)
+    local b = mv.stats({ view = "b" })[1]
+    assert.are.same({ 1, 10, 10 }, { b.success_count, b.avg_ms, b.max_ms })
+    b = mv.stats({ view = "b", since = "all" })[1]
+    assert.are.same({ 2, 40, 70 }, { b.success_count, b.avg_ms, b.max_ms })
+    assert.are.same({ 2, 40 }, { mv.stats({ view = "b", since = false })[1].success_count,
+      mv.stats({ view = "b", since = "9d" })[1].avg_ms })
+    local r = H.mv("stats b")
+    assert.are.equal(0, r.code)
+    assert.matches("\nb +1 +0 +10 ", r.out)
+    assert.matches("\nOK, FAILED and durations: runs of the last 7d\n$", r.out)
+    r = H.mv("stats b --since all")
+    assert.matches("\nb +2 +0 +40 ", r.out)
+    assert.matches("\nOK, FAILED and durations: all runs\n$", r.out)
+    mv.exec("DELETE FROM mat_view_refresh_runs WHERE duration_ms = 70")
+  end)
+
   it("aggregates another operation with op", function()
     local b = mv.stats({ view = "b", op = "create" })[1]
     assert.are.same({ 1, 7, "success" }, { b.success_count, b.avg_ms, b.last_status })

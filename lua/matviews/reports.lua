@@ -28,9 +28,15 @@ function M.parse_duration(s)
   return total
 end
 
--- since (a duration string or seconds) -> seconds; raises a usage error.
+-- The window mv.stats aggregates over when no `since` is given: the run
+-- history grows without bound, the last week of it stays small enough to
+-- aggregate at once (p95 sorts every run it covers).
+M.STATS_SINCE = "7d"
+
+-- since (a duration string, seconds, or "all"/false: no bound) -> seconds or
+-- nil; raises a usage error.
 local function since_seconds(since)
-  if since == nil then return nil end
+  if since == nil or since == false or since == "all" then return nil end
   if math.type(since) == "integer" and since >= 0 then return since end
   local secs, err = M.parse_duration(since)
   if not secs then targets.usage(err) end
@@ -159,7 +165,8 @@ LEFT JOIN LATERAL (SELECT avg(p.duration_ms) AS avg_ms, count(p.duration_ms) AS 
 ORDER BY d.name]]
 
 -- mv.stats{ view, since, op = "refresh", conn }: one row per definition.
--- Over the op's runs created within `since` (default: all): success_count,
+-- Over the op's runs created within `since` (default M.STATS_SINCE, the last
+-- 7 days; "all" or false: the whole history): success_count,
 -- failure_count, avg_ms, min_ms, max_ms, p95_ms (successful runs). Whatever
 -- `since` says: last_status, last_run_at (latest run), last_duration_ms and
 -- last_rows_count (latest successful run), fresh_at and fresh_age_s (its
@@ -174,7 +181,9 @@ function M.stats(opts)
   local params = {}
   local id = view_id(conn, opts.view)
   local def_where = id and ("id = " .. param(params, id)) or "true"
-  local secs = since_seconds(opts.since)
+  local since = opts.since
+  if since == nil then since = M.STATS_SINCE end
+  local secs = since_seconds(since)
   local run_where = secs and ("r.created_at >= now() - make_interval(secs => " .. param(params, secs) .. ")") or "true"
   local sql = STATS_SQL:format(def_where, tbl, run_where, iso("last.created_at"), iso("ok.finished_at"),
     tbl, op == "refresh" and "r.rows_count" or "NULL::integer", tbl, tbl)

@@ -1,8 +1,11 @@
 -- `matviews stats [NAME] [--since 7d] [--op refresh]`: per view duration
--- statistics of successful runs, failures, the last run, freshness and the
--- slow flag (last duration above 2x the average of the 10 runs before it).
+-- statistics of successful runs and failures over the runs created within
+-- --since (default 7d, `all` for the whole history), the last run, freshness
+-- and the slow flag (last duration above 2x the average of the 10 runs
+-- before it).
 local output = require "matviews.output"
 local fmt = require "matviews.format"
+local reports = require "matviews.reports"
 
 local M = {
   name = "stats",
@@ -11,7 +14,8 @@ local M = {
 
 function M.configure(cmd)
   cmd:argument("name", "A definition name (schema-qualified allowed)."):args("?")
-  cmd:option("--since", "Aggregate the runs created within this duration (90s, 30m, 24h, 7d, 2w).")
+  cmd:option("--since", "Aggregate the runs created within this duration (90s, 30m, 24h, 7d, 2w), "
+    .. "or all for the whole history.", reports.STATS_SINCE)
   cmd:option("--op", "Which runs to aggregate.", "refresh"):choices({ "create", "refresh", "delete" })
 end
 
@@ -31,6 +35,8 @@ function M.run(args, ctx)
       r.slow_mark = r.slow and "slow" or ""
     end
     io.write(output.table(list, COLUMNS))
+    io.write(args.since == "all" and "OK, FAILED and durations: all runs\n"
+      or ("OK, FAILED and durations: runs of the last %s\n"):format(args.since))
   end)
   return 0
 end
