@@ -33,9 +33,6 @@ FROM reads JOIN defs down ON down.oid = reads.reader JOIN defs up ON up.oid = re
 WHERE up.name <> down.name
 ORDER BY 1, 2]]
 
-local DEFINITIONS = [[
-SELECT id, name, dependencies, schedule_cron FROM mat_view_definitions ORDER BY name]]
-
 local function sorted_keys(set)
   local out = {}
   for k in pairs(set) do out[#out + 1] = k end
@@ -91,11 +88,12 @@ function M.build(defs, pairs_)
   return g
 end
 
--- Loads the graph of every definition from the database (conn or mv.conn()).
+-- Loads the graph of every definition from the database (conn or mv.conn());
+-- a corrupt definition row raises naming it (mv.definitions.list).
 function M.load(conn)
   local mv = require "matviews"
   conn = conn or mv.conn()
-  return M.build(conn:query(DEFINITIONS), conn:query(DISCOVER))
+  return M.build(mv.definitions.list(conn), conn:query(DISCOVER))
 end
 
 -- A cycle as a list of names ending where it starts, or nil. Searches from
