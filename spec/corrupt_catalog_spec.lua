@@ -32,7 +32,8 @@ local CORRUPTIONS = {
 
 -- Commands that read definitions, and so must fail naming the row.
 local FAILING = { "list", "refresh mv_bad", "refresh --all", "refresh --all --parallel 2", "create --force mv_bad",
-  "delete mv_bad", "validate", "plan --definitions %s", "deps", "schedule", "prune --dry-run" }
+  "delete mv_bad", "validate", "plan --definitions %s", "apply --definitions %s", "deps", "schedule",
+  "prune --dry-run" }
 
 describe("a definition row corrupted by hand", function()
   local empty_dir
@@ -61,7 +62,7 @@ describe("a definition row corrupted by hand", function()
       local message = ('definition %d "%s" in mat_view_definitions is corrupt: %s'):format(id, name, c.reason)
       local target = H.q(name)
       for _, cmd in ipairs(FAILING) do
-        cmd = cmd:format(H.q(empty_dir)):gsub(" mv_bad$", " " .. target)
+        cmd = cmd:gsub("%%s", H.q(empty_dir)):gsub(" mv_bad$", " " .. target)
         local r = H.mv("--yes " .. cmd)
         local said = r.out .. r.err
         assert.are.equal(1, r.code, cmd .. ": " .. said)
