@@ -1,46 +1,79 @@
 -- The create, refresh and delete commands as a command line: targets
 -- (NAME..., schema-qualified, --id, --all), the prompt, options over env,
--- progress lines, --json and exit codes. The jobs are a stand-in here
--- (spec/fixtures/cli_stub_jobs.lua) so what the command passes them is
--- visible; cli_jobs_spec.lua runs the same commands with the real jobs.
+-- progress lines, --json and exit codes. They run the real jobs on real
+-- (cheap) views: what a command passed its jobs is read back from the run
+-- rows (op, view, order, and meta: force, no_data, cascade, if_exists,
+-- row_count_strategy). cli_jobs_spec.lua follows the runs into the reports.
 local H = require "spec.helper"
 local mv = require "matviews"
 local cjson = require "cjson"
 
-local STUB = "spec/fixtures/cli_stub_jobs.lua"
-local log
+-- The runs of the three run tables, in the order they started.
+local RUNS = [[
+SELECT r.op, d.name, (ARRAY['pending', 'running', 'success', 'failed'])[r.status + 1] AS status, r.meta::text AS meta FROM (
+  SELECT 'create' AS op, id, mat_view_definition_id, status, meta, started_at FROM mat_view_create_runs
+  UNION ALL SELECT 'refresh', id, mat_view_definition_id, status, meta, started_at FROM mat_view_refresh_runs
+  UNION ALL SELECT 'delete', id, mat_view_definition_id, status, meta, started_at FROM mat_view_delete_runs) r
+JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id
+ORDER BY r.started_at, r.op, r.id]]
 
--- Runs the CLI over the stand-in jobs; returns the result and the job calls.
+-- Runs the CLI on a run history emptied first; returns the result with the
+-- runs it recorded (r.runs: { op, name, status, meta = table }).
 local function cli(args, opts)
-  opts = opts or {}
-  opts.env = opts.env or {}
-  os.remove(log)
-  opts.env.STUB_JOBS_LOG = log
-  local r = H.mv(STUB .. " " .. args, opts)
-  r.calls = {}
-  local f = io.open(log, "r")
-  if f then
-    for line in f:lines() do r.calls[#r.calls + 1] = cjson.decode(line) end
-    f:close()
-  end
+  mv.exec("TRUNCATE mat_view_create_runs, mat_view_refresh_runs, mat_view_delete_runs")
+  local r = H.mv(args, opts)
+  r.runs = mv.query(RUNS)
+  for _, run in ipairs(r.runs) do run.meta = cjson.decode(run.meta) end
   return r
 end
 
--- "op name" of each call.
+-- "op name" of each run, in the order they started.
 local function called(r)
   local t = {}
-  for i, c in ipairs(r.calls) do t[i] = c.op .. " " .. c.name end
+  for i, run in ipairs(r.runs) do t[i] = run.op .. " " .. run.name end
   return t
+end
+
+-- The options the only run of r was given, as its meta records them.
+local function passed(r, ...)
+  assert.are.equal(1, #r.runs)
+  local out = {}
+  for _, k in ipairs({ ... }) do out[k] = r.runs[1].meta[k] end
+  return out
+end
+
+local function exists(name)
+  return mv.query("SELECT 1 FROM pg_matviews WHERE schemaname = 'public' AND matviewname = $1", name)[1] ~= nil
+end
+
+-- Puts each view named in place (created from its definition when missing).
+local function ensure(...)
+  for _, name in ipairs({ ... }) do
+    if not exists(name) then assert.is_true(mv.services.create_view(name).success) end
+  end
+end
+
+local function drop(...)
+  for _, name in ipairs({ ... }) do mv.exec("DROP MATERIALIZED VIEW IF EXISTS " .. name) end
+end
+
+-- b's query divides by b_src.d: 0 makes every create and refresh of b fail.
+local function b_fails(yes)
+  mv.exec("UPDATE b_src SET d = $1", yes and 0 or 1)
 end
 
 describe("create, refresh and delete", function()
   setup(function()
     H.fresh_db()
-    log = H.tmpfile(".log")
     mv.init()
-    -- c depends on a: --all runs a before c (and delete c before a)
-    mv.exec([[INSERT INTO mat_view_definitions (name, sql, dependencies) VALUES
-      ('c', 'SELECT 3', '["a"]'), ('a', 'SELECT 1', '[]'), ('b', 'SELECT 2', '[]')]])
+    mv.exec("CREATE TABLE b_src (d int)")
+    mv.exec("INSERT INTO b_src VALUES (1)")
+    -- a declares that it reads c: --all runs b, c, a (delete: a, c, b);
+    -- a counts its rows exactly unless told otherwise, b and c as configured
+    mv.definitions.save({ name = "a", sql = "SELECT 1 AS x", dependencies = { "c" }, options = { row_count = "exact" } })
+    mv.definitions.save({ name = "b", sql = "SELECT 10 / d AS x FROM b_src" })
+    mv.definitions.save({ name = "c", sql = "SELECT 3 AS x" })
+    ensure("a", "b", "c")
   end)
 
   describe("the prompt", function()
@@ -49,6 +82,7 @@ describe("create, refresh and delete", function()
       assert.are.equal(0, r.code)
       assert.are.equal("refresh 1 materialized view: a\nProceed? [y/N] ", r.err)
       assert.are.same({ "refresh a" }, called(r))
+      assert.matches("^%[1/1%] refresh a: success in %d+ ms, 1 rows\n$", r.out)
     end)
 
     it("aborts with exit 3 on n, an empty answer and EOF", function()
@@ -56,60 +90,75 @@ describe("create, refresh and delete", function()
         local r = cli("delete a b", { stdin = input or nil })
         assert.are.equal(3, r.code)
         assert.matches("^delete 2 materialized views: a, b\nProceed%? %[y/N%] \n?aborted\n$", r.err)
-        assert.are.same({}, r.calls)
+        assert.are.same({}, r.runs)
         assert.are.equal("", r.out)
+        assert.is_true(exists("a") and exists("b"))
       end
     end)
 
     it("is skipped with --yes or YES=1", function()
+      drop("a")
       local r = cli("create a --yes")
       assert.are.equal(0, r.code)
       assert.are.equal("", r.err)
+      assert.are.same({ "create a" }, called(r))
+      drop("a")
       r = cli("create a", { env = { YES = "1" } })
       assert.are.equal(0, r.code)
       assert.are.equal("", r.err)
       assert.are.same({ "create a" }, called(r))
+      drop("a")
       r = cli("--yes create a")
       assert.are.equal(0, r.code)
+      assert.is_true(exists("a"))
     end)
   end)
 
   describe("options", function()
     it("passes defaults, arguments and env, an argument winning over env", function()
-      local r = cli("create a --yes")
-      assert.are.same({ force = false, no_data = false }, r.calls[1].opts) -- row count: the job's default
-      r = cli("refresh a --yes")
-      assert.are.same({}, r.calls[1].opts)
-      r = cli("create a --yes --force --no-data --row-count exact")
-      assert.are.same({ force = true, no_data = true, row_count_strategy = "exact" }, r.calls[1].opts)
-      r = cli("create a --yes", { env = { FORCE = "1", ROW_COUNT_STRATEGY = "none" } })
-      assert.are.same({ force = true, no_data = false, row_count_strategy = "none" }, r.calls[1].opts)
-      r = cli("create a --yes --no-force --row-count exact", { env = { FORCE = "true", ROW_COUNT_STRATEGY = "none" } })
-      assert.are.same({ force = false, no_data = false, row_count_strategy = "exact" }, r.calls[1].opts)
-      r = cli("refresh a --yes", { env = { ROW_COUNT_STRATEGY = "exact" } })
-      assert.are.same({ row_count_strategy = "exact" }, r.calls[1].opts)
-      r = cli("delete a --yes", { env = { CASCADE = "yes" } })
-      assert.are.same({ cascade = true, if_exists = false }, r.calls[1].opts)
-      r = cli("delete a --yes --if-exists --no-cascade", { env = { CASCADE = "1" } })
-      assert.are.same({ cascade = false, if_exists = true }, r.calls[1].opts)
-      r = cli("delete a --yes --cascade", { env = { CASCADE = "0" } })
-      assert.are.same({ cascade = true, if_exists = false }, r.calls[1].opts)
+      local function create(args, env)
+        drop("a")
+        return passed(cli("create a --yes " .. args, { env = env }), "force", "no_data", "row_count_strategy")
+      end
+      -- no row count given: the definition's (a: exact), else the configuration's (estimated)
+      assert.are.same({ force = false, no_data = false, row_count_strategy = "exact" }, create(""))
+      assert.are.same({ row_count_strategy = "estimated" }, passed(cli("refresh b --yes"), "row_count_strategy"))
+      assert.are.same({ force = true, no_data = true, row_count_strategy = "none" },
+        create("--force --no-data --row-count none"))
+      assert.are.same({ force = true, no_data = false, row_count_strategy = "none" },
+        create("", { FORCE = "1", ROW_COUNT_STRATEGY = "none" }))
+      assert.are.same({ force = false, no_data = false, row_count_strategy = "estimated" },
+        create("--no-force --row-count estimated", { FORCE = "true", ROW_COUNT_STRATEGY = "none" }))
+      assert.are.same({ row_count_strategy = "estimated" },
+        passed(cli("refresh a --yes", { env = { ROW_COUNT_STRATEGY = "estimated" } }), "row_count_strategy"))
+
+      local function delete(args, env)
+        ensure("a")
+        local r = cli("delete a --yes " .. args, { env = env })
+        assert.are.equal(0, r.code)
+        return passed(r, "cascade", "if_exists")
+      end
+      assert.are.same({ cascade = true, if_exists = false }, delete("", { CASCADE = "yes" }))
+      assert.are.same({ cascade = false, if_exists = true }, delete("--if-exists --no-cascade", { CASCADE = "1" }))
+      assert.are.same({ cascade = true, if_exists = false }, delete("--cascade", { CASCADE = "0" }))
+      ensure("a")
     end)
 
-    it("exits 2 on a bad env value or option", function()
+    it("exits 2 on a bad env value or option, running nothing", function()
       local r = cli("create a --yes", { env = { FORCE = "maybe" } })
       assert.are.equal(2, r.code)
       assert.are.equal('matviews: FORCE must be 1 or 0 (true/false, yes/no), not "maybe"\n', r.err)
       r = cli("refresh a --yes", { env = { ROW_COUNT_STRATEGY = "all" } })
       assert.are.equal(2, r.code)
       assert.are.equal('matviews: ROW_COUNT_STRATEGY must be none, estimated or exact, not "all"\n', r.err)
+      assert.are.same({}, r.runs)
       r = cli("refresh a --yes --row-count all")
       assert.are.equal(2, r.code)
       assert.matches("argument for option '%-%-row%-count' must be one of 'none', 'estimated', 'exact'", r.err)
       r = cli("create a --yes --force --no-force")
       assert.are.equal(2, r.code)
       assert.are.equal("matviews: give --force or --no-force, not both\n", r.err)
-      assert.are.same({}, r.calls)
+      assert.are.same({}, r.runs)
     end)
   end)
 
@@ -118,7 +167,7 @@ describe("create, refresh and delete", function()
       local r = cli("refresh a nope b --yes")
       assert.are.equal(2, r.code)
       assert.are.equal("matviews: no definition named nope\n", r.err)
-      assert.are.same({}, r.calls)
+      assert.are.same({}, r.runs)
       r = cli("refresh --id 9999 --yes")
       assert.are.equal(2, r.code)
       assert.are.equal("matviews: no definition with id 9999\n", r.err)
@@ -130,7 +179,7 @@ describe("create, refresh and delete", function()
       local r = cli("delete other.a --yes")
       assert.are.equal(2, r.code)
       assert.are.equal("matviews: materialized view other.a exists but has no definition\n", r.err)
-      assert.are.same({}, r.calls)
+      assert.are.same({}, r.runs)
       r = cli("refresh public.a --yes")
       assert.are.equal(0, r.code)
       assert.are.same({ "refresh a" }, called(r))
@@ -146,10 +195,11 @@ describe("create, refresh and delete", function()
       assert.are.equal("matviews: give view NAMEs, --id N or --all, not several of them\n", r.err)
       r = cli("refresh --id x --yes")
       assert.are.equal(2, r.code)
+      assert.are.same({}, r.runs)
     end)
 
     it("takes --id, repeated, and names once each", function()
-      local id = mv.query("SELECT id FROM mat_view_definitions WHERE name = 'b'")[1].id
+      local id = mv.definitions.get("b").id
       local r = cli(("refresh --id %d --yes"):format(id))
       assert.are.same({ "refresh b" }, called(r))
       r = cli("refresh b a b --yes")
@@ -161,12 +211,15 @@ describe("create, refresh and delete", function()
     it("runs every definition in dependency order with plain progress lines", function()
       local r = cli("refresh --all --yes")
       assert.are.equal(0, r.code)
-      assert.are.same({ "refresh a", "refresh b", "refresh c" }, called(r))
-      assert.are.equal("[1/3] refresh a: success in 5 ms, 3 rows\n[2/3] refresh b: success in 5 ms, 3 rows\n"
-        .. "[3/3] refresh c: success in 5 ms, 3 rows\n", r.out)
+      assert.are.same({ "refresh b", "refresh c", "refresh a" }, called(r))
+      assert.matches("^%[1/3%] refresh b: success in %d+ ms\n%[2/3%] refresh c: success in %d+ ms\n"
+        .. "%[3/3%] refresh a: success in %d+ ms, 1 rows\n$", r.out)
       assert.are.equal("", r.err)
       r = cli("delete --all --yes")
-      assert.are.same({ "delete c", "delete b", "delete a" }, called(r))
+      assert.are.equal(0, r.code)
+      assert.are.same({ "delete a", "delete c", "delete b" }, called(r))
+      assert.is_false(exists("a") or exists("b") or exists("c"))
+      ensure("a", "b", "c")
     end)
 
     it("redraws one progress line on a terminal", function()
@@ -174,46 +227,98 @@ describe("create, refresh and delete", function()
         pending("no script(1) to run under a terminal")
         return
       end
-      local r = H.sh("script -qec " .. H.q(H.bin .. " " .. STUB .. " refresh --all --yes") .. " /dev/null")
+      local r = H.sh("script -qec " .. H.q(H.bin .. " refresh --all --yes") .. " /dev/null")
       assert.are.equal(0, r.code)
-      assert.truthy(r.out:find("\r\27[K[0/3] refreshing a  ", 1, true))
-      assert.truthy(r.out:find("\r\27[K[2/3] refreshing c  ", 1, true))
-      assert.truthy(r.out:find("[3/3] refresh c: success in 5 ms, 3 rows", 1, true))
+      assert.truthy(r.out:find("\r\27[K[0/3] refreshing b  ", 1, true))
+      assert.truthy(r.out:find("\r\27[K[2/3] refreshing a  ", 1, true))
+      assert.matches("%[3/3%] refresh a: success in %d+ ms, 1 rows", r.out)
       assert.matches("3/3 done, 0 failed, %d+", r.out)
     end)
 
     it("keeps going after a failure and exits 1", function()
-      local r = cli("create --all --yes", { env = { STUB_JOBS_FAIL = "b" } })
+      drop("a", "b", "c")
+      b_fails(true)
+      local r = cli("create --all --yes")
+      b_fails(false)
       assert.are.equal(1, r.code)
-      assert.are.same({ "create a", "create b", "create c" }, called(r))
-      assert.matches("%[2/3%] create b: failed in 2 ms: boom b\n", r.out)
+      assert.are.same({ "create b", "create c", "create a" }, called(r))
+      assert.are.same({ "failed", "success", "success" }, { r.runs[1].status, r.runs[2].status, r.runs[3].status })
+      assert.matches("^%[1/3%] create b: failed in %d+ ms: division by zero", r.out)
+      assert.matches("\n%[3/3%] create a: success in %d+ ms\n$", r.out)
+      ensure("b")
     end)
   end)
 
   describe("--json", function()
     it("prints the runs as one document, before or after the command name", function()
+      b_fails(true)
       for _, args in ipairs({ "--json refresh a b --yes", "refresh a b --yes --json" }) do
-        local r = cli(args, { env = { STUB_JOBS_FAIL = "b" } })
+        local r = cli(args)
         assert.are.equal(1, r.code)
         local doc = cjson.decode(r.out)
         assert.are.equal(2, #doc)
-        assert.are.same({ "public.a", "success", 3 }, { doc[1].view, doc[1].status, doc[1].rows_count })
-        assert.are.same({ "public.b", "failed", "boom b" }, { doc[2].view, doc[2].status, doc[2].error })
+        assert.are.same({ "refresh", "a", "success", 1 }, { doc[1].op, doc[1].view, doc[1].status, doc[1].rows_count })
+        assert.are.same({ "b", "failed" }, { doc[2].view, doc[2].status })
+        assert.matches("division by zero", doc[2].error)
+        assert.are.same({ r.runs[1].name, r.runs[2].name }, { "a", "b" })
       end
+      b_fails(false)
     end)
 
     it("prints queued jobs", function()
-      local r = cli("refresh a --yes --json", { env = { STUB_JOBS_QUEUE = "1" } })
+      local cfg = H.write(H.tmpfile(".lua"), 'job_adapter = "queue"\n')
+      local r = cli("--config " .. H.q(cfg) .. " refresh a --yes --json")
       assert.are.equal(0, r.code)
-      assert.are.same({ { queued = true, job_id = 7 } }, cjson.decode(r.out))
-      r = cli("refresh a --yes", { env = { STUB_JOBS_QUEUE = "1" } })
-      assert.are.equal("[1/1] refresh a: queued (job 7)\n", r.out)
+      local doc = cjson.decode(r.out)
+      assert.are.equal("number", type(doc[1].job_id))
+      assert.are.same({ { queued = true, job_id = doc[1].job_id, op = "refresh", view = "a" } }, doc)
+      assert.are.same({ { op = "refresh", status = 0 } },
+        mv.query("SELECT op, status FROM matviews_jobs WHERE id = $1", doc[1].job_id))
+      assert.are.same({}, r.runs) -- queued, not run
+      r = cli("--config " .. H.q(cfg) .. " refresh a --yes")
+      local job = mv.query("SELECT max(id) AS id FROM matviews_jobs")[1].id
+      assert.are.equal(("[1/1] refresh a: queued (job %d)\n"):format(job), r.out)
+      mv.exec("DELETE FROM matviews_jobs")
     end)
 
     it("keeps the prompt off stdout", function()
       local r = cli("--json delete a", { stdin = "y\n" })
       assert.are.equal(0, r.code)
       assert.are.equal("delete", cjson.decode(r.out)[1].op)
+      assert.are.same({ "delete a" }, called(r))
+      ensure("a")
     end)
+  end)
+end)
+
+describe("--all without declared dependencies", function()
+  setup(function()
+    H.fresh_db("cli_ops_graph")
+    mv.init()
+    mv.exec("CREATE TABLE src (x int)")
+    mv.exec("INSERT INTO src SELECT generate_series(1, 4)")
+    -- aa_down reads zz_up through a plain view; neither declares anything
+    mv.definitions.save({ name = "zz_up", sql = "SELECT x FROM src" })
+    mv.definitions.save({ name = "aa_down", sql = "SELECT count(*) AS n FROM v_up" })
+    assert.are.equal("success", mv.create("zz_up").status)
+    mv.exec("CREATE VIEW v_up AS SELECT x FROM zz_up")
+    assert.are.equal("success", mv.create("aa_down").status)
+  end)
+
+  it("refreshes what the database says a view reads before the view", function()
+    local r = cli("refresh --all --yes")
+    assert.are.equal(0, r.code)
+    assert.are.same({ "refresh zz_up", "refresh aa_down" }, called(r))
+    local first = mv.query([[SELECT d.name FROM mat_view_refresh_runs r
+      JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id ORDER BY r.started_at LIMIT 1]])[1].name
+    assert.are.equal("zz_up", first)
+    assert.matches("^%[1/2%] refresh zz_up: success", r.out)
+  end)
+
+  it("deletes the reader first", function()
+    local r = cli("delete --all --yes --cascade")
+    assert.are.equal(0, r.code)
+    assert.are.same({ "delete aa_down", "delete zz_up" }, called(r))
+    assert.are.same({ "success", "success" }, { r.runs[1].status, r.runs[2].status })
   end)
 end)

@@ -2,8 +2,8 @@
 -- something matviews never writes (jsonb of the wrong shape, an unknown
 -- strategy number, empty SQL, null-ish garbage). Every command that reads
 -- definitions answers with an error naming the row (id and name), never a
--- crash or a Lua traceback; the history reports, which read only ids and
--- names, keep working.
+-- crash or a Lua traceback (`--all` too: the dependency order needs every
+-- row); the history reports, which read only ids and names, keep working.
 local H = require "spec.helper"
 local P = require "spec.proc_helper"
 local mv = require "matviews"
@@ -26,6 +26,8 @@ local CORRUPTIONS = {
     reason = "invalid options: must be a JSON object (got [])" },
   { what = "a number in grants' place", set = "grants = '12'",
     reason = "invalid grants: must be a JSON array (got 12)" },
+  { what = "an invalid schedule", set = "schedule_cron = '61 * * * *'",
+    reason = [[invalid schedule_cron: "61 * * * *": minute: 61 is out of range 0-59]] },
   { what = "an invalid name", set = [[name = 'mv bad;']],
     reason = [[invalid name "mv bad;": is not a simple identifier (letters, digits and underscores, not starting with a digit)]] },
 }
@@ -87,7 +89,7 @@ describe("a definition row corrupted by hand", function()
   it("fails the recorded run of the corrupt view with the message, and the others run", function()
     local id = mv.definitions.get("mv_bad").id
     mv.exec("UPDATE mat_view_definitions SET refresh_strategy = 7 WHERE id = $1", id)
-    local r = H.mv("--yes refresh --all")
+    local r = H.mv("--yes refresh mv_bad mv_good")
     local message = ('definition %d "mv_bad" in mat_view_definitions is corrupt: '
       .. "unknown refresh_strategy 7 (0 regular, 1 concurrent, 2 swap)"):format(id)
     assert.are.equal(1, r.code)

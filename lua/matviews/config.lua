@@ -123,18 +123,10 @@ function M.locate(text, key, from)
   return from
 end
 
-local function slurp(path)
-  local f = io.open(path, "r")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- Checks the values a configuration file set. Returns an array of messages
 -- ("path:line: key 'k' ..."), empty when everything is right.
 function M.validate(values, path, words)
-  local text, errs, keys = slurp(path), {}, {}
+  local text, errs, keys = require("matviews.files").read(path) or "", {}, {}
   for k in pairs(values) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do

@@ -66,6 +66,15 @@ local function optional(field, v, kind)
   return v
 end
 
+-- A schedule: a cron expression the scheduler's own parser accepts.
+local function cron_check(field, v)
+  v = optional(field, v, "string")
+  if v == nil then return nil end
+  local ok, msg = core.cron_parse(v)
+  if not ok then invalid(field, (msg:gsub("^invalid cron expression ", ""))) end
+  return v
+end
+
 -- Validates tbl and returns the normalised definition (no SQL runs).
 -- stored: tbl is a catalog row, checked for shape only (a concurrent one
 -- may rely on a unique index made by hand).
@@ -84,7 +93,7 @@ function M.validate(tbl, stored)
     name = tbl.name, sql = tbl.sql, refresh_strategy = strategy,
     unique_index_columns = check_array("unique_index_columns", tbl.unique_index_columns, name_check),
     dependencies = check_array("dependencies", tbl.dependencies, name_check),
-    schedule_cron = optional("schedule_cron", tbl.schedule_cron, "string"),
+    schedule_cron = cron_check("schedule_cron", tbl.schedule_cron),
     indexes = check_array("indexes", tbl.indexes, index_check),
     grants = check_array("grants", tbl.grants, nil),
     comment = optional("comment", tbl.comment, "string"),

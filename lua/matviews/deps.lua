@@ -89,11 +89,12 @@ function M.build(defs, pairs_)
 end
 
 -- Loads the graph of every definition from the database (conn or mv.conn());
--- a corrupt definition row raises naming it (mv.definitions.list).
+-- a database without the catalog is an error saying to run `matviews init`,
+-- a corrupt definition row one naming it (mv.definitions.list).
 function M.load(conn)
   local mv = require "matviews"
   conn = conn or mv.conn()
-  return M.build(mv.definitions.list(conn), conn:query(DISCOVER))
+  return M.build(mv.definitions.list(conn), require("matviews.targets").query(conn, DISCOVER))
 end
 
 -- A cycle as a list of names ending where it starts, or nil. Searches from

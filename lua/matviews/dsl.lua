@@ -26,65 +26,6 @@ local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
 ---------------------------------------------------------------------------
--- cron: five fields (minute hour day-of-month month day-of-week), each a
--- list of `*`, `N`, `N-M`, with an optional `/STEP`; names for months and
--- days; @hourly/@daily/... macros. Validation only.
-local CRON_FIELDS = {
-  { "minute", 0, 59 }, { "hour", 0, 23 }, { "day of month", 1, 31 },
-  { "month", 1, 12, { "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC" } },
-  { "day of week", 0, 7, { [0] = "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT" } },
-}
-local CRON_MACROS = { ["@yearly"] = true, ["@annually"] = true, ["@monthly"] = true,
-  ["@weekly"] = true, ["@daily"] = true, ["@midnight"] = true, ["@hourly"] = true }
-
--- A value of a cron field (number or name) as an integer, or nil.
-local function cron_value(s, f)
-  if s:match("^%d+$") then return tonumber(s) end
-  if f[4] then
-    for i, n in pairs(f[4]) do if n == s:upper() then return i end end
-  end
-end
-
--- nil when one field's text is valid, else the reason.
-local function cron_field(text, f)
-  for item in (text .. ","):gmatch("([^,]*),") do
-    local range, step = item:match("^([^/]*)/(.*)$")
-    range = range or item
-    if step and not (step:match("^%d+$") and tonumber(step) >= 1) then
-      return ("bad step '%s' in the %s field"):format(step, f[1])
-    end
-    if range ~= "*" then
-      local a, b = range:match("^([^-]+)-([^-]+)$")
-      a = a or range
-      for _, v in ipairs({ a, b }) do
-        local n = cron_value(v, f)
-        if not n then return ("'%s' is not a value of the %s field"):format(v, f[1]) end
-        if n < f[2] or n > f[3] then
-          return ("%s out of range %d-%d in the %s field"):format(v, f[2], f[3], f[1])
-        end
-      end
-      if b and cron_value(a, f) > cron_value(b, f) then
-        return ("range %s is backwards in the %s field"):format(range, f[1])
-      end
-    end
-  end
-end
-
--- nil when expr is a valid cron expression, else the reason.
-function M.check_cron(expr)
-  if CRON_MACROS[expr] then return nil end
-  local fields = {}
-  for w in expr:gmatch("%S+") do fields[#fields + 1] = w end
-  if #fields ~= 5 then
-    return ("expected 5 fields (minute hour day-of-month month day-of-week), got %d"):format(#fields)
-  end
-  for i, f in ipairs(CRON_FIELDS) do
-    local why = cron_field(fields[i], f)
-    if why then return why end
-  end
-end
-
----------------------------------------------------------------------------
 -- Normalisation of each key's value; each returns value or nil, reason.
 
 local function is_array(t)
@@ -165,10 +106,10 @@ end
 
 normalise.depends_on = columns
 
+-- The expression itself is checked with the catalog's fields, by the
+-- scheduler's parser (mv.core.cron_parse).
 function normalise.schedule(v)
   if type(v) ~= "string" then return nil, "a cron expression (string)" end
-  local why = M.check_cron(v)
-  if why then return nil, "a valid cron expression: " .. why end
   return v
 end
 
@@ -338,9 +279,7 @@ function M.load_dir(dir)
   local state = { defs = {}, errors = {}, seen = {} }
   for _, n in ipairs(M.files(dir)) do
     local path = dir:gsub("/+$", "") .. "/" .. n
-    local f = assert(io.open(path, "r"))
-    state.text = f:read("a")
-    f:close()
+    state.text = assert(require("matviews.files").read(path))
     state.file = display(path)
     local chunk, err = load(state.text, "@" .. state.file, "t", environment(state))
     if not chunk then

@@ -51,10 +51,8 @@ function M.scan(dir, shown_dir, sys)
 end
 
 local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then core.error(err) end
-  local s = f:read("a")
-  f:close()
+  local s, err = require("matviews.files").read(path)
+  if not s then core.error(err) end
   return s
 end
 

@@ -63,17 +63,16 @@ function M.row_count(args)
   return nil
 end
 
--- "a, b, c" or "a, b, c and 7 more".
-local function name_list(defs)
-  local names = {}
-  for i = 1, math.min(#defs, 10) do names[i] = defs[i].name end
-  local s = table.concat(names, ", ")
-  if #defs > 10 then s = s .. (" and %d more"):format(#defs - 10) end
+-- Names (strings) as "a, b, c", or "a, ..., j and 7 more" past ten.
+function M.name_list(names)
+  local s = table.concat(names, ", ", 1, math.min(#names, 10))
+  if #names > 10 then s = s .. (" and %d more"):format(#names - 10) end
   return s
 end
 
--- The result line of one view's run.
-local function result_text(op, name, run)
+-- The result line of one view's run (queued, or status, duration, rows
+-- and, unless it succeeded, the error).
+function M.result_text(op, name, run)
   if run.queued then return ("%s %s: queued (job %s)"):format(op, name, tostring(run.job_id)) end
   local s = ("%s %s: %s"):format(op, name, tostring(run.status))
   if math.type(run.duration_ms) == "integer" then s = s .. (" in %d ms"):format(run.duration_ms) end
@@ -101,7 +100,9 @@ function M.run(op, args, ctx, jopts, verbs)
     if ctx.options.json then output.json(output.array()) else io.stderr:write("no definitions\n") end
     return 0
   end
-  local what = ("%s %d materialized view%s: %s"):format(op, #defs, #defs == 1 and "" or "s", name_list(defs))
+  local names = {}
+  for i, d in ipairs(defs) do names[i] = d.name end
+  local what = ("%s %d materialized view%s: %s"):format(op, #defs, #defs == 1 and "" or "s", M.name_list(names))
   if not prompt.confirm(ctx, what) then
     io.stderr:write("aborted\n")
     return prompt.ABORTED
@@ -114,7 +115,7 @@ function M.run(op, args, ctx, jopts, verbs)
     local run = run_one(mv, op, d, jopts)
     if not run.queued and run.status ~= "success" then failed = failed + 1 end
     results[#results + 1] = run
-    p:finish(result_text(op, d.name, run))
+    p:finish(M.result_text(op, d.name, run))
   end
   p:close(failed)
   if ctx.options.json then output.json(results) end

@@ -55,14 +55,6 @@ local function child_argv(name, opts)
   return argv
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
-end
 
 -- Starts the refresh of `name` in a child; returns its record. The child
 -- connects as this process would (same options, environment, config),
@@ -85,7 +77,8 @@ local function finish(rec, code)
   local mv = require "matviews"
   rec.finished_ms = mv.core.sys.monotonic_ms()
   rec.duration_ms = math.floor(rec.finished_ms - rec.started_ms + 0.5)
-  local out, err = slurp(rec.out), slurp(rec.err)
+  local take = require("matviews.files").take
+  local out, err = take(rec.out), take(rec.err)
   local ok, doc = pcall(mv.json.decode, out:match("[^\n]*\n?$") or "")
   if ok and type(doc) == "table" and doc.status then
     rec.status, rec.run_id, rec.rows_count = doc.status, doc.id, doc.rows_count
@@ -192,13 +185,12 @@ function M.summary(st, elapsed)
     failed = count.failed, skipped = count.skipped, duration_ms = math.floor(elapsed + 0.5), runs = st.results }
 end
 
--- The result line of one view (as `refresh` prints it without --parallel).
+-- The result line of one view, as `refresh` prints it without --parallel
+-- (a view skipped for a failed upstream is failed, without a duration).
 local function result_text(rec)
-  local s = ("refresh %s: %s"):format(rec.name, rec.status == "skipped" and "failed" or rec.status)
-  if math.type(rec.duration_ms) == "integer" and rec.status ~= "skipped" then s = s .. (" in %d ms"):format(rec.duration_ms) end
-  if math.type(rec.rows_count) == "integer" then s = s .. (", %d rows"):format(rec.rows_count) end
-  if rec.status ~= "success" and rec.error then s = s .. ": " .. tostring(rec.error) end
-  return s
+  local skipped = rec.status == "skipped"
+  return require("matviews.operate").result_text("refresh", rec.name, { status = skipped and "failed" or rec.status,
+    duration_ms = not skipped and rec.duration_ms or nil, rows_count = rec.rows_count, error = rec.error })
 end
 
 -- `matviews refresh NAME...|--id N|--all --parallel N [--upstream] [--downstream]`:
@@ -214,7 +206,7 @@ function M.command(args, ctx, jopts)
   local g = require("matviews.deps").load()
   local set = M.select_views(g, { views = views, upstream = args.upstream, downstream = args.downstream })
   local order = require("matviews.deps").order(g, set)
-  local shown = table.concat(order, ", ", 1, math.min(#order, 10)) .. (#order > 10 and (" and %d more"):format(#order - 10) or "")
+  local shown = require("matviews.operate").name_list(order)
   local what = ("refresh %d materialized view%s (parallel %d): %s"):format(#order, #order == 1 and "" or "s", n, shown)
   if not require("matviews.prompt").confirm(ctx, what) then
     io.stderr:write("aborted\n")

@@ -60,37 +60,18 @@ function M.resolve_one(conn, x)
   return d
 end
 
--- Orders definitions so that each comes after those it depends on (by name,
--- from its dependencies array); unknown or cyclic dependencies keep the
--- given order. reverse = true gives dependents first (for delete).
-function M.order(defs, reverse)
-  local by_name, seen, out = {}, {}, {}
-  for _, d in ipairs(defs) do by_name[d.name] = d end
-  local function visit(d)
-    if seen[d.name] then return end
-    seen[d.name] = true
-    for _, dep in ipairs(d.dependencies or {}) do
-      if type(dep) == "string" and by_name[dep] then visit(by_name[dep]) end
-    end
-    out[#out + 1] = d
-  end
-  for _, d in ipairs(defs) do visit(d) end
-  if reverse then
-    for i = 1, #out // 2 do out[i], out[#out + 1 - i] = out[#out + 1 - i], out[i] end
+-- Every definition { id, name } in dependency order, the one graph of
+-- matviews.deps (what the database records, through plain views, plus the
+-- declared dependencies): each after everything it reads, ties by name.
+-- reverse = true gives readers first (for delete).
+function M.all(conn, reverse)
+  local deps = require "matviews.deps"
+  local g = deps.load(conn)
+  local out = {}
+  for _, name in ipairs(deps.order(g)) do
+    table.insert(out, reverse and 1 or #out + 1, { id = g.nodes[name].id, name = name })
   end
   return out
-end
-
--- Every definition { id, name, dependencies }, by name.
-function M.all(conn)
-  local cjson = require "cjson"
-  local defs = M.query(conn, "SELECT id, name, dependencies::text AS deps FROM mat_view_definitions ORDER BY name")
-  for _, d in ipairs(defs) do
-    local ok, deps = pcall(cjson.decode, d.deps)
-    d.dependencies = ok and type(deps) == "table" and deps or {}
-    d.deps = nil
-  end
-  return defs
 end
 
 -- What a command asked for: args.names (array), args.id (array), args.all.
@@ -101,7 +82,7 @@ function M.resolve(conn, args, opts)
   local kinds = (#names > 0 and 1 or 0) + (#ids > 0 and 1 or 0) + (args.all and 1 or 0)
   if kinds == 0 then M.usage("give view NAMEs, --id N or --all") end
   if kinds > 1 then M.usage("give view NAMEs, --id N or --all, not several of them") end
-  if args.all then return M.order(M.all(conn), opts and opts.reverse) end
+  if args.all then return M.all(conn, opts and opts.reverse) end
   local out, seen = {}, {}
   for _, x in ipairs(#names > 0 and names or ids) do
     local d = M.resolve_one(conn, x)

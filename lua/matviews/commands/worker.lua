@@ -55,10 +55,7 @@ local function reap(kids, doc)
     local ok = kid.handle:close()
     if not ok then bad = bad + 1 end
     if kid.out then
-      local f = io.open(kid.out, "r")
-      local text = f and f:read("a") or ""
-      if f then f:close() end
-      os.remove(kid.out)
+      local text = require("matviews.files").take(kid.out)
       local dok, kdoc = pcall(require("cjson").decode, text)
       for _, r in ipairs(dok and type(kdoc) == "table" and kdoc.processed or {}) do
         doc.processed[#doc.processed + 1] = r
