@@ -185,8 +185,10 @@ describe("matviews schedule", function()
 
   it("exits 1 naming a definition whose cron is invalid", function()
     define("bad", "* * *")
+    local id = mv.query("SELECT id FROM mat_view_definitions WHERE name = 'bad'")[1].id
     local r = H.mv("schedule")
     assert.are.equal(1, r.code)
-    assert.are.equal('matviews: bad: invalid cron expression "* * *": expected 5 fields (minute hour day-of-month month day-of-week), got 3\n', r.err)
+    assert.are.equal(('matviews: definition %d "bad" in mat_view_definitions is corrupt: invalid schedule_cron: "* * *": '
+      .. 'expected 5 fields (minute hour day-of-month month day-of-week), got 3\n'):format(id), r.err)
   end)
 end)

@@ -7,6 +7,11 @@
  * failed, finished_at, duration_ms from CLOCK_MONOTONIC, meta, error and, on
  * refresh, rows_count. It returns the finalised run as a table.
  *
+ * Writing a run row waits at most spec.record_timeout_ms for locks on the
+ * run tables (lock_timeout on the recorder); a run that cannot be finalised
+ * has its outcome (op, view, status, duration, error) written on stderr
+ * before the error is raised, so it is not lost.
+ *
  * Two connections. The recorder (spec.run_conn) is matviews's own: it writes
  * the run rows and holds the advisory lock, so a row is finalised whatever
  * happens to the service's session (an error, a cancel, a lost connection, a
@@ -56,11 +61,13 @@ typedef struct {
   PGconn *rec;                 /* the recorder connection */
   long long defn_id;
   char name[256];              /* definition name */
-  const char *strategy;        /* "regular" | "concurrent" | "swap" */
+  const char *strategy;        /* "regular" | "concurrent" | "swap"; NULL: corrupt */
+  char corrupt[400];           /* why the definition row is unusable, "" if it is not */
   char service[32];            /* mv.services.<service> */
   char lock_timeout[32];       /* e.g. "5000ms", for the service session */
   char statement_timeout[32];
   char row_count[16];          /* the definition's row count strategy, "" if none */
+  char record_timeout[32];     /* lock_timeout of the recorder, e.g. "10000ms" */
   long long run_id;
   double t0;                   /* monotonic ms when the run started */
   double lock_wait_ms;
@@ -123,14 +130,17 @@ static void read_definition(Job *job, PGresult *res, long long def_lock, long lo
   job->defn_id = strtoll(pg_value(res, 0, 0), NULL, 10);
   snprintf(job->name, sizeof job->name, "%s", pg_value(res, 0, 1));
   int s = atoi(pg_value(res, 0, 2));
-  job->strategy = STRATEGIES[s >= 0 && s <= 2 ? s : 0];
+  job->strategy = s >= 0 && s <= 2 ? STRATEGIES[s] : NULL;
+  if (job->strategy == NULL)
+    snprintf(job->corrupt, sizeof job->corrupt, "definition %lld \"%.200s\" in mat_view_definitions is corrupt:"
+             " unknown refresh_strategy %d (0 regular, 1 concurrent, 2 swap)", job->defn_id, job->name, s);
   long long lt = pg_value(res, 0, 3) ? strtoll(pg_value(res, 0, 3), NULL, 10) : def_lock;
   long long st = pg_value(res, 0, 4) ? strtoll(pg_value(res, 0, 4), NULL, 10) : def_stmt;
   snprintf(job->lock_timeout, sizeof job->lock_timeout, "%lldms", lt < 0 ? 0 : lt);
   snprintf(job->statement_timeout, sizeof job->statement_timeout, "%lldms", st < 0 ? 0 : st);
   snprintf(job->row_count, sizeof job->row_count, "%s", pg_value(res, 0, 5) ? pg_value(res, 0, 5) : "");
   if (strcmp(job->op, "refresh") == 0)
-    snprintf(job->service, sizeof job->service, "%s_refresh", job->strategy);
+    snprintf(job->service, sizeof job->service, "%s_refresh", job->strategy ? job->strategy : "regular");
   else
     snprintf(job->service, sizeof job->service, "%s_view", job->op);
 }
@@ -295,7 +305,8 @@ static int lock_view(Job *job, long long wait_ms, char *err, size_t errlen) {
     snprintf(ms, sizeof ms, "%lldms", wait_ms);
     exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
     ok = exec_simple(job->rec, "SELECT pg_advisory_lock(" LOCK_KEY ")", 1, vals, err, errlen, state);
-    exec_simple(job->rec, "SELECT set_config('lock_timeout', '0', false)", 0, NULL, NULL, 0, NULL);
+    tv[0] = job->record_timeout;
+    exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
   }
   job->lock_wait_ms = now_ms() - t;
   if (!ok && strcmp(state, SQLSTATE_LOCK_NOT_AVAILABLE) == 0) describe_holder(job, err, errlen);
@@ -381,6 +392,10 @@ static void call_service(lua_State *L, Job *job) {
   lua_getfield(L, SLOT_OPTS, "conn");
   PGconn *svc = mv_toconn(L, -1);
   lua_pop(L, 1);
+  if (job->corrupt[0]) {
+    push_error_response(L, job, job->corrupt, NULL, 1);
+    return;
+  }
   if (svc == NULL) {
     push_error_response(L, job, "the service connection is closed", NULL, 0);
     return;
@@ -396,7 +411,7 @@ static void call_service(lua_State *L, Job *job) {
     push_error_response(L, job, lua_tostring(L, -1), NULL, 1);
     lua_remove(L, -2);
   } else {
-    lua_pushstring(L, job->name);
+    lua_pushinteger(L, (lua_Integer)job->defn_id);  /* the row itself, whatever its name */
     lua_pushvalue(L, SLOT_OPTS);
     if (lua_pcall(L, 2, 1, 0) != LUA_OK) error_to_response(L, job);
     else if (!lua_istable(L, -1)) {
@@ -616,6 +631,21 @@ static void push_run(lua_State *L, Job *job, PGresult *res) {
   lua_pushvalue(L, SLOT_META); lua_setfield(L, -2, "meta");
 }
 
+/* Writes on stderr the outcome of a run whose row could not be finalised
+ * (why: the error of the UPDATE), so that it is not lost. */
+static void report_unrecorded(Job *job, const char *why, const char *status, const char *dur,
+                              const char *err) {
+  char line[1600];
+  int wlen = (int)strlen(why);
+  while (wlen > 0 && (why[wlen - 1] == '\n' || why[wlen - 1] == ' ')) wlen--;
+  size_t n = (size_t)snprintf(line, sizeof line, "matviews: could not record the outcome of %s run %lld of %s (%.*s): %s in %s ms",
+                              job->op, job->run_id, job->name, wlen, why, status, dur);
+  if (err && n < sizeof line) snprintf(line + n, sizeof line - n, ": %s", err);
+  for (char *p = line; *p; p++) if (*p == '\n') *p = ' ';
+  fprintf(stderr, "%s\n", line);
+  fflush(stderr);
+}
+
 /* Finalises the run row (with SIGINT blocked, so nothing interrupts it) and
  * pushes the run table. Raises only when the row cannot be written. */
 static void finalise(lua_State *L, Job *job, int *interrupted) {
@@ -643,6 +673,7 @@ static void finalise(lua_State *L, Job *job, int *interrupted) {
   lua_pop(L, 1);
   sigprocmask(SIG_SETMASK, &old, NULL);
   if (!pg_ok(res)) {
+    report_unrecorded(job, pg_errmsg(job->rec, res), err[0] ? "failed" : "success", dur, vals[4]);
     snprintf(err, sizeof err, "could not finalise run %lld of %s: ", job->run_id, job->name);
     raise_result(L, job->rec, res, err);
   }
@@ -664,6 +695,9 @@ static void job_init(lua_State *L, Job *job) {
   lua_getfield(L, SLOT_SPEC, "run_conn");
   job->rec = mv_checkconn(L, -1);
   lua_pop(L, 1);
+  const char *tv[1] = {job->record_timeout};
+  snprintf(job->record_timeout, sizeof job->record_timeout, "%lldms", opt_int(L, SLOT_SPEC, "record_timeout_ms", 10000));
+  exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
   if (gethostname(job->hostname, sizeof job->hostname) != 0) job->hostname[0] = '\0';
   job->hostname[sizeof job->hostname - 1] = '\0';
 }

@@ -29,7 +29,8 @@
 #define NUMERICOID 1700
 
 /* Copies the first line of msg into out, replacing the password (when one is
- * known) and anything libpq quoted from the connection string. */
+ * known) and anything libpq quoted from the connection string, without the
+ * server's severity ("FATAL:  "). */
 static void one_line(char *out, size_t outlen, const char *msg, const char *pw) {
   size_t j = 0;
   const char *p = msg;
@@ -37,6 +38,7 @@ static void one_line(char *out, size_t outlen, const char *msg, const char *pw) 
   const char *fail = strstr(msg, "failed: ");
   if (fail != NULL && (eol == NULL || fail < eol))
     p = fail + 8; /* drop libpq's "connection to server ... failed: " */
+  if (strncmp(p, "FATAL:  ", 8) == 0 || strncmp(p, "ERROR:  ", 8) == 0) p += 8;
   for (; *p && *p != '\n' && j + 4 < outlen; p++) {
     if (pw != NULL && *pw && strncmp(p, pw, strlen(pw)) == 0) {
       memcpy(out + j, "***", 3);
@@ -70,6 +72,19 @@ static void ignore_notice(void *arg, const char *message) {
   (void)message;
 }
 
+/* Sets up a new session: notices ignored, and (PostgreSQL 14 and later,
+ * unless the user chose a value) client_connection_check_interval, so that
+ * when this process dies mid-statement its backend stops within a second,
+ * even while it waits for a lock, and rolls back instead of holding locks
+ * that queue every reader of the view. A server that refuses it is left as
+ * it is. */
+static void session_setup(PGconn *conn) {
+  PQsetNoticeProcessor(conn, ignore_notice, NULL);
+  if (PQserverVersion(conn) < 140000) return;
+  pg_clear(pg_exec(conn, "SELECT set_config('client_connection_check_interval', '1000', false)"
+                   " WHERE current_setting('client_connection_check_interval') = '0'", 0, NULL));
+}
+
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
   char *perr = NULL;
   char line[512];
@@ -100,7 +115,7 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
     PQfinish(conn);
     return NULL;
   }
-  PQsetNoticeProcessor(conn, ignore_notice, NULL);
+  session_setup(conn);
   return conn;
 }
 
@@ -125,7 +140,7 @@ PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
     PQfinish(c);
     return NULL;
   }
-  PQsetNoticeProcessor(c, ignore_notice, NULL);
+  session_setup(c);
   return c;
 }
 
@@ -235,12 +250,19 @@ const char *pg_errfield(const PGresult *res, int code) {
   return res ? PQresultErrorField(res, code) : NULL;
 }
 
+/* The primary message of the server's error; a libpq-side one (a lost
+ * connection: "FATAL:  terminating connection...\nserver closed the
+ * connection unexpectedly\n\tThis probably means...") is cut to its first
+ * line, in a static buffer that the next call reuses. */
 const char *pg_errmsg(PGconn *conn, const PGresult *res) {
+  static char line[512];
   const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-  if (m == NULL && res) m = PQresultErrorMessage(res);
+  if (m != NULL) return m;
+  if (res) m = PQresultErrorMessage(res);
   if ((m == NULL || *m == '\0') && conn) m = PQerrorMessage(conn);
-  if (m == NULL || *m == '\0') m = "unknown error";
-  return m;
+  if (m == NULL || *m == '\0') return "unknown error";
+  one_line(line, sizeof line, m, NULL);
+  return line;
 }
 
 char *pg_quote_ident(PGconn *conn, const char *name) {

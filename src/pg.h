@@ -45,7 +45,8 @@ long long pg_affected(const PGresult *res);
 const char *pg_sqlstate(const PGresult *res);   /* may be NULL */
 /* A diagnostic field (PG_DIAG_*) of a result, or NULL. */
 const char *pg_errfield(const PGresult *res, int code);
-/* The primary error message of a failed result, or of the connection. */
+/* The primary error message of a failed result, or the first line of the
+ * connection's (a static buffer, valid until the next call). */
 const char *pg_errmsg(PGconn *conn, const PGresult *res);
 
 /* Identifier quoting through PQescapeIdentifier; NULL on failure. */

@@ -17,6 +17,7 @@ M.defaults = {
   lock_timeout_ms = 5000,         -- bound of the swap transaction's locks
   statement_timeout_ms = 0,       -- 0: no limit
   lock_wait_ms = 30000,           -- how long a job waits for another on the same view
+  record_timeout_ms = 10000,      -- how long writing a run row waits for locks on the run tables
   retry = { attempts = 3, base_ms = 200, max_ms = 5000 },
   retention = { keep_last = 500, keep_days = nil, keep_failures = true },
   time_zone = "UTC",              -- schedules are read in this zone
@@ -74,6 +75,7 @@ M.types = {
   lock_timeout_ms = count,
   statement_timeout_ms = count,
   lock_wait_ms = count,
+  record_timeout_ms = count,
   retry = retry,
   retention = function(v) return require("matviews.retention").check(v) end,
   time_zone = kind("string"),

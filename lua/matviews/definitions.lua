@@ -115,7 +115,9 @@ local function cron_check(field, v)
 end
 
 -- Validates tbl and returns the normalised definition (no SQL runs).
-function M.validate(tbl)
+-- stored: tbl is a catalog row, checked for shape only (a concurrent one
+-- may rely on a unique index made by hand).
+function M.validate(tbl, stored)
   if type(tbl) ~= "table" then core.error("a definition must be a table") end
   local ok, msg = core.validate_name(tbl.name)
   if not ok then core.error({ message = msg, field = "name" }) end
@@ -137,7 +139,7 @@ function M.validate(tbl)
     retention = retention_check(tbl.retention),
     options = optional("options", tbl.options, "table") or {},
   }
-  if strategy == "concurrent" and #d.unique_index_columns == 0 then
+  if strategy == "concurrent" and #d.unique_index_columns == 0 and not stored then
     invalid("unique_index_columns", "a concurrent refresh needs at least one unique index column")
   end
   local rc = d.options.row_count
@@ -168,24 +170,55 @@ local function json_object(t)
   return cjson.encode(t)
 end
 
-local function decode(v)
-  if is_null(v) then return nil end
-  return cjson.decode(v)
+-- A name fit for a one-line message: control characters become "?".
+local function shown(v)
+  if is_null(v) then return "NULL" end
+  return (tostring(v):gsub("%c", "?"))
 end
 
--- A catalog row as a definition table.
+-- Raises the error for a catalog row that cannot be a definition, naming
+-- the row: "definition 3 "mv_x" in mat_view_definitions is corrupt: ...".
+local function corrupt(r, reason)
+  core.error({ message = ('definition %s "%s" in mat_view_definitions is corrupt: %s')
+    :format(shown(r.id), shown(r.name), reason), definition_id = r.id, definition = r.name })
+end
+
+-- The JSON text of a jsonb column as a value; `open` is the character the
+-- text must start with ("[" array, "{" object), nullable columns may be
+-- NULL. "{}" passes for an empty array: that is how cjson writes {}.
+local function decode(r, field, open, nullable)
+  local v = r[field]
+  if is_null(v) then
+    if nullable then return nil end
+    corrupt(r, ("invalid %s: is NULL"):format(field))
+  end
+  local what = open == "[" and "a JSON array" or "a JSON object"
+  if v:sub(1, 1) ~= open and v ~= "{}" then
+    corrupt(r, ("invalid %s: must be %s (got %s)"):format(field, what, shown(v:sub(1, 60))))
+  end
+  local ok, t = pcall(cjson.decode, v)
+  if not ok then corrupt(r, ("invalid %s: %s"):format(field, shown(t))) end
+  return t
+end
+
+-- A catalog row as a definition table, checked as M.validate checks what
+-- is saved; a row edited by hand into something else raises naming it.
 local function from_row(r)
-  return {
-    id = r.id, name = r.name, sql = r.sql,
-    refresh_strategy = STRATEGY_NAMES[r.refresh_strategy] or r.refresh_strategy,
-    unique_index_columns = decode(r.unique_index_columns) or {},
-    dependencies = decode(r.dependencies) or {},
-    schedule_cron = not is_null(r.schedule_cron) and r.schedule_cron or nil,
-    indexes = decode(r.indexes) or {}, grants = decode(r.grants) or {},
-    comment = not is_null(r.comment) and r.comment or nil,
-    retention = decode(r.retention), options = decode(r.options) or {},
-    created_at = r.created_at, updated_at = r.updated_at,
+  local strategy = r.refresh_strategy
+  if STRATEGY_NAMES[strategy] == nil then
+    corrupt(r, ("unknown refresh_strategy %s (0 regular, 1 concurrent, 2 swap)"):format(shown(strategy)))
+  end
+  local raw = {
+    name = r.name, sql = r.sql, refresh_strategy = STRATEGY_NAMES[strategy],
+    unique_index_columns = decode(r, "unique_index_columns", "["),
+    dependencies = decode(r, "dependencies", "["),
+    schedule_cron = r.schedule_cron, indexes = decode(r, "indexes", "["), grants = decode(r, "grants", "["),
+    comment = r.comment, retention = decode(r, "retention", "{", true), options = decode(r, "options", "{"),
   }
+  local ok, d = pcall(M.validate, raw, true)
+  if not ok then corrupt(r, type(d) == "table" and d.message or shown(d)) end
+  d.id, d.created_at, d.updated_at = r.id, r.created_at, r.updated_at
+  return d
 end
 
 local COLUMNS = [[id, name, sql, refresh_strategy, unique_index_columns::text, dependencies::text,
@@ -226,14 +259,16 @@ function M.get(name_or_id, conn)
   return rows[1] and from_row(rows[1]) or nil
 end
 
--- Every definition, by name.
+-- Every definition, by name. Raises naming the first corrupt row, so the
+-- commands that read the catalog call it first (M.check).
 function M.list(conn)
   local out = {}
-  for i, r in ipairs((conn or mv().conn()):query("SELECT " .. COLUMNS .. " FROM mat_view_definitions ORDER BY name")) do
-    out[i] = from_row(r)
-  end
+  local rows = require("matviews.targets").query(conn or mv().conn(),
+    "SELECT " .. COLUMNS .. " FROM mat_view_definitions ORDER BY name")
+  for i, r in ipairs(rows) do out[i] = from_row(r) end
   return out
 end
+M.check = M.list
 
 -- Deletes the definition (its runs go with it); true when one was deleted.
 function M.delete(name, conn)

@@ -33,9 +33,6 @@ FROM reads JOIN defs down ON down.oid = reads.reader JOIN defs up ON up.oid = re
 WHERE up.name <> down.name
 ORDER BY 1, 2]]
 
-local DEFINITIONS = [[
-SELECT id, name, dependencies, schedule_cron FROM mat_view_definitions ORDER BY name]]
-
 local function sorted_keys(set)
   local out = {}
   for k in pairs(set) do out[#out + 1] = k end
@@ -92,11 +89,12 @@ function M.build(defs, pairs_)
 end
 
 -- Loads the graph of every definition from the database (conn or mv.conn());
--- a database without the catalog is an error saying to run `matviews init`.
+-- a database without the catalog is an error saying to run `matviews init`,
+-- a corrupt definition row one naming it (mv.definitions.list).
 function M.load(conn)
-  local query = require("matviews.targets").query
-  conn = conn or require("matviews").conn()
-  return M.build(query(conn, DEFINITIONS), query(conn, DISCOVER))
+  local mv = require "matviews"
+  conn = conn or mv.conn()
+  return M.build(mv.definitions.list(conn), require("matviews.targets").query(conn, DISCOVER))
 end
 
 -- A cycle as a list of names ending where it starts, or nil. Searches from

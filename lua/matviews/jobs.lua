@@ -16,7 +16,8 @@ local RUN_TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refres
 M.RUN_TABLES = RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
-local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true }
+local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true,
+  record_timeout_ms = true }
 
 local function mv() return require "matviews" end
 
@@ -70,6 +71,7 @@ function M.run(op, ref, opts)
   local run = core.jobs.run {
     op = op, definition = ref, run_conn = M.recorder(conn), conn = conn, options = options,
     lock_wait_ms = opts.lock_wait_ms or cfg.lock_wait_ms,
+    record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms,
     lock_timeout_ms = opts.lock_timeout_ms, statement_timeout_ms = opts.statement_timeout_ms,
     default_lock_timeout_ms = cfg.lock_timeout_ms, default_statement_timeout_ms = cfg.statement_timeout_ms,
     default_row_count = cfg.row_count,

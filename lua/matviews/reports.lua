@@ -213,6 +213,7 @@ LEFT JOIN LATERAL (SELECT finished_at FROM mat_view_refresh_runs
 -- exists, populated, last_op, last_status, last_run_at, fresh_at, fresh_age_s.
 function M.list(opts)
   local conn = conn_of(opts)
+  require("matviews.definitions").check(conn)
   local rows = targets.query(conn, ([[
 SELECT d.id, d.name AS view, coalesce(n.nspname, current_schema()) AS schema, d.refresh_strategy AS strategy,
   d.schedule_cron AS schedule, c.oid IS NOT NULL AS exists, coalesce(c.relispopulated, false) AS populated,

@@ -147,6 +147,7 @@ function M.plan(opts)
   local conn = opts.conn or mv.conn()
   local global = opts.policy
   if global == nil then global = mv.config().retention end
+  mv.definitions.check(conn)
   local defs = conn:query("SELECT id, name, retention::text AS retention FROM mat_view_definitions ORDER BY name")
   local fns, tables, funcs = nil, {}, {}
   for _, d in ipairs(defs) do

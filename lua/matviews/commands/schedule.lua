@@ -10,6 +10,7 @@ function M.run(_, ctx)
   local mv = ctx.mv
   local schedule = require "matviews.schedule"
   local output = require "matviews.output"
+  mv.definitions.check()
   local plan, now, tz = schedule.plan()
   local rows, code = {}, 0
   local function fmt(t) return t and mv.core.cron_format(t, tz) or mv.null end
