@@ -45,7 +45,8 @@ function M.check(v)
       local near = type(k) == "string" and require("matviews.config").closest(k, POLICY_KEYS)
       return WANT .. " (unknown key '" .. tostring(k) .. "'" .. (near and (", did you mean '" .. near .. "'?") or "") .. ")"
     end
-    if k == "keep_last" and (math.type(x) ~= "integer" or x < 0) then
+    -- JSON gives numbers back as floats: an integral one is an integer
+    if k == "keep_last" and (type(x) ~= "number" or math.tointeger(x) == nil or x < 0) then
       return WANT .. " (keep_last: a non-negative integer)"
     elseif k == "keep_days" and (type(x) ~= "number" or x <= 0) then
       return WANT .. " (keep_days: a positive number)"
