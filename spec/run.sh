@@ -44,7 +44,11 @@ unset DATABASE_URL PGSERVICE PGHOSTADDR PGPASSWORD
 export PGHOST="$TMP" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres
 export MATVIEWS_SPEC_TMP="$TMP" MATVIEWS_SPEC_PGBIN="$PGBIN"
 export MATVIEWS_HOME="$TMP/embedded"
-export ASAN_OPTIONS="detect_leaks=1:exitcode=23" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# Sanitizer reports of every process (specs run the host as subprocesses too)
+# go to files, so none is missed: any file there fails the run.
+mkdir -p "$TMP/sanitizer" && chmod 777 "$TMP/sanitizer"
+export ASAN_OPTIONS="detect_leaks=1:exitcode=23:log_path=$TMP/sanitizer/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$TMP/sanitizer/ubsan"
 
 total_passed=0
 total_failed=0
@@ -66,6 +70,13 @@ for BIN in $BINS; do
   if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then
     echo "busted with $BIN exited $rc after its summary (a sanitizer report?)"
     failed=1
+  fi
+  reports=$(ls "$TMP/sanitizer" 2>/dev/null | wc -l)
+  if [ "$reports" != 0 ]; then
+    echo "sanitizer reports with $BIN:"
+    cat "$TMP"/sanitizer/*
+    rm -f "$TMP"/sanitizer/*
+    failed=$((failed + reports))
   fi
   total_passed=$((total_passed + passed))
   total_failed=$((total_failed + failed))
