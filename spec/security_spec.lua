@@ -210,6 +210,13 @@ describe("definitions trying to run SQL of their own", function()
       grants = { "x; DROP TABLE victim" } })
     assert.are.same({ { role = "x; DROP TABLE victim", privileges = { "SELECT" } } }, d.grants)
     local r = H.mv("create sec_v --yes")
+    -- the role is quoted: no such role, so the create fails as a whole
+    assert.are.equal(1, r.code, r.err)
+    assert.matches('role "x; DROP TABLE victim" does not exist', r.out .. r.err, 1, true)
+    assert.are.equal(mv.null, mv.query("SELECT to_regclass('sec_v') AS t")[1].t)
+    victim_intact()
+    mv.definitions.save({ name = "sec_v", sql = "SELECT a FROM base", comment = comment })
+    r = H.mv("create sec_v --yes")
     assert.are.equal(0, r.code, r.err)
     assert.are.equal(comment, mv.query("SELECT obj_description('sec_v'::regclass, 'pg_class') AS c")[1].c)
 

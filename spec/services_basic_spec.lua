@@ -236,3 +236,52 @@ describe("mv.services basics", function()
     end)
   end)
 end)
+
+describe("create_view with declared grants", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("create table g_items (id int primary key)")
+    for _, r in ipairs({ "mv_g_reader", "mv_g_writer" }) do
+      if #mv.query("select 1 from pg_roles where rolname = $1", r) == 0 then mv.exec("create role " .. r) end
+    end
+  end)
+
+  local function priv(role, rel, p)
+    return mv.query("select has_table_privilege($1, $2, $3) as ok", role, rel, p)[1].ok
+  end
+
+  it("grants them on the new view, role quoted, privileges from the known words", function()
+    local r = mv.services.create_view({ name = "mv_g", sql = "select id from g_items",
+      grants = { "mv_g_reader", { role = "mv_g_writer", privileges = { "select", "REFERENCES" } } } })
+    assert.are.equal("created", r.status)
+    assert.are.same({ 'GRANT SELECT ON "public"."mv_g" TO "mv_g_reader"',
+      'GRANT SELECT, REFERENCES ON "public"."mv_g" TO "mv_g_writer"' }, { r.response.sql[2], r.response.sql[3] })
+    assert.is_true(priv("mv_g_reader", "mv_g", "SELECT"))
+    assert.is_false(priv("mv_g_reader", "mv_g", "REFERENCES"))
+    assert.is_true(priv("mv_g_writer", "mv_g", "REFERENCES"))
+  end)
+
+  it("through a saved definition and the create job", function()
+    mv.definitions.save({ name = "mv_g2", sql = "select id from g_items", grants = { "mv_g_reader" } })
+    assert.are.equal("success", mv.create("mv_g2").status)
+    assert.is_true(priv("mv_g_reader", "mv_g2", "SELECT"))
+  end)
+
+  it("refuses a word that is no privilege, and a grant without a role, before any SQL", function()
+    local ok, e = pcall(mv.services.create_view, { name = "mv_g3", sql = "select 1 as a",
+      grants = { { role = "mv_g_reader", privileges = { "SELECT; DROP TABLE g_items" } } } })
+    assert.is_false(ok)
+    assert.are.equal("grants: 'SELECT; DROP TABLE g_items' is no privilege", e.message)
+    ok, e = pcall(mv.services.create_view, { name = "mv_g3", sql = "select 1 as a", grants = { { privileges = { "SELECT" } } } })
+    assert.are.equal("grants: each grant names a role (a string)", e.message)
+    assert.is_nil(relkind("public", "mv_g3"))
+  end)
+
+  it("fails as a whole when a role does not exist: no view is left", function()
+    local r = mv.services.create_view({ name = "mv_g4", sql = "select 1 as a", grants = { "no_such_role_g" } })
+    assert.are.equal("error", r.status)
+    assert.are.equal('role "no_such_role_g" does not exist', r.error.message)
+    assert.is_nil(relkind("public", "mv_g4"))
+  end)
+end)

@@ -11,6 +11,7 @@
  * error while building the response table leaks nothing.
  */
 #include <string.h>
+#include <strings.h>
 #include <lauxlib.h>
 #include "core.h"
 #include "errors.h"
@@ -77,6 +78,50 @@ static int string_array(lua_State *L, const char *what, const char ***out, const
   return n;
 }
 
+/* The MV_PRIV_* bit of privilege name p (any case), or 0 when it is none. */
+static unsigned privilege_bit(const char *p) {
+  for (int i = 0; mv_privilege_names[i]; i++)
+    if (strcasecmp(p, mv_privilege_names[i]) == 0) return 1u << i;
+  return 0;
+}
+
+/* The privileges of one grant entry (at the top): its `privileges` array,
+ * SELECT when it has none; raises on a name that is no privilege. */
+static unsigned grant_privileges(lua_State *L) {
+  unsigned mask = 0;
+  if (lua_getfield(L, -1, "privileges") != LUA_TTABLE) { lua_pop(L, 1); return MV_PRIV_SELECT; }
+  for (int j = 1; lua_geti(L, -1, j) != LUA_TNIL; j++) {
+    unsigned bit = lua_type(L, -1) == LUA_TSTRING ? privilege_bit(lua_tostring(L, -1)) : 0;
+    if (bit == 0) raise_msg(L, lua_pushfstring(L, "grants: '%s' is no privilege", luaL_tolstring(L, -1, NULL)));
+    mask |= bit;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return mask ? mask : MV_PRIV_SELECT;
+}
+
+/* Reads grants ({ "role" } or { { role = r, privileges = {...} } }) into d;
+ * the arrays live in userdata left on the stack. */
+static void read_grants(lua_State *L, MvDefn *d) {
+  int t = lua_getfield(L, 1, "grants");
+  int n = t == LUA_TTABLE ? (int)luaL_len(L, -1) : 0;
+  d->grant_roles = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  d->grant_privs = lua_newuserdatauv(L, sizeof(unsigned) * (size_t)(n + 1), 0);
+  lua_rotate(L, -3, 2);                                /* [.. ud ud grants] */
+  for (int i = 0; i < n; i++) {
+    int et = lua_geti(L, -1, i + 1);                   /* [.. grants entry] */
+    if (et == LUA_TTABLE) { lua_getfield(L, -1, "role"); lua_insert(L, -2); } /* [.. role entry] */
+    else lua_pushnil(L);                               /* [.. role nil] */
+    if (lua_type(L, -2) != LUA_TSTRING) raise_msg(L, "grants: each grant names a role (a string)");
+    d->grant_privs[i] = et == LUA_TTABLE ? grant_privileges(L) : MV_PRIV_SELECT;
+    lua_pop(L, 1);                                     /* [.. grants role] */
+    d->grant_roles[i] = checked_string(L, "grants", NULL, &d->nul_field);
+    lua_pop(L, 1);                                     /* the role stays in the definition */
+  }
+  d->n_grants = n;
+  lua_pop(L, 1);
+}
+
 /* Fills d from the definition table at idx 1; leaves helper userdata on the stack. */
 static void read_defn(lua_State *L, MvDefn *d) {
   if (!lua_istable(L, 1)) raise_msg(L, "services: the definition argument must be a table (or a name or id through mv.services)");
@@ -105,6 +150,7 @@ static void read_defn(lua_State *L, MvDefn *d) {
   }
   d->n_indexes = n;
   lua_pop(L, 1);
+  read_grants(L, d);
 }
 
 /* Reads a boolean option. */

@@ -22,6 +22,11 @@
 
 typedef struct { char **v; int n, cap; } MvStrList;
 
+/* Table privileges a definition may grant on its view, in SQL's words: the
+ * GRANT statement is built from these constants, never from user text. */
+extern const char *const mv_privilege_names[];   /* NULL-terminated */
+#define MV_PRIV_SELECT 1u
+
 typedef enum { MV_RC_NONE, MV_RC_ESTIMATED, MV_RC_EXACT } MvRowCount;
 
 typedef struct {
@@ -34,6 +39,9 @@ typedef struct {
   const char ***indexes;         /* n_indexes arrays of columns, NULL-terminated */
   int n_indexes;
   const char *comment;           /* NULL for none */
+  const char **grant_roles;      /* n_grants roles ("PUBLIC" means the keyword) */
+  unsigned *grant_privs;         /* n_grants masks of MV_PRIV_* bits */
+  int n_grants;
   const char *nul_field;         /* a field whose string holds a NUL byte, or NULL */
 } MvDefn;
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "svc.h"
 #include "pg.h"
 #include "validate.h"
@@ -31,6 +32,27 @@ static int run_owned(MvSvc *s, char *sql) {
   return rc;
 }
 
+const char *const mv_privilege_names[] = {
+  "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", NULL
+};
+
+/* GRANT for the definition's i-th grant: privilege words from the constant
+ * list, the role quoted (PUBLIC is the keyword). */
+static char *grant_sql(MvSvc *s, int i) {
+  char privs[128] = "";
+  for (int b = 0; mv_privilege_names[b]; b++)
+    if (s->d->grant_privs[i] & (1u << b)) {
+      if (privs[0]) strcat(privs, ", ");
+      strcat(privs, mv_privilege_names[b]);
+    }
+  const char *role = s->d->grant_roles[i];
+  if (strcasecmp(role, "PUBLIC") == 0) return mv_fmt("GRANT %s ON %s TO PUBLIC", privs, s->qview);
+  char *qrole = pg_quote_ident(s->conn, role);
+  char *sql = qrole ? mv_fmt("GRANT %s ON %s TO %s", privs, s->qview, qrole) : NULL;
+  pg_free(qrole);
+  return sql;
+}
+
 /* The statements of create_view, inside the caller's transaction bracket. */
 static int create_steps(MvSvc *s, int replace) {
   size_t len = 0;
@@ -44,6 +66,8 @@ static int create_steps(MvSvc *s, int replace) {
   if (d->n_unique > 0 && run_owned(s, svc_unique_index_sql(s)) < 0) return -1;
   for (int i = 0; i < d->n_indexes; i++)
     if (run_owned(s, plain_index_sql(s, i)) < 0) return -1;
+  for (int i = 0; i < d->n_grants; i++)
+    if (run_owned(s, grant_sql(s, i)) < 0) return -1;
   if (d->comment) {
     char *lit = pg_quote_literal(s->conn, d->comment);
     char *sql = lit ? mv_fmt("COMMENT ON MATERIALIZED VIEW %s IS %s", s->qview, lit) : NULL;
