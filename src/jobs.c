@@ -1,11 +1,14 @@
 /*
  * jobs.c: jobs and run recording (core.jobs.run). A job resolves its
  * definition, inserts a run row (status 1 running, started_at, backend_pid,
- * hostname, process_pid), takes the view's advisory lock, calls the service
- * mv.services.<name> through Lua in protected mode (retrying transient
- * failures with backoff), and finalises the row: status 2 success or 3
- * failed, finished_at, duration_ms from CLOCK_MONOTONIC, meta, error and, on
- * refresh, rows_count. It returns the finalised run as a table.
+ * hostname, process_pid), takes the view's advisory lock (job_lock.c), calls
+ * the service mv.services.<name> through Lua in protected mode, retrying
+ * transient failures with backoff (job_attempts.c), and finalises the row:
+ * status 2 success or 3 failed, finished_at, duration_ms from
+ * CLOCK_MONOTONIC, meta, error and, on refresh, rows_count. It returns the
+ * finalised run as a table. This unit owns the job itself: the definition,
+ * the run row (insert, finalise), meta, the binding and the helpers the
+ * other job units share (job.h).
  *
  * Writing a run row waits at most spec.record_timeout_ms for locks on the
  * run tables (lock_timeout on the recorder); a run that cannot be finalised
@@ -22,9 +25,8 @@
  *
  * Memory: every PGresult is cleared before anything may raise; texts kept in
  * the Job are copies in fixed buffers. Lua values live at fixed stack slots
- * of l_run (see SLOT_*).
+ * of l_run (see SLOT_* in job.h).
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,46 +35,15 @@
 #include <unistd.h>
 #include <lauxlib.h>
 #include "core.h"
+#include "job.h"
 #include "pg.h"
 #include "lconn.h"
 #include "errors.h"
 #include "interrupt.h"
 
-#define SQLSTATE_DEADLOCK_DETECTED   "40P01"
-#define SQLSTATE_SERIALIZATION_FAIL  "40001"
-
 #define STATUS_RUNNING 1
 #define STATUS_SUCCESS 2
 #define STATUS_FAILED  3
-
-/* Stack slots of l_run. */
-#define SLOT_SPEC     1   /* the job spec (argument) */
-#define SLOT_OPTS     2   /* options passed to the service (conn set) */
-#define SLOT_META     3   /* the run's meta */
-#define SLOT_ATTEMPTS 4   /* meta.attempts */
-#define SLOT_RESP     5   /* the final service response */
-
-/* The advisory lock key of a view: the same on every machine. */
-#define LOCK_KEY "hashtextextended('matviews:' || $1, 0)"
-
-typedef struct {
-  const char *op;              /* "create" | "refresh" | "delete" */
-  const char *table;           /* its run table */
-  PGconn *rec;                 /* the recorder connection */
-  long long defn_id;
-  char name[256];              /* definition name */
-  const char *strategy;        /* "regular" | "concurrent" | "swap"; NULL: corrupt */
-  char corrupt[400];           /* why the definition row is unusable, "" if it is not */
-  char service[32];            /* mv.services.<service> */
-  char lock_timeout[32];       /* e.g. "5000ms", for the service session */
-  char statement_timeout[32];
-  char row_count[16];          /* the definition's row count strategy, "" if none */
-  char record_timeout[32];     /* lock_timeout of the recorder, e.g. "10000ms" */
-  long long run_id;
-  double t0;                   /* monotonic ms when the run started */
-  double lock_wait_ms;
-  char hostname[256];
-} Job;
 
 static const char *const RUN_TABLES[][2] = {
   {"create", "mat_view_create_runs"},
@@ -82,24 +53,14 @@ static const char *const RUN_TABLES[][2] = {
 static const char *const STRATEGIES[] = {"regular", "concurrent", "swap"};
 
 /* CLOCK_MONOTONIC in milliseconds. */
-static double now_ms(void) {
+double job_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* The wall clock as ISO 8601 UTC with microseconds (attempt windows). */
-static void iso_now(char *buf, size_t len) {
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, len - n, ".%06ldZ", ts.tv_nsec / 1000);
-}
-
 /* Integer field of the table at idx, or def when absent. */
-static long long opt_int(lua_State *L, int idx, const char *key, long long def) {
+long long job_opt_int(lua_State *L, int idx, const char *key, long long def) {
   lua_getfield(L, idx, key);
   long long v = lua_isnumber(L, -1) ? (long long)lua_tonumber(L, -1) : def;
   lua_pop(L, 1);
@@ -178,19 +139,19 @@ static void resolve_definition(lua_State *L, Job *job) {
     else lua_pushfstring(L, "no definition named \"%s\"", vals[1]);
     raise_msg(L, lua_tostring(L, -1), NULL);
   }
-  read_definition(job, res, opt_int(L, SLOT_SPEC, "default_lock_timeout_ms", 5000),
-                  opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", 0));
+  read_definition(job, res, job_opt_int(L, SLOT_SPEC, "default_lock_timeout_ms", 5000),
+                  job_opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", 0));
   pg_clear(res);
   lua_pop(L, 1);
-  long long lt = opt_int(L, SLOT_SPEC, "lock_timeout_ms", -1);
-  long long st = opt_int(L, SLOT_SPEC, "statement_timeout_ms", -1);
+  long long lt = job_opt_int(L, SLOT_SPEC, "lock_timeout_ms", -1);
+  long long st = job_opt_int(L, SLOT_SPEC, "statement_timeout_ms", -1);
   if (lt >= 0) snprintf(job->lock_timeout, sizeof job->lock_timeout, "%lldms", lt);
   if (st >= 0) snprintf(job->statement_timeout, sizeof job->statement_timeout, "%lldms", st);
 }
 
 /* Pushes a JSON-able copy of the value at idx (strings, numbers, booleans,
  * mv.null, tables of those); anything else becomes nil. */
-static void push_jsonable(lua_State *L, int idx, int depth) {
+void job_push_jsonable(lua_State *L, int idx, int depth) {
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
   case LUA_TSTRING: case LUA_TNUMBER: case LUA_TBOOLEAN:
@@ -206,7 +167,7 @@ static void push_jsonable(lua_State *L, int idx, int depth) {
     while (lua_next(L, idx)) {                    /* [copy key value] */
       int kt = lua_type(L, -2);
       if (kt == LUA_TSTRING || kt == LUA_TNUMBER) {
-        push_jsonable(L, -1, depth + 1);          /* [copy key value v'] */
+        job_push_jsonable(L, -1, depth + 1);          /* [copy key value v'] */
         lua_pushvalue(L, -3);
         lua_insert(L, -2);                        /* [copy key value key v'] */
         lua_rawset(L, -5);                        /* [copy key value] */
@@ -252,8 +213,8 @@ static void insert_run(lua_State *L, Job *job) {
 
 /* Runs one statement on conn with up to 2 parameters; on failure copies the
  * message into err (when err is not NULL). Returns 1 on success. */
-static int exec_simple(PGconn *conn, const char *sql, int n, const char *const *vals,
-                       char *err, size_t errlen, char *state) {
+int job_exec_simple(PGconn *conn, const char *sql, int n, const char *const *vals,
+                    char *err, size_t errlen, char *state) {
   PGresult *res = pg_exec(conn, sql, n, vals);
   int ok = pg_ok(res);
   if (!ok && err) snprintf(err, errlen, "%s", pg_errmsg(conn, res));
@@ -262,287 +223,11 @@ static int exec_simple(PGconn *conn, const char *sql, int n, const char *const *
   return ok;
 }
 
-/* Writes the "already running" message naming who holds the view's lock:
- * pid and host of the running run whose recorder holds it. */
-static void describe_holder(Job *job, char *err, size_t errlen) {
-  const char *vals[1] = {job->name};
-  PGresult *res = pg_exec(job->rec,
-    "SELECT r.process_pid, r.hostname, r.op, l.pid FROM pg_locks l LEFT JOIN LATERAL ("
-    " SELECT op, process_pid, hostname, started_at FROM ("
-    "  SELECT 'create' AS op, process_pid, hostname, started_at, backend_pid, status FROM mat_view_create_runs"
-    "  UNION ALL SELECT 'refresh', process_pid, hostname, started_at, backend_pid, status FROM mat_view_refresh_runs"
-    "  UNION ALL SELECT 'delete', process_pid, hostname, started_at, backend_pid, status FROM mat_view_delete_runs) x"
-    " WHERE x.status = 1 AND x.backend_pid = l.pid ORDER BY started_at DESC LIMIT 1) r ON true"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
-    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND ((l.classid::bigint << 32) | l.objid::bigint) = " LOCK_KEY " LIMIT 1", 1, vals);
-  if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0))
-    snprintf(err, errlen, "%s: %s already running in pid %s on %s", job->name,
-             pg_value(res, 0, 2), pg_value(res, 0, 0), pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "?");
-  else if (pg_ok(res) && pg_nrows(res) == 1)
-    snprintf(err, errlen, "%s: already locked by backend pid %s (not a recorded run)", job->name,
-             pg_value(res, 0, 3));
-  else
-    snprintf(err, errlen, "%s: already running elsewhere (waited %.0f ms)", job->name, job->lock_wait_ms);
-  pg_clear(res);
-}
-
-/* Takes the view's advisory lock on the recorder, waiting up to wait_ms
- * (lock_timeout); 0 means do not wait. Returns 1, or 0 with err set. */
-static int lock_view(Job *job, long long wait_ms, char *err, size_t errlen) {
-  char ms[32], state[8] = "";
-  const char *vals[1] = {job->name};
-  const char *tv[1] = {ms};
-  double t = now_ms();
-  int ok;
-  if (wait_ms <= 0) {
-    PGresult *res = pg_exec(job->rec, "SELECT pg_try_advisory_lock(" LOCK_KEY ")", 1, vals);
-    ok = pg_ok(res) && strcmp(pg_value(res, 0, 0), "t") == 0;
-    if (!pg_ok(res)) snprintf(err, errlen, "%s", pg_errmsg(job->rec, res));
-    else if (!ok) snprintf(state, sizeof state, "%s", SQLSTATE_LOCK_NOT_AVAILABLE);
-    pg_clear(res);
-  } else {
-    snprintf(ms, sizeof ms, "%lldms", wait_ms);
-    exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
-    ok = exec_simple(job->rec, "SELECT pg_advisory_lock(" LOCK_KEY ")", 1, vals, err, errlen, state);
-    tv[0] = job->record_timeout;
-    exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
-  }
-  job->lock_wait_ms = now_ms() - t;
-  if (!ok && strcmp(state, SQLSTATE_LOCK_NOT_AVAILABLE) == 0) describe_holder(job, err, errlen);
-  return ok;
-}
-
-/* Releases the view's advisory lock. */
-static void unlock_view(Job *job) {
-  const char *vals[1] = {job->name};
-  exec_simple(job->rec, "SELECT pg_advisory_unlock(" LOCK_KEY ")", 1, vals, NULL, 0, NULL);
-}
-
-/* Pushes a service-shaped error response {status="error", success=false,
- * view, error={message, sqlstate}}; raised marks an exception. */
-static void push_error_response(lua_State *L, Job *job, const char *msg, const char *sqlstate, int raised) {
-  lua_createtable(L, 0, 5);
-  lua_pushliteral(L, "error"); lua_setfield(L, -2, "status");
-  lua_pushboolean(L, 0); lua_setfield(L, -2, "success");
-  lua_pushstring(L, job->name); lua_setfield(L, -2, "view");
-  mv_error_push(L, msg, sqlstate && *sqlstate ? sqlstate : NULL);
-  lua_setfield(L, -2, "error");
-  if (raised) { lua_pushboolean(L, 1); lua_setfield(L, -2, "raised"); }
-}
-
-/* Pushes the service function mv.services[job->service], or nil. */
-static void push_service(lua_State *L, Job *job) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "matviews");
-  lua_remove(L, -2);
-  if (lua_type(L, -1) == LUA_TTABLE) lua_getfield(L, -1, "services");
-  else lua_pushnil(L);
-  lua_remove(L, -2);
-  if (lua_type(L, -1) == LUA_TTABLE) lua_getfield(L, -1, job->service);
-  else lua_pushnil(L);
-  lua_remove(L, -2);
-}
-
-/* Turns the error value at the top into an error response (replacing it). */
-static void error_to_response(lua_State *L, Job *job) {
-  const char *msg, *st = NULL;
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_getfield(L, -1, "message");
-    lua_getfield(L, -2, "sqlstate");
-    st = lua_tostring(L, -1);
-    msg = lua_tostring(L, -2);
-  } else {
-    msg = luaL_tolstring(L, -1, NULL);
-    lua_pushnil(L);
-  }
-  push_error_response(L, job, msg ? msg : "the service raised an error", st, 1);
-  lua_replace(L, -4);                             /* [resp msg st] */
-  lua_pop(L, 2);
-}
-
-/* Sets (restore = 0) or restores (restore = 1) lock_timeout and
- * statement_timeout of the service session. saved holds the previous pair.
- * Returns 1, or 0 with err and state set. */
-static int service_timeouts(Job *job, PGconn *svc, char saved[2][32], int restore,
-                            char *err, size_t errlen, char *state) {
-  static const char *set = "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)";
-  if (restore) {
-    const char *v[2] = {saved[0], saved[1]};
-    return exec_simple(svc, set, 2, v, NULL, 0, NULL);
-  }
-  PGresult *res = pg_exec(svc, "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')", 0, NULL);
-  int ok = pg_ok(res);
-  if (ok) {
-    snprintf(saved[0], 32, "%s", pg_value(res, 0, 0));
-    snprintf(saved[1], 32, "%s", pg_value(res, 0, 1));
-  } else {
-    snprintf(err, errlen, "%s", pg_errmsg(svc, res));
-    snprintf(state, 8, "%s", pg_sqlstate(res) ? pg_sqlstate(res) : "");
-  }
-  pg_clear(res);
-  const char *v[2] = {job->lock_timeout, job->statement_timeout};
-  return ok && exec_simple(svc, set, 2, v, err, errlen, state);
-}
-
-/* One attempt: timeouts on, service called protected, timeouts restored.
- * Pushes the response (a table, always). */
-static void call_service(lua_State *L, Job *job) {
-  char saved[2][32], err[1024] = "", state[8] = "";
-  lua_getfield(L, SLOT_OPTS, "conn");
-  PGconn *svc = mv_toconn(L, -1);
-  lua_pop(L, 1);
-  if (job->corrupt[0]) {
-    push_error_response(L, job, job->corrupt, NULL, 1);
-    return;
-  }
-  if (svc == NULL) {
-    push_error_response(L, job, "the service connection is closed", NULL, 0);
-    return;
-  }
-  if (!service_timeouts(job, svc, saved, 0, err, sizeof err, state)) {
-    push_error_response(L, job, err, state, 0);
-    return;
-  }
-  push_service(L, job);
-  if (!lua_isfunction(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "service mv.services.%s is not available", job->service);
-    push_error_response(L, job, lua_tostring(L, -1), NULL, 1);
-    lua_remove(L, -2);
-  } else {
-    lua_pushinteger(L, (lua_Integer)job->defn_id);  /* the row itself, whatever its name */
-    lua_pushvalue(L, SLOT_OPTS);
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) error_to_response(L, job);
-    else if (!lua_istable(L, -1)) {
-      lua_pop(L, 1);
-      push_error_response(L, job, "the service returned no response table", NULL, 1);
-    }
-  }
-  if (pg_connected(svc)) service_timeouts(job, svc, saved, 1, NULL, 0, NULL);
-}
-
-/* Why the response at the top may be retried: the reason, or NULL. */
-static const char *retry_reason(lua_State *L, Job *job) {
-  const char *reason = NULL;
-  lua_getfield(L, -1, "success");
-  int ok = lua_toboolean(L, -1);
-  lua_getfield(L, -2, "raised");
-  int raised = lua_toboolean(L, -1);
-  lua_getfield(L, -3, "error");
-  const char *st = NULL;
-  if (lua_istable(L, -1)) { lua_getfield(L, -1, "sqlstate"); st = lua_tostring(L, -1); lua_pop(L, 1); }
-  if (!ok && !raised) {
-    lua_getfield(L, SLOT_OPTS, "conn");
-    PGconn *svc = mv_toconn(L, -1);
-    lua_pop(L, 1);
-    if (st && strcmp(st, SQLSTATE_LOCK_NOT_AVAILABLE) == 0) reason = "lock_not_available";
-    else if (st && strcmp(st, SQLSTATE_DEADLOCK_DETECTED) == 0) reason = "deadlock_detected";
-    else if (st && strcmp(st, SQLSTATE_SERIALIZATION_FAIL) == 0) reason = "serialization_failure";
-    else if (svc && !pg_connected(svc) && strcmp(job->op, "refresh") == 0) reason = "connection_lost";
-  }
-  lua_pop(L, 3);
-  return reason;
-}
-
-/* The backoff before attempt n+1: min(max, base * 2^(n-1)), with jitter
- * drawn from its upper half. */
-static long backoff_ms(lua_State *L, int n) {
-  static unsigned int seed = 0;
-  lua_getfield(L, SLOT_SPEC, "retry");
-  int has = lua_istable(L, -1);
-  long base = has ? (long)opt_int(L, -1, "base_ms", 200) : 200;
-  long max = has ? (long)opt_int(L, -1, "max_ms", 5000) : 5000;
-  lua_pop(L, 1);
-  if (seed == 0) seed = (unsigned int)getpid() ^ (unsigned int)now_ms();
-  double d = (double)base;
-  for (int i = 1; i < n && d < (double)max; i++) d *= 2;
-  if (d > (double)max) d = (double)max;
-  long half = (long)(d / 2);
-  return half + (half > 0 ? (long)(rand_r(&seed) % (half + 1)) : 0);
-}
-
-/* Sleeps ms unless SIGINT arrives; returns 0 when interrupted. */
-static int backoff_sleep(long ms) {
-  double until = now_ms() + (double)ms;
-  while (!mv_query_interrupted()) {
-    double left = until - now_ms();
-    if (left <= 0) return 1;
-    struct timespec ts = { (time_t)(left / 1000), (long)((left - (double)(time_t)(left / 1000) * 1000) * 1e6) };
-    if (nanosleep(&ts, NULL) != 0 && errno != EINTR) return 1;
-  }
-  return 0;
-}
-
-/* After a lost connection: spec.reconnect(old) gives the service a new
- * connection (opts.conn). Returns 1, or 0 with its error in the attempt. */
-static int reconnect(lua_State *L) {
-  lua_getfield(L, SLOT_SPEC, "reconnect");
-  if (!lua_isfunction(L, -1)) { lua_pop(L, 1); return 0; }
-  lua_getfield(L, SLOT_OPTS, "conn");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || luaL_testudata(L, -1, MV_CONN_MT) == NULL) {
-    if (lua_type(L, -1) == LUA_TTABLE) lua_getfield(L, -1, "message");
-    else lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "reconnect_error");       /* attempt record is below */
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_setfield(L, SLOT_OPTS, "conn");
-  return 1;
-}
-
-/* Pushes the record of one attempt: {attempt, status, error, duration_ms,
- * started_at, finished_at}. */
-static void push_attempt(lua_State *L, int n, double ms, const char *started) {
-  char finished[40];
-  iso_now(finished, sizeof finished);
-  lua_createtable(L, 0, 8);                       /* [resp rec] */
-  lua_pushstring(L, started); lua_setfield(L, -2, "started_at");
-  lua_pushstring(L, finished); lua_setfield(L, -2, "finished_at");
-  lua_pushinteger(L, n); lua_setfield(L, -2, "attempt");
-  lua_getfield(L, -2, "status"); lua_setfield(L, -2, "status");
-  lua_getfield(L, -2, "error");
-  push_jsonable(L, -1, 0);
-  lua_setfield(L, -3, "error");
-  lua_pop(L, 1);
-  lua_pushinteger(L, (lua_Integer)(ms + 0.5)); lua_setfield(L, -2, "duration_ms");
-}
-
-/* Calls the service until it succeeds, fails for good, or attempts run out;
- * records each attempt in SLOT_ATTEMPTS; leaves the last response in
- * SLOT_RESP. */
-static void run_attempts(lua_State *L, Job *job) {
-  int attempts = 3;
-  lua_getfield(L, SLOT_SPEC, "retry");
-  if (lua_istable(L, -1)) attempts = (int)opt_int(L, -1, "attempts", 3);
-  lua_pop(L, 1);
-  if (attempts < 1) attempts = 1;
-  for (int n = 1;; n++) {
-    char started[40];
-    iso_now(started, sizeof started);
-    double t = now_ms();
-    call_service(L, job);                         /* [resp] */
-    push_attempt(L, n, now_ms() - t, started);    /* [resp rec] */
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, SLOT_ATTEMPTS, n);
-    lua_insert(L, -2);                            /* [rec resp] */
-    const char *why = retry_reason(L, job);
-    lua_replace(L, SLOT_RESP);                    /* [rec] */
-    if (why == NULL || n >= attempts) { lua_pop(L, 1); return; }
-    long wait = backoff_ms(L, n);
-    lua_pushstring(L, why); lua_setfield(L, -2, "retry_reason");
-    lua_pushinteger(L, wait); lua_setfield(L, -2, "retry_in_ms");
-    if (!backoff_sleep(wait)) { lua_pop(L, 1); return; }
-    if (strcmp(why, "connection_lost") == 0 && !reconnect(L)) { lua_pop(L, 1); return; }
-    lua_pop(L, 1);
-  }
-}
-
 /* meta[key] = jsonable(t[field]) for the table at idx. */
 static void copy_field(lua_State *L, int idx, const char *field, const char *key) {
   if (!lua_istable(L, idx)) return;
   lua_getfield(L, idx, field);
-  push_jsonable(L, -1, 0);
+  job_push_jsonable(L, -1, 0);
   lua_setfield(L, SLOT_META, key);
   lua_pop(L, 1);
 }
@@ -554,7 +239,7 @@ static void copy_field(lua_State *L, int idx, const char *field, const char *key
 static void build_meta(lua_State *L, Job *job) {
   lua_getfield(L, SLOT_RESP, "request");
   if (lua_istable(L, -1)) {
-    push_jsonable(L, -1, 0);                      /* [req copy] */
+    job_push_jsonable(L, -1, 0);                      /* [req copy] */
     lua_pushnil(L);
     while (lua_next(L, -2)) {                     /* [req copy k v] */
       lua_pushvalue(L, -2);
@@ -667,7 +352,7 @@ static void finalise(lua_State *L, Job *job, int *interrupted) {
            refresh ? "rows_count" : "NULL::integer");
   snprintf(id, sizeof id, "%lld", job->run_id);
   snprintf(status, sizeof status, "%d", err[0] ? STATUS_FAILED : STATUS_SUCCESS);
-  snprintf(dur, sizeof dur, "%lld", (long long)(now_ms() - job->t0 + 0.5));
+  snprintf(dur, sizeof dur, "%lld", (long long)(job_now_ms() - job->t0 + 0.5));
   const char *vals[6] = {id, status, dur, push_json(L, SLOT_META), err[0] ? err : NULL, has_rows ? rows : NULL};
   PGresult *res = pg_exec(job->rec, sql, refresh ? 6 : 5, vals);
   lua_pop(L, 1);
@@ -696,8 +381,8 @@ static void job_init(lua_State *L, Job *job) {
   job->rec = mv_checkconn(L, -1);
   lua_pop(L, 1);
   const char *tv[1] = {job->record_timeout};
-  snprintf(job->record_timeout, sizeof job->record_timeout, "%lldms", opt_int(L, SLOT_SPEC, "record_timeout_ms", 10000));
-  exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
+  snprintf(job->record_timeout, sizeof job->record_timeout, "%lldms", job_opt_int(L, SLOT_SPEC, "record_timeout_ms", 10000));
+  job_exec_simple(job->rec, "SELECT set_config('lock_timeout', $1, false)", 1, tv, NULL, 0, NULL);
   if (gethostname(job->hostname, sizeof job->hostname) != 0) job->hostname[0] = '\0';
   job->hostname[sizeof job->hostname - 1] = '\0';
 }
@@ -745,16 +430,16 @@ static int l_run(lua_State *L) {
   lua_pushnil(L);                                 /* SLOT_RESP */
   if (strcmp(job.op, "refresh") == 0) { lua_pushstring(L, job.strategy); lua_setfield(L, SLOT_META, "strategy"); }
   lua_getfield(L, SLOT_SPEC, "options");
-  push_jsonable(L, -1, 0);
+  job_push_jsonable(L, -1, 0);
   lua_setfield(L, SLOT_META, "request");
   lua_pop(L, 1);
   insert_run(L, &job);
-  job.t0 = now_ms();
-  if (lock_view(&job, opt_int(L, SLOT_SPEC, "lock_wait_ms", 30000), err, sizeof err)) {
-    run_attempts(L, &job);
-    unlock_view(&job);
+  job.t0 = job_now_ms();
+  if (job_lock_view(&job, job_opt_int(L, SLOT_SPEC, "lock_wait_ms", 30000), err, sizeof err)) {
+    job_run_attempts(L, &job);
+    job_unlock_view(&job);
   } else {
-    push_error_response(L, &job, err, NULL, 0);
+    job_push_error_response(L, &job, err, NULL, 0);
     lua_replace(L, SLOT_RESP);
   }
   lua_newtable(L);
@@ -770,6 +455,7 @@ static const luaL_Reg jobs_funcs[] = {
   {NULL, NULL}
 };
 
+/* Registers core.jobs (run) in the core table at -1. */
 void mv_register_jobs(lua_State *L) {
   luaL_newlib(L, jobs_funcs);
   lua_setfield(L, -2, "jobs");
