@@ -146,19 +146,30 @@ local function run_one(mv, conn, m, dir)
   return true
 end
 
+-- The connection (catalog installed) and an empty result, for up and down.
+local function start(mv, conn)
+  conn = conn or mv.conn()
+  mv.init(conn)
+  return conn, { done = {}, changed = {} }
+end
+
+-- Notes the outcome of migration e in res; false when the run must stop.
+local function note(res, e, ok, err)
+  if not ok then res.failed = { id = e.id, error = err }; return false end
+  res.done[#res.done + 1] = { id = e.id, version = e.version, ms = e.ms }
+  return true
+end
+
 -- Applies pending migrations in ascending order, at most n (nil: all);
 -- stops at the first failure. Returns { done = {...}, failed = { id, error }?,
 -- changed = { ids of applied files changed since } }.
 function M.up(mv, n, conn)
-  conn = conn or mv.conn()
-  mv.init(conn)
-  local res = { done = {}, changed = {} }
+  local res
+  conn, res = start(mv, conn)
   for _, e in ipairs(M.status(mv, conn)) do
     if e.status == "changed" then res.changed[#res.changed + 1] = e.id end
     if e.status == "pending" and (n == nil or #res.done < n) then
-      local ok, err = run_one(mv, conn, e, "up")
-      if not ok then res.failed = { id = e.id, error = err }; break end
-      res.done[#res.done + 1] = { id = e.id, version = e.version, ms = e.ms }
+      if not note(res, e, run_one(mv, conn, e, "up")) then break end
     end
   end
   return res
@@ -167,9 +178,8 @@ end
 -- Reverts the last n applied migrations (default 1), newest first; stops
 -- at the first failure. A migration whose file is gone cannot be reverted.
 function M.down(mv, n, conn)
-  conn = conn or mv.conn()
-  mv.init(conn)
-  local res = { done = {}, changed = {} }
+  local res
+  conn, res = start(mv, conn)
   local list = M.status(mv, conn)
   for i = #list, 1, -1 do
     local e = list[i]
@@ -181,8 +191,7 @@ function M.down(mv, n, conn)
       else
         ok, err = run_one(mv, conn, e, "down")
       end
-      if not ok then res.failed = { id = e.id, error = err }; break end
-      res.done[#res.done + 1] = { id = e.id, version = e.version, ms = e.ms }
+      if not note(res, e, ok, err) then break end
     end
   end
   return res
