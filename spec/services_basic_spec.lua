@@ -285,3 +285,32 @@ describe("create_view with declared grants", function()
     assert.is_nil(relkind("public", "mv_g4"))
   end)
 end)
+
+describe("create_view with declared indexes", function()
+  setup(function()
+    H.fresh_db()
+    mv.exec("create table ix_items (a int, b int)")
+  end)
+
+  it("uses each declared name and unique flag, else <view>_idx<n>", function()
+    local r = mv.services.create_view({ name = "mv_ix", sql = "select a, b from ix_items",
+      indexes = { { "a" }, { name = "mv_ix_b_key", columns = { "b" }, unique = true } } })
+    assert.are.equal("created", r.status)
+    local got = mv.query([[select i.relname as name, x.indisunique as u from pg_index x
+      join pg_class i on i.oid = x.indexrelid where x.indrelid = 'mv_ix'::regclass order by 1]])
+    assert.are.same({ { name = "mv_ix_b_key", u = true }, { name = "mv_ix_idx1", u = false } }, got)
+  end)
+
+  it("creates what a definition file declares, so plan finds the view in sync", function()
+    local dir = H.tmpfile("_ixdefs")
+    os.execute("mkdir -p " .. H.q(dir))
+    H.write(dir .. "/v.lua", 'view "mv_ix2" { sql = "select a, b from ix_items", unique = { "a" }, indexes = { { "b" } } }\n')
+    assert.are.equal(0, H.mv("apply --definitions " .. H.q(dir)).code)
+    assert.are.equal("success", mv.create("mv_ix2").status)
+    local names = mv.query([[select i.relname as name from pg_index x join pg_class i on i.oid = x.indexrelid
+      where x.indrelid = 'mv_ix2'::regclass order by 1]])
+    assert.are.same({ { name = "mv_ix2_b_idx" }, { name = "mv_ix2_unique" } }, names)
+    local r = H.mv("plan --definitions " .. H.q(dir))
+    assert.are.equal(0, r.code, r.out)
+  end)
+end)

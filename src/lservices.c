@@ -122,6 +122,8 @@ static void read_grants(lua_State *L, MvDefn *d) {
   lua_pop(L, 1);
 }
 
+static int opt_bool(lua_State *L, int idx, const char *key);
+
 /* Fills d from the definition table at idx 1; leaves helper userdata on the stack. */
 static void read_defn(lua_State *L, MvDefn *d) {
   if (!lua_istable(L, 1)) raise_msg(L, "services: the definition argument must be a table (or a name or id through mv.services)");
@@ -137,11 +139,15 @@ static void read_defn(lua_State *L, MvDefn *d) {
   int t = lua_getfield(L, 1, "indexes");
   int n = t == LUA_TTABLE ? (int)luaL_len(L, -1) : 0;
   d->indexes = lua_newuserdatauv(L, sizeof(char **) * (size_t)(n + 1), 0);
-  lua_insert(L, -2);                                   /* [.. ud ud2 indexes] */
+  d->index_names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  d->index_unique = lua_newuserdatauv(L, sizeof(int) * (size_t)(n + 1), 0);
+  lua_rotate(L, -4, 3);                                /* [.. ud ud2 ud3 ud4 indexes] */
   luaL_checkstack(L, n + 8, "too many indexes");
   for (int i = 0; i < n; i++) {
     if (lua_geti(L, -1, i + 1) != LUA_TTABLE)         /* [.. indexes entry] */
       raise_msg(L, "each of indexes must be an array of column names");
+    d->index_names[i] = opt_string_field(L, lua_gettop(L), "name", NULL, &d->nul_field);
+    d->index_unique[i] = opt_bool(L, lua_gettop(L), "unique");
     if (lua_getfield(L, -1, "columns") == LUA_TTABLE) lua_remove(L, -2);
     else lua_pop(L, 1);                                /* [.. indexes columns] */
     string_array(L, "indexes", &d->indexes[i], &d->nul_field); /* [.. indexes ud_i columns] */

@@ -37,6 +37,8 @@ typedef struct {
   const char **unique_cols;      /* n_unique entries */
   int n_unique;
   const char ***indexes;         /* n_indexes arrays of columns, NULL-terminated */
+  const char **index_names;      /* n_indexes declared names (NULL: <view>_idx<n>) */
+  int *index_unique;             /* n_indexes flags: declared unique */
   int n_indexes;
   const char *comment;           /* NULL for none */
   const char **grant_roles;      /* n_grants roles ("PUBLIC" means the keyword) */

@@ -11,14 +11,17 @@
 #include "pg.h"
 #include "validate.h"
 
-/* CREATE INDEX for the definition's i-th plain index (columns quoted). */
+/* CREATE [UNIQUE] INDEX for the definition's i-th declared index (columns
+ * quoted), under its declared name (as `apply` names them) or <view>_idx<n>. */
 static char *plain_index_sql(MvSvc *s, int i) {
   char idx[128], num[16];
   snprintf(num, sizeof num, "_idx%d", i + 1);
   snprintf(idx, sizeof idx, "%.*s%s", MV_MAX_IDENT - (int)strlen(num), s->d->name, num);
+  const char *name = s->d->index_names[i] ? s->d->index_names[i] : idx;
   char *cols = svc_column_list(s, s->d->indexes[i], -1);
-  char *qidx = pg_quote_ident(s->conn, idx);
-  char *sql = qidx && cols ? mv_fmt("CREATE INDEX %s ON %s (%s)", qidx, s->qview, cols) : NULL;
+  char *qidx = pg_quote_ident(s->conn, name);
+  char *sql = qidx && cols ? mv_fmt("CREATE %sINDEX %s ON %s (%s)", s->d->index_unique[i] ? "UNIQUE " : "",
+                                    qidx, s->qview, cols) : NULL;
   pg_free(qidx);
   free(cols);
   return sql;
