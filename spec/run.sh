@@ -22,6 +22,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 mkdir "$TMP/data" && [ -z "$AS" ] || chown postgres "$TMP" "$TMP/data"
 if ! $AS "$PGBIN/initdb" -D "$TMP/data" -U postgres -A trust -E UTF8 --no-sync >"$TMP/initdb.log" 2>&1; then
