@@ -13,12 +13,9 @@ function H.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- The bytes of path, "" when it cannot be read.
 local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
+  return require("matviews.files").read(path) or ""
 end
 H.slurp = slurp
 

@@ -115,8 +115,9 @@ function M.main(argv)
   -- an argument that is no command but an existing file runs as a script
   local first = args[1]
   if not first:match("^%-") and not by_name[first] and first ~= "help" then
-    local f = io.open(first, "r")
-    if f then f:close(); return by_name.run.run({ script = first, args = { table.unpack(args, 2) } }, { mv = mv }) end
+    if require("matviews.files").exists(first) then
+      return by_name.run.run({ script = first, args = { table.unpack(args, 2) } }, { mv = mv })
+    end
   end
   local perr, perr_parser
   local ok, parsed = pcall(parser._parse, parser, args, function(p, msg)

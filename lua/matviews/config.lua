@@ -31,8 +31,7 @@ function M.find()
   local mv = require "matviews"
   if mv.options.config then return mv.options.config end
   local f = mv.project_dir() .. "/matviews.lua"
-  local h = io.open(f, "r")
-  if h then h:close(); return f end
+  if require("matviews.files").exists(f) then return f end
   return nil
 end
 

@@ -1,5 +1,5 @@
--- Whole-file reads for the Lua side: the one place that opens a file,
--- reads all of it and closes it (configuration, definitions, migrations,
+-- Whole-file reads for the Lua side: the one place that opens a file to
+-- read it (or to see that it is there) and closes it (configuration, definitions, migrations,
 -- and the output files of child processes).
 local M = {}
 
@@ -10,6 +10,13 @@ function M.read(path)
   local s = f:read("a")
   f:close()
   return s
+end
+
+-- True when path can be opened for reading (a file that is there).
+function M.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
 end
 
 -- The bytes of path ("" when it cannot be read), then removes the file.

@@ -3,6 +3,7 @@
 -- and adds the Lua-side pieces: default connection, transactions, db control.
 local core = require "matviews.core"
 local cjson = require "cjson"
+local files = require "matviews.files"
 
 local M = {
   core = core,
@@ -24,8 +25,7 @@ function M.project_dir()
   local dir = core.sys.getcwd()
   local d = dir
   while d and d ~= "" do
-    local f = io.open(d .. "/matviews.lua", "r")
-    if f then f:close(); return d end
+    if files.exists(d .. "/matviews.lua") then return d end
     d = d:match("^(.*)/[^/]*$")
   end
   return dir

@@ -16,12 +16,6 @@ function M.configure(cmd)
   cmd:argument("args", "Arguments for the script or workflow."):args("*")
 end
 
-local function is_file(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
 -- The exit code for what a workflow returned.
 local function exit_code(ret)
   if math.type(ret) == "integer" then return ret end
@@ -51,7 +45,7 @@ function M.run(args, ctx)
   if not target:find("/", 1, true) and not target:match("%.lua$") then
     local code = run_workflow(target, rest, ctx)
     if code then return code end
-    if not is_file(target) then
+    if not require("matviews.files").exists(target) then
       require("matviews.targets").usage(("unknown workflow '%s' (declared: %s)"):format(target, declared(ctx)))
     end
   end
