@@ -172,9 +172,13 @@ local function pty(steps, env)
     end
   end
   feed[#feed + 1] = "sleep 0.2; printf '\\004'"
-  local vars = "TERM=dumb MATVIEWS_HISTORY=" .. H.q(env and env.history or "")
+  -- script runs the command with $SHELL -c; a shell that stays as the parent
+  -- (dash does) shares the terminal's process group, gets the Ctrl-C too and
+  -- exits 130. `exec` makes the host the terminal's only process, whatever
+  -- SHELL is; SHELL is pinned so every environment runs the same way.
+  local vars = "TERM=dumb SHELL=/bin/sh MATVIEWS_HISTORY=" .. H.q(env and env.history or "")
   lines[#lines + 1] = "{ " .. table.concat(feed, "; ") .. "; } | " .. vars
-    .. " timeout 120 script -qfec " .. H.q(H.bin .. " repl") .. ' /dev/null >"$out"'
+    .. " timeout 120 script -qfec " .. H.q("exec " .. H.bin .. " repl") .. ' /dev/null >"$out"'
   local r = H.sh(table.concat(lines, "\n"))
   return r.code, H.slurp(out), H.slurp(flag)
 end
