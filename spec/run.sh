@@ -42,7 +42,10 @@ if ! $AS "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/server.log" -w start >/dev/null
   cat "$TMP/server.log"; echo "0 passed, 1 failed"; exit 1
 fi
 
-unset DATABASE_URL PGSERVICE PGHOSTADDR PGPASSWORD
+# The specs set what they need; nothing of the caller's environment may
+# answer a prompt (YES), change a default (FORCE, CASCADE, ...) or a zone.
+unset DATABASE_URL PGSERVICE PGHOSTADDR PGPASSWORD PGOPTIONS PGSSLMODE PGCONNECT_TIMEOUT
+unset YES FORCE CASCADE ROW_COUNT_STRATEGY TZ MATVIEWS_LUA_DIR MATVIEWS_PG_BINDIR MATVIEWS_CHILD_DSN MATVIEWS_HISTORY
 export PGHOST="$TMP" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres
 export MATVIEWS_SPEC_TMP="$TMP" MATVIEWS_SPEC_PGBIN="$PGBIN"
 export MATVIEWS_HOME="$TMP/embedded"
