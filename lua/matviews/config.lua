@@ -78,7 +78,7 @@ M.types = {
   retry = retry,
   retention = function(v) return require("matviews.retention").check(v) end,
   time_zone = kind("string"),
-  row_count = one_of("none", "estimated", "exact"),
+  row_count = one_of(table.unpack(require("matviews.definitions").ROW_COUNT_LIST)),
 }
 
 -- Levenshtein distance between two strings.

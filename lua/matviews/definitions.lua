@@ -9,8 +9,15 @@ local cjson = require "cjson"
 
 local M = {}
 
+-- The catalog's vocabulary, for every module that speaks it (the DSL, the
+-- config, the CLI, the reports): refresh strategies by name and by number,
+-- and the row count strategies in the order help texts list them.
 M.STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
-local STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
+M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
+local STRATEGY_NAMES = M.STRATEGY_NAMES
+M.ROW_COUNT_LIST = { "none", "estimated", "exact" }
+M.ROW_COUNTS = {}
+for _, s in ipairs(M.ROW_COUNT_LIST) do M.ROW_COUNTS[s] = true end
 
 local function mv() return require "matviews" end
 
@@ -143,7 +150,7 @@ function M.validate(tbl, stored)
     invalid("unique_index_columns", "a concurrent refresh needs at least one unique index column")
   end
   local rc = d.options.row_count
-  if rc ~= nil and rc ~= "none" and rc ~= "estimated" and rc ~= "exact" then
+  if rc ~= nil and not M.ROW_COUNTS[rc] then
     invalid("options", 'row_count must be "none", "estimated" or "exact"')
   end
   if d.schedule_cron then

@@ -12,11 +12,10 @@ local M = {}
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
 
-local STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
-M.STRATEGIES = STRATEGIES
-M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
-local ROW_COUNTS = { none = true, estimated = true, exact = true }
-local PRIVILEGES = require("matviews.definitions").PRIVILEGES
+local definitions = require "matviews.definitions"
+local STRATEGIES = definitions.STRATEGIES
+local ROW_COUNTS = definitions.ROW_COUNTS
+local PRIVILEGES = definitions.PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
 M.KEYS = { "sql", "strategy", "unique", "indexes", "depends_on", "schedule",

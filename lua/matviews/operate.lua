@@ -7,18 +7,25 @@ local output = require "matviews.output"
 local prompt = require "matviews.prompt"
 local progress = require "matviews.progress"
 local targets = require "matviews.targets"
+local ROW_COUNTS = require("matviews.definitions").ROW_COUNTS
 
 local M = {}
 
 local TRUE = { ["1"] = true, ["true"] = true, yes = true, on = true }
 local FALSE = { ["0"] = true, ["false"] = true, no = true, off = true, [""] = true }
-local ROW_COUNTS = { none = true, estimated = true, exact = true }
 
--- Adds NAME..., --id N (repeatable) and --all to an argparse command.
+-- Adds NAME..., --id N (repeatable) and --all to an argparse command, and
+-- the epilog that says how names are resolved.
 function M.configure_targets(cmd)
   cmd:argument("names", "Definition names (schema-qualified allowed)."):args("*")
   cmd:option("--id", "A definition id (repeatable)."):args(1):count("*"):convert(math.tointeger)
   cmd:flag("--all", "Every definition, in dependency order.")
+  cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
+end
+
+-- Adds --row-count S (see M.row_count); help says when it is counted.
+function M.configure_row_count(cmd, help)
+  cmd:option("--row-count", help):choices(require("matviews.definitions").ROW_COUNT_LIST)
 end
 
 -- Adds a boolean option with its --no- form: --KEY / --no-KEY (over env).

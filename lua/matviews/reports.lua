@@ -6,6 +6,7 @@
 -- run tables; only formatting happens in Lua.
 local cjson = require "cjson"
 local targets = require "matviews.targets"
+local STRATEGY_NAMES = require("matviews.definitions").STRATEGY_NAMES
 
 local M = {}
 
@@ -225,7 +226,7 @@ LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 %s
 ORDER BY d.name]]):format(iso("last.created_at"), iso("ok.finished_at"), LAST_RUN))
   for _, r in ipairs(rows) do
-    r.strategy = targets.STRATEGY[r.strategy] or tostring(r.strategy)
+    r.strategy = STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
     if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
   end
   return rows

@@ -7,7 +7,6 @@ local M = {}
 local STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed" }
 M.STATUS = STATUS
 M.STATUS_CODE = { pending = 0, running = 1, success = 2, failed = 3 }
-M.STRATEGY = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
 
 -- Raises a usage error (exit code 2) with message.
 function M.usage(message)

@@ -11,9 +11,7 @@ function M.configure(cmd)
   operate.configure_targets(cmd)
   operate.configure_flag(cmd, "force", "FORCE", "Drop and re-create a view that exists")
   cmd:flag("--no-data", "Create the view WITH NO DATA (not populated).")
-  cmd:option("--row-count", "Row count after creating (env ROW_COUNT_STRATEGY).")
-    :choices({ "none", "estimated", "exact" })
-  cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
+  operate.configure_row_count(cmd, "Row count after creating (env ROW_COUNT_STRATEGY).")
 end
 
 function M.run(args, ctx)

@@ -11,7 +11,6 @@ function M.configure(cmd)
   operate.configure_targets(cmd)
   operate.configure_flag(cmd, "cascade", "CASCADE", "Drop the objects that depend on the view too")
   cmd:flag("--if-exists", "A missing view is skipped, not an error.")
-  cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
 end
 
 function M.run(args, ctx)

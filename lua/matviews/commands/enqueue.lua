@@ -10,7 +10,7 @@ function M.configure(cmd)
   cmd:argument("names", "Definition names."):args("+")
   cmd:flag("--force", "create: drop and recreate an existing view.")
   cmd:flag("--no-data", "create: create it unpopulated.")
-  cmd:option("--row-count", "Row count strategy."):choices({ "none", "estimated", "exact" })
+  require("matviews.operate").configure_row_count(cmd, "Row count strategy.")
   cmd:flag("--cascade", "delete: drop dependents too.")
   cmd:flag("--if-exists", "delete: a missing view is skipped.")
 end

@@ -11,12 +11,10 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
-  cmd:option("--row-count", "Row count after refreshing (env ROW_COUNT_STRATEGY).")
-    :choices({ "none", "estimated", "exact" })
+  operate.configure_row_count(cmd, "Row count after refreshing (env ROW_COUNT_STRATEGY).")
   cmd:option("--parallel", "Refresh in dependency order on N processes (matviews.parallel).")
   cmd:flag("--upstream", "First refresh what the views read, recursively.")
   cmd:flag("--downstream", "Afterwards refresh what reads the views, recursively.")
-  cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
 end
 
 function M.run(args, ctx)
