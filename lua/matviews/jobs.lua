@@ -10,10 +10,8 @@ local core = require "matviews.core"
 
 local M = {}
 
-local OPS = { create = true, refresh = true, delete = true }
-local RUN_TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_runs",
-                     delete = "mat_view_delete_runs" }
-M.RUN_TABLES = RUN_TABLES
+local catalog = require "matviews.catalog"
+local RUN_TABLES = catalog.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true,
@@ -59,7 +57,7 @@ end
 -- hostname, process_pid } after calling the hooks. Raises only when the run
 -- cannot be recorded (no such definition, no catalog, database gone).
 function M.run(op, ref, opts)
-  if not OPS[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
+  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
   opts = opts or {}
   local m = mv()
   local cfg = m.config()
@@ -129,7 +127,7 @@ local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended befo
 -- Finalises orphaned runs as failed with an explanatory error; returns them.
 local function reconcile_runs(conn)
   local out = {}
-  for _, op in ipairs({ "create", "refresh", "delete" }) do
+  for _, op in ipairs(catalog.OPS) do
     local rows = conn:query(([[UPDATE %s r SET status = 3, finished_at = clock_timestamp(),
         updated_at = clock_timestamp(),
         error = format($1::text, coalesce(r.process_pid::text, '?'), coalesce(r.hostname, '?')),

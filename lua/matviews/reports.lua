@@ -10,9 +10,8 @@ local STRATEGY_NAMES = require("matviews.definitions").STRATEGY_NAMES
 
 local M = {}
 
-local TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_runs", delete = "mat_view_delete_runs" }
-local OPS = { "create", "refresh", "delete" }
-M.OPS = OPS
+local catalog = require "matviews.catalog"
+local TABLES, OPS = catalog.RUN_TABLES, catalog.OPS
 
 local UNIT = { s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
 

@@ -25,14 +25,12 @@ local array = require("matviews.output").array or function(t) return t or {} end
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
 
-M.TABLES = {
-  { op = "create", table = "mat_view_create_runs" },
-  { op = "refresh", table = "mat_view_refresh_runs" },
-  { op = "delete", table = "mat_view_delete_runs" },
-}
+local catalog = require "matviews.catalog"
+M.TABLES = {}
+for i, op in ipairs(catalog.OPS) do M.TABLES[i] = { op = op, table = catalog.RUN_TABLES[op] } end
 M.BATCH = 5000 -- ids per DELETE, each statement its own transaction
 
-local STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed" }
+local STATUS = catalog.STATUS
 local POLICY_KEYS = { keep_last = true, keep_days = true, keep_failures = true }
 local WANT = "a policy { keep_last = N, keep_days = D, keep_failures = bool } or a function"
 

@@ -4,9 +4,9 @@
 -- (a usage error: nothing has been run), naming it.
 local M = {}
 
-local STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed" }
-M.STATUS = STATUS
-M.STATUS_CODE = { pending = 0, running = 1, success = 2, failed = 3 }
+local catalog = require "matviews.catalog"
+M.STATUS = catalog.STATUS
+M.STATUS_CODE = catalog.STATUS_CODE
 
 -- Raises a usage error (exit code 2) with message.
 function M.usage(message)

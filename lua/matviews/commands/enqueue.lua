@@ -6,7 +6,7 @@ local M = {
 }
 
 function M.configure(cmd)
-  cmd:argument("op", "create, refresh or delete."):choices({ "create", "refresh", "delete" })
+  cmd:argument("op", "create, refresh or delete."):choices(require("matviews.catalog").OPS)
   cmd:argument("names", "Definition names."):args("+")
   cmd:flag("--force", "create: drop and recreate an existing view.")
   cmd:flag("--no-data", "create: create it unpopulated.")

@@ -11,7 +11,7 @@ local M = {
 
 function M.configure(cmd)
   cmd:argument("name", "A definition name (schema-qualified allowed)."):args("?")
-  cmd:option("--op", "Only this operation."):choices({ "create", "refresh", "delete" })
+  cmd:option("--op", "Only this operation."):choices(require("matviews.catalog").OPS)
   cmd:option("--status", "Only this status."):choices({ "pending", "running", "success", "failed", "orphaned" })
   cmd:option("--since", "Only runs created within this duration (90s, 30m, 24h, 7d, 2w).")
   cmd:option("--limit", "At most N runs.", "50"):convert(fmt.positive_integer)

@@ -16,7 +16,7 @@ function M.configure(cmd)
   cmd:argument("name", "A definition name (schema-qualified allowed)."):args("?")
   cmd:option("--since", "Aggregate the runs created within this duration (90s, 30m, 24h, 7d, 2w), "
     .. "or all for the whole history.", reports.STATS_SINCE)
-  cmd:option("--op", "Which runs to aggregate.", "refresh"):choices({ "create", "refresh", "delete" })
+  cmd:option("--op", "Which runs to aggregate.", "refresh"):choices(require("matviews.catalog").OPS)
 end
 
 local COLUMNS = {
