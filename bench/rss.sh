@@ -56,7 +56,7 @@ repl_rss "REPL at rest (pipe)" "$rpid"
 exec 3>&-
 wait "$rpid" || true
 if command -v script >/dev/null; then
-  script -q -c "$MATVIEWS repl" /dev/null <"$BENCH_TMP/in" >"$BENCH_TMP/repl.out" 2>&1 &
+  script -q -c "exec $MATVIEWS repl" /dev/null <"$BENCH_TMP/in" >"$BENCH_TMP/repl.out" 2>&1 &
   spid=$!
   exec 3>"$BENCH_TMP/in"
   echo 'mv.query("select count(*) AS n from rss_src")' >&3

@@ -227,7 +227,7 @@ describe("create, refresh and delete", function()
         pending("no script(1) to run under a terminal")
         return
       end
-      local r = H.sh("script -qec " .. H.q(H.bin .. " refresh --all --yes") .. " /dev/null")
+      local r = H.sh("script -qec " .. H.q("exec " .. H.bin .. " refresh --all --yes") .. " /dev/null")
       assert.are.equal(0, r.code)
       assert.truthy(r.out:find("\r\27[K[0/3] refreshing b  ", 1, true))
       assert.truthy(r.out:find("\r\27[K[2/3] refreshing a  ", 1, true))
