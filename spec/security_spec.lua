@@ -151,6 +151,56 @@ describe("passwords of a DSN or URL", function()
     end
     assert.is_true(logs >= 1)
   end)
+
+  -- The command lines (/proc/PID/cmdline, what ps shows) of this host's
+  -- processes that contain marker, NULs as spaces.
+  local function cmdlines(marker)
+    local out = {}
+    for _, pid in ipairs(mv.core.sys.listdir("/proc") or {}) do
+      local f = pid:match("^%d+$") and io.open("/proc/" .. pid .. "/cmdline", "rb")
+      if f then
+        local line = (f:read("a") or ""):gsub("%z", " ")
+        f:close()
+        if line:find(marker, 1, true) then out[#out + 1] = line end
+      end
+    end
+    return out
+  end
+
+  it("stay off the command lines of child processes (worker --concurrency, refresh --parallel)", function()
+    local P = require "spec.proc_helper"
+    for i = 1, 3 do mv.definitions.save({ name = "sec_slow" .. i, sql = "SELECT 1 AS a FROM pg_sleep(1.5)" }) end
+    assert.are.equal(0, H.mv("create sec_slow1 sec_slow2 sec_slow3 --no-data --yes").code)
+    for _, case in ipairs({
+      { args = "worker --once --concurrency 3", marker = "--child",
+        before = function() for i = 1, 3 do H.mv("enqueue refresh sec_slow" .. i) end end },
+      { args = "refresh sec_slow1 sec_slow2 sec_slow3 --yes --parallel 3", marker = "matviews.parallel" },
+    }) do
+      if case.before then case.before() end
+      local p = P.spawn("--dsn " .. H.q(dsn) .. " " .. case.args)
+      local seen = P.wait_for("child processes of " .. case.args, function()
+        local lines = cmdlines(case.marker)
+        return #lines > 0 and lines
+      end)
+      for _, line in ipairs(seen) do clean(line, case.args .. " child") end
+      local r = P.wait(p)
+      assert.are.equal(0, r.code, case.args .. ": " .. r.err)
+      clean(r.out .. r.err, case.args)
+    end
+    -- and each child did its work on the database of --dsn
+    assert.are.equal(6, mv.query([[SELECT count(*)::int AS n FROM mat_view_refresh_runs r
+      JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id
+      WHERE d.name LIKE 'sec_slow%' AND r.status = 2]])[1].n)
+  end)
+
+  it("reach child processes over an inherited connection string of a parent", function()
+    -- a matviews started by a child (a hook, a workflow) inherits the
+    -- variable; its own --dsn must be what its children use
+    local r = H.mv("--dsn " .. H.q(dsn) .. " refresh sec_ok --yes --parallel 2",
+      { env = { MATVIEWS_CHILD_DSN = "host=/nonexistent port=1 dbname=none" } })
+    assert.are.equal(0, r.code, r.err)
+    assert.matches("refresh sec_ok: success", r.out .. r.err)
+  end)
 end)
 
 describe("definitions trying to run SQL of their own", function()

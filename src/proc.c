@@ -47,9 +47,20 @@ static int collect_argv(lua_State *L, int idx, const char **argv) {
   return n;
 }
 
+/* Whether the environ entry e ("KEY=...") sets a key that one of the n
+ * extra "KEY=VALUE" strings sets again. */
+static int overridden(const char *e, const char *const *extra, int n) {
+  const char *eq = strchr(e, '=');
+  size_t len = eq ? (size_t)(eq - e) : strlen(e);
+  for (int i = 0; i < n; i++)
+    if (strncmp(e, extra[i], len) == 0 && extra[i][len] == '=') return 1;
+  return 0;
+}
+
 /* Builds "KEY=VALUE" strings from opts.env (opts at stack index `opts`)
  * into an anchor table left on the stack, and returns a malloc'd array of
- * environ followed by them (NULL when out of memory). */
+ * environ without the keys they set, followed by them (NULL when out of
+ * memory): getenv() finds the first entry, so an inherited one must go. */
 static char **build_env(lua_State *L, int opts) {
   const char *extra[MAX_ENV_EXTRA];
   int k = 0, base = 0;
@@ -69,9 +80,11 @@ static char **build_env(lua_State *L, int opts) {
   while (environ[base]) base++;
   char **env = (char **)malloc(sizeof(char *) * (size_t)(base + k + 1));
   if (env == NULL) return NULL;
-  memcpy(env, environ, sizeof(char *) * (size_t)base);
-  for (int i = 0; i < k; i++) env[base + i] = (char *)extra[i];
-  env[base + k] = NULL;
+  int m = 0;
+  for (int i = 0; i < base; i++)
+    if (!overridden(environ[i], extra, k)) env[m++] = environ[i];
+  for (int i = 0; i < k; i++) env[m++] = (char *)extra[i];
+  env[m] = NULL;
   return env;
 }
 

@@ -40,10 +40,13 @@ end
 
 local PG_VARS = { "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE" }
 
--- The connection string, first that is set: --dsn, DATABASE_URL, libpq's
+-- The connection string, first that is set: --dsn, the parent's (in a
+-- child process, see matviews.child), the config's, DATABASE_URL, libpq's
 -- PG* variables (""), else the embedded default (started if needed).
 function M.default_dsn()
   if M.options.dsn then return M.options.dsn, "dsn" end
+  local parent = os.getenv(require("matviews.child").DSN_VAR)
+  if parent and parent ~= "" then return parent, "parent" end
   local cfg = M.config()
   if cfg.dsn then return cfg.dsn, "config" end
   local url = os.getenv("DATABASE_URL")

@@ -44,31 +44,15 @@ local function record_skipped(conn, node, upstream)
   return msg
 end
 
--- The command line of a child refreshing `name`.
-local function child_argv(name, opts)
-  local mv = require "matviews"
-  local argv = { mv.core.sys.exe_path() }
-  if mv.options.config then argv[#argv + 1] = "--config"; argv[#argv + 1] = mv.options.config end
-  local child_opts = { row_count_strategy = opts.row_count_strategy }
-  argv[#argv + 1] = "-e"
-  argv[#argv + 1] = ("require('matviews.parallel').child(%q, %q)"):format(name, mv.json.encode(child_opts))
-  return argv
-end
-
-
--- Starts the refresh of `name` in a child; returns its record. The child
--- connects as this process would (same options, environment, config),
--- or to opts.dsn / the conninfo given to mv.use (passed in its environment).
+-- Starts the refresh of `name` in a child (matviews.child: it connects as
+-- this process does, or to opts.dsn); returns its record.
 local function start(name, opts, tmp)
   local mv = require "matviews"
-  local sys = mv.core.sys
   local rec = { name = name, out = tmp .. "." .. name .. ".out", err = tmp .. "." .. name .. ".err",
-    started_ms = sys.monotonic_ms() }
-  local env, dsn = {}, opts.dsn or mv.used_dsn or mv.options.dsn
-  if dsn then env.MATVIEWS_CHILD_DSN = dsn end
-  local pid, err = sys.spawn(child_argv(name, opts), { stdout = rec.out, stderr = rec.err, env = env })
-  if not pid then mv.error(err) end
-  rec.pid = pid
+    started_ms = mv.core.sys.monotonic_ms() }
+  local code = ("require('matviews.parallel').child(%q, %q)")
+    :format(name, mv.json.encode({ row_count_strategy = opts.row_count_strategy }))
+  rec.pid = require("matviews.child").spawn({ "-e", code }, { dsn = opts.dsn, stdout = rec.out, stderr = rec.err })
   return rec
 end
 
@@ -241,8 +225,6 @@ end
 -- prints the finalised run as one JSON line and exits 0 on success, else 1.
 function M.child(name, opts_json)
   local mv = require "matviews"
-  local dsn = os.getenv("MATVIEWS_CHILD_DSN")
-  if dsn and dsn ~= "" then mv.options.dsn = dsn end
   local opts = mv.json.decode(opts_json or "{}")
   opts.inline = true
   local ok, run = pcall(mv.refresh, name, opts)

@@ -17,8 +17,6 @@ function M.configure(cmd)
   cmd:flag("--child"):hidden(true)
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
 -- One line per finished job.
 local function line(r)
   local s = ("job %d %s %s: %s"):format(r.job_id, r.op, tostring(r.view), r.status)
@@ -27,22 +25,19 @@ local function line(r)
   return s
 end
 
--- Starts n-1 child workers; with --json each writes its document to a file.
+-- Starts n-1 child workers (matviews.child); with --json each writes its
+-- document to a file, else its lines go to this process's stdout.
 local function spawn(args, ctx, n)
   local kids = {}
   for i = 1, n - 1 do
-    local cmd = { q(_G.arg and _G.arg[0] or "matviews") }
-    if ctx.options.dsn then cmd[#cmd + 1] = "--dsn " .. q(ctx.options.dsn) end
-    if ctx.options.config then cmd[#cmd + 1] = "--config " .. q(ctx.options.config) end
-    if ctx.options.json then cmd[#cmd + 1] = "--json" end
-    cmd[#cmd + 1] = "worker --child --poll-ms " .. q(args.poll_ms)
-    if args.once then cmd[#cmd + 1] = "--once" end
+    local argv = { "worker", "--child", "--poll-ms", tostring(args.poll_ms) }
+    if args.once then argv[#argv + 1] = "--once" end
     local kid = {}
     if ctx.options.json then
+      table.insert(argv, 1, "--json")
       kid.out = os.tmpname()
-      cmd[#cmd + 1] = ">" .. q(kid.out)
     end
-    kid.handle = assert(io.popen(table.concat(cmd, " "), "w"))
+    kid.pid = require("matviews.child").spawn(argv, { stdout = kid.out })
     kids[i] = kid
   end
   return kids
@@ -52,8 +47,8 @@ end
 local function reap(kids, doc)
   local bad = 0
   for _, kid in ipairs(kids) do
-    local ok = kid.handle:close()
-    if not ok then bad = bad + 1 end
+    local _, code = require("matviews").core.sys.wait_any({ kid.pid })
+    if code ~= 0 then bad = bad + 1 end
     if kid.out then
       local text = require("matviews.files").take(kid.out)
       local dok, kdoc = pcall(require("cjson").decode, text)
