@@ -26,7 +26,7 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_cron(L);
   mv_register_proc(L);
   mv_register_services(L);
-  mv_register_jobs(L);
+  mv_register_recorder(L);
   mv_register_repl(L);
   keep_json_encode(L);
   return 1;

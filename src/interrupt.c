@@ -12,6 +12,8 @@
 static lua_State *hookL = NULL;
 static volatile sig_atomic_t in_query = 0;
 static volatile sig_atomic_t hits = 0;
+static volatile sig_atomic_t held = 0;     /* a job runs: no hook, keep it pending */
+static volatile sig_atomic_t pending = 0;
 
 /* The hook set by the handler: clear itself and raise in Lua. */
 static void lstop(lua_State *L, lua_Debug *ar) {
@@ -30,7 +32,8 @@ static void on_sigint(int sig) {
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do */ }
     _exit(130);
   }
-  if (!in_query && hookL != NULL)
+  if (!in_query && held) pending = 1;
+  else if (!in_query && hookL != NULL)
     lua_sethook(hookL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -44,7 +47,8 @@ void mv_interrupt_install(lua_State *L) {
   sigaction(SIGINT, &sa, NULL);
 }
 
-void mv_query_begin(void) { hits = 0; in_query = 1; }
+/* A statement begun while an interrupt is pending is cancelled at once. */
+void mv_query_begin(void) { hits = pending ? 1 : 0; in_query = 1; }
 
 void mv_query_end(void) {
   in_query = 0;
@@ -60,4 +64,16 @@ int mv_interrupt_take(lua_State *L) {
   lua_sethook(hookL, NULL, 0, 0);
   hits = 0;
   return 1;
+}
+
+int mv_interrupt_hold(int on) {
+  int was = held;
+  held = on ? 1 : 0;
+  return was;
+}
+
+int mv_interrupt_pending(int clear) {
+  int p = pending;
+  if (clear) pending = 0;
+  return p;
 }

@@ -18,6 +18,7 @@
 #include "lconn.h"
 #include "svc.h"
 #include "validate.h"
+#include "vocab.h"
 
 #define RESP_MT "matviews.svcresp"
 
@@ -169,7 +170,7 @@ static int opt_bool(lua_State *L, int idx, const char *key) {
 
 /* Fills o and the connection from the options table at idx 2. */
 static PGconn *read_opts(lua_State *L, MvOpts *o) {
-  static const char *const strategies[] = { "none", "estimated", "exact", NULL };
+  static const char *const strategies[] = MV_ROW_COUNT_NAMES_NULL;
   if (!lua_istable(L, 2)) raise_msg(L, "services: options with a connection (opts.conn) are required");
   int which = 1; /* estimated */
   if (lua_getfield(L, 2, "row_count_strategy") != LUA_TNIL) {
@@ -220,7 +221,7 @@ static void set_list(lua_State *L, const char *key, const MvStrList *l) {
 
 /* Pushes the request table: what was asked, by whom. */
 static void push_request(lua_State *L, const MvDefn *d, const MvOpts *o, int kind) {
-  static const char *const rc[] = { "none", "estimated", "exact" };
+  static const char *const rc[] = MV_ROW_COUNT_NAMES;
   lua_createtable(L, 0, 6);
   set_str(L, "name", d->name);
   set_str(L, "row_count_strategy", rc[o->row_count]);
@@ -253,7 +254,7 @@ static void push_inner(lua_State *L, const MvResp *r, int kind) {
 
 /* Pushes the whole response table of a finished service call. */
 static void push_response(lua_State *L, const MvResp *r, const MvDefn *d, const MvOpts *o, int kind) {
-  static const char *const st[] = { "error", "created", "updated", "deleted", "skipped" };
+  static const char *const st[] = MV_SERVICE_STATUS_NAMES;
   lua_createtable(L, 0, 6);
   set_str(L, "status", st[r->status]);
   lua_pushboolean(L, r->status != MV_ST_ERROR); lua_setfield(L, -2, "success");

@@ -8,7 +8,7 @@
 -- names the failed upstream; independent branches go on.
 local M = {}
 
-local STATUS_FAILED = 3
+local STATUS_FAILED = require("matviews.vocab").STATUS_CODE.failed
 
 -- The definitions to refresh: opts.views (all when absent) with, on
 -- request, everything they read (upstream) and everything that reads them
