@@ -136,6 +136,13 @@ function M.main(argv)
   end
   local mod = by_name[parsed.command]
   local ctx = { mv = mv, options = options, parser = parser }
+  -- a command that would ask refuses before it connects or touches anything
+  -- when there is no terminal to ask on and no --yes / MATVIEWS_YES=1
+  local prompt = require "matviews.prompt"
+  if mod.confirms and mod.confirms(parsed) and prompt.must_refuse(ctx) then
+    io.stderr:write(prompt.REFUSED, "\n")
+    return prompt.ABORTED
+  end
   local rok, code = xpcall(mod.run, function(e)
     if type(e) == "table" then return e end
     if options.verbose then return debug.traceback(e, 2) end
