@@ -134,7 +134,11 @@ function M.run(op, args, ctx, jopts, verbs)
     p:finish(M.result_text(op, d.name, run))
   end
   p:close(failed)
-  if ctx.options.json then output.json(results) end
+  if ctx.options.json then
+    -- in the one timestamp format; as recorded when the database is gone
+    pcall(require("matviews.format").iso_fields, mv.conn(), results, { "started_at", "finished_at", "created_at" })
+    output.json(results)
+  end
   return failed > 0 and 1 or 0
 end
 
