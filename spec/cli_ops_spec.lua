@@ -99,7 +99,7 @@ describe("create, refresh and delete", function()
 
     it("refuses at once without a terminal and without --yes, touching nothing", function()
       for _, cmd in ipairs({ "delete a b", "refresh --all", "refresh a --parallel 2", "create a --force",
-                             "delete nope", "prune" }) do
+                             "prune", "apply --prune" }) do
         for _, env in ipairs({ {}, { YES = "1" }, { MATVIEWS_YES = "0" } }) do
           local r = cli(cmd, { stdin = "y\n", env = env })
           assert.are.equal(3, r.code, cmd)
@@ -109,8 +109,11 @@ describe("create, refresh and delete", function()
         end
       end
       assert.is_true(exists("a") and exists("b"))
-      -- what does not ask does not refuse
+      -- what does not ask does not refuse; a usage error is still one
       assert.are.equal(0, cli("prune --dry-run").code)
+      local r = cli("delete nope")
+      assert.are.equal(2, r.code)
+      assert.are.equal("no definition named nope", H.usage_message(r.err))
     end)
 
     it("is skipped with --yes or MATVIEWS_YES=1", function()

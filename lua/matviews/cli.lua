@@ -136,8 +136,10 @@ function M.main(argv)
   end
   local mod = by_name[parsed.command]
   local ctx = { mv = mv, options = options, parser = parser }
-  -- a command that would ask refuses before it connects or touches anything
-  -- when there is no terminal to ask on and no --yes / MATVIEWS_YES=1
+  -- a command that always asks (prune, apply --prune) refuses before it
+  -- connects when there is no terminal to ask on and no --yes /
+  -- MATVIEWS_YES=1; create/refresh/delete refuse at their prompt, after
+  -- their names resolved (a usage error wins) and before any job runs
   local prompt = require "matviews.prompt"
   if mod.confirms and mod.confirms(parsed) and prompt.must_refuse(ctx) then
     io.stderr:write(prompt.REFUSED, "\n")

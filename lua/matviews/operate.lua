@@ -61,10 +61,6 @@ end
 -- The environment variables that set defaults of create, refresh and delete.
 M.ENV = { force = "MATVIEWS_FORCE", cascade = "MATVIEWS_CASCADE", row_count = "MATVIEWS_ROW_COUNT_STRATEGY" }
 
--- The commands that ask before they run (the CLI refuses them early
--- without a terminal and without --yes).
-function M.confirms() return true end
-
 -- The row count strategy: --row-count, else MATVIEWS_ROW_COUNT_STRATEGY, else
 -- nil (the job then takes the definition's row_count, else the configuration's).
 function M.row_count(args)

@@ -5,7 +5,6 @@ local operate = require "matviews.operate"
 local M = {
   name = "create",
   summary = "Create materialized views from their definitions (recorded runs).",
-  confirms = operate.confirms,
 }
 
 function M.configure(cmd)

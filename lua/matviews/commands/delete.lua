@@ -5,7 +5,6 @@ local operate = require "matviews.operate"
 local M = {
   name = "delete",
   summary = "Drop materialized views (recorded runs; definitions are kept).",
-  confirms = operate.confirms,
 }
 
 function M.configure(cmd)

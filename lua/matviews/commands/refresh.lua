@@ -7,7 +7,6 @@ local operate = require "matviews.operate"
 local M = {
   name = "refresh",
   summary = "Refresh materialized views with their strategy (recorded runs).",
-  confirms = operate.confirms,
 }
 
 function M.configure(cmd)
