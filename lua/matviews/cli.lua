@@ -10,7 +10,7 @@ M.commands = {
   "init", "apply", "plan", "prune", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "metrics", "validate", "deps", "schedule",
-  "enqueue", "worker", "reconcile",
+  "enqueue", "queue", "worker", "reconcile",
   "db", "run", "repl", "version",
 }
 
