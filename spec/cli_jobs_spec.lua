@@ -4,11 +4,6 @@ local H = require "spec.helper"
 local mv = require "matviews"
 local cjson = require "cjson"
 
--- True when the jobs are part of this build (else the examples are pending).
-local function have_jobs()
-  return type(mv.jobs) == "table" and type(mv.jobs.refresh) == "function"
-end
-
 local function matview(name)
   return mv.query("SELECT ispopulated FROM pg_matviews WHERE schemaname = 'public' AND matviewname = $1", name)[1]
 end
@@ -31,7 +26,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("creates views and records the runs", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local r = H.mv("create mv_a mv_b --yes --json")
     assert.are.equal(0, r.code)
     local doc = cjson.decode(r.out)
@@ -43,7 +37,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("refreshes --all, keeps going after a failure, exits 1", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local r = H.mv("refresh --all --yes")
     assert.are.equal(1, r.code)
     assert.matches("^%[1/3%] refresh mv_a: success in %d+ ms", r.out)
@@ -54,39 +47,35 @@ describe("create, refresh and delete with the jobs", function()
     assert.are_not.equal(mv.null, bad.error)
   end)
 
-  it("counts rows as --row-count or ROW_COUNT_STRATEGY says, the argument first", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
+  it("counts rows as --row-count or MATVIEWS_ROW_COUNT_STRATEGY says, the argument first", function()
     local doc = cjson.decode(H.mv("refresh mv_a --row-count exact --yes --json").out)
     assert.are.equal(5, doc[1].rows_count)
-    doc = cjson.decode(H.mv("refresh mv_a --yes --json", { env = { ROW_COUNT_STRATEGY = "exact" } }).out)
+    doc = cjson.decode(H.mv("refresh mv_a --yes --json", { env = { MATVIEWS_ROW_COUNT_STRATEGY = "exact" } }).out)
     assert.are.equal(5, doc[1].rows_count)
     assert.are.equal("exact", cjson.decode(last_run("mat_view_refresh_runs", "mv_a").meta).row_count_strategy)
-    doc = cjson.decode(H.mv("refresh mv_a --yes --json --row-count none", { env = { ROW_COUNT_STRATEGY = "exact" } }).out)
+    doc = cjson.decode(H.mv("refresh mv_a --yes --json --row-count none", { env = { MATVIEWS_ROW_COUNT_STRATEGY = "exact" } }).out)
     assert.are.equal("success", doc[1].status)
     assert.are.equal("none", cjson.decode(last_run("mat_view_refresh_runs", "mv_a").meta).row_count_strategy)
   end)
 
-  it("re-creates with FORCE=1 and creates without data", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
-    local r = H.mv("create mv_b --yes --no-data", { env = { FORCE = "1" } })
+  it("re-creates with MATVIEWS_FORCE=1 and creates without data", function()
+    local r = H.mv("create mv_b --yes --no-data", { env = { MATVIEWS_FORCE = "1" } })
     assert.are.equal(0, r.code)
     assert.is_false(matview("mv_b").ispopulated)
     assert.is_true(cjson.decode(last_run("mat_view_create_runs", "mv_b").meta).force)
   end)
 
-  it("deletes after the prompt, with CASCADE from the environment", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
-    local r = H.mv("delete mv_b", { stdin = "n\n" })
+  it("deletes after the prompt, with MATVIEWS_CASCADE from the environment", function()
+    local r = H.tty("delete mv_b", { stdin = "n\n" })
     assert.are.equal(3, r.code)
     assert.truthy(matview("mv_b"))
-    r = H.mv("delete mv_b", { stdin = "y\n", env = { CASCADE = "1" } })
+    r = H.tty("delete mv_b", { stdin = "y\n", env = { MATVIEWS_CASCADE = "1" } })
     assert.are.equal(0, r.code)
     assert.is_nil(matview("mv_b"))
     assert.is_true(cjson.decode(last_run("mat_view_delete_runs", "mv_b").meta).cascade)
   end)
 
   it("shows the recorded runs in runs and stats", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local runs = cjson.decode(H.mv("runs mv_a --json --op refresh").out)
     assert.are.equal(4, #runs)
     -- Durations depend on the machine's load, and `slow` compares the last
@@ -97,7 +86,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("marks the run of a killed process orphaned in runs", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     mv.exec("INSERT INTO mat_view_definitions (name, sql) VALUES ('mv_slow', 'SELECT 1 AS x FROM pg_sleep(3)')")
     assert.are.equal(0, H.mv("create mv_slow --no-data --yes").code)
     local pid = H.sh(H.bin .. " refresh mv_slow --yes >/dev/null 2>&1 & echo $!").out:match("%d+")
@@ -121,7 +109,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("queues the jobs when the configuration names the queue adapter", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local cfg = H.write(H.tmpfile(".lua"), 'job_adapter = "queue"\n')
     local r = H.mv("--config " .. H.q(cfg) .. " refresh mv_a --yes --json")
     assert.are.equal(0, r.code)
