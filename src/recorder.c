@@ -481,14 +481,15 @@ static int l_restore_timeouts(lua_State *L) {
 
 /* hold() -> previous: SIGINT outside a statement is kept pending instead
  * of raising at the next Lua instruction; release(previous) -> whether one
- * arrived; pending() -> whether one is pending. */
+ * arrived (cleared unless an outer hold remains); pending([clear]) ->
+ * whether one is pending. */
 static int l_hold(lua_State *L) { lua_pushboolean(L, mv_interrupt_hold(1)); return 1; }
 static int l_release(lua_State *L) {
   mv_interrupt_hold(lua_toboolean(L, 1));
   lua_pushboolean(L, mv_interrupt_pending(!lua_toboolean(L, 1)));
   return 1;
 }
-static int l_pending(lua_State *L) { lua_pushboolean(L, mv_interrupt_pending(0)); return 1; }
+static int l_pending(lua_State *L) { lua_pushboolean(L, mv_interrupt_pending(lua_toboolean(L, 1))); return 1; }
 
 /* sleep(ms) -> false when SIGINT ended it early. */
 static int l_sleep(lua_State *L) {

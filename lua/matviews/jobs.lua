@@ -249,15 +249,26 @@ end
 -- catalog, database gone). A SIGINT outside a statement is held until the
 -- run is finalised, then raised as "interrupted!"; one during a statement
 -- cancels it (the run fails with the cancel).
-function M.run(op, ref, opts)
+local function run_guarded(op, ref, opts)
   if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
   local held = recorder.hold()
   local ok, run = pcall(run_job, op, ref, opts or {})
   local interrupted = recorder.release(held)
   if not ok then error(run, 0) end
   require("matviews.hooks").fire(run)
+  return run, interrupted
+end
+
+function M.run(op, ref, opts)
+  local run, interrupted = run_guarded(op, ref, opts)
   if interrupted then error("interrupted!", 0) end
   return run
+end
+
+-- M.run for callers that hold SIGINT themselves (recorder.hold: the pool
+-- workers, the parallel coordinator): a SIGINT stays pending for them.
+function M.run_held(op, ref, opts)
+  return (run_guarded(op, ref, opts))
 end
 
 -- A job through the configured adapter: inline returns the run, queue
