@@ -56,7 +56,7 @@ describe("the run path", function()
   end)
 
   it("shows the time spent waiting for the lock apart", function()
-    local key = mv.query("SELECT hashtextextended('matviews:' || 'rp_3', 0) AS k")[1].k
+    local key = mv.query("SELECT hashtextextended('matviews:' || 'public.rp_3', 0) AS k")[1].k
     local holder = mv.connect("dbname=" .. H.dbname)
     holder:query("SELECT pg_advisory_lock($1)", key)
     local p = P.spawn("--yes refresh rp_3")

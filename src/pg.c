@@ -110,6 +110,7 @@ static void session_forget(PGconn *conn) {
 }
 
 static PGconn *watched = NULL;            /* see pg_watch */
+static PGconn *guarded = NULL;
 static int watch_lost = 0;
 
 /* Sets up a new session: notices ignored, and (PostgreSQL 14 and later,
@@ -162,7 +163,7 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
 void pg_close(PGconn *conn) {
   if (conn == NULL) return;
   session_forget(conn);
-  if (watched == conn) watched = NULL;
+  if (watched == conn || guarded == conn) watched = guarded = NULL;
   PQfinish(conn);
 }
 
@@ -193,7 +194,7 @@ void pg_restore_timeouts(PGconn *conn) {
   memcpy(s->want, s->saved, sizeof s->want);
 }
 
-void pg_watch(PGconn *conn) { watched = conn; watch_lost = 0; }
+void pg_watch(PGconn *holder, PGconn *conn) { watched = holder; guarded = conn; watch_lost = 0; }
 int pg_watch_lost(void) { return watch_lost; }
 
 PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
@@ -246,7 +247,7 @@ static int wait_ready(PGconn *conn) {
     struct pollfd pfd[2] = { { PQsocket(conn), POLLIN, 0 }, { -1, POLLIN, 0 } };
     int nfd = 1;
     if (pfd[0].fd < 0) return -1;
-    if (watched != NULL && watched != conn && !watch_lost && PQsocket(watched) >= 0) {
+    if (watched != NULL && conn == guarded && !watch_lost && PQsocket(watched) >= 0) {
       pfd[1].fd = PQsocket(watched);
       nfd = 2;
     }

@@ -40,10 +40,11 @@ int pg_reset(PGconn *conn);
 void pg_want_timeouts(PGconn *conn, const char *lock_timeout, const char *statement_timeout, int keep_caller);
 void pg_restore_timeouts(PGconn *conn);
 
-/* While a job's service runs: conn is the session that holds the job's
- * lock. Any statement waited for on another connection is cancelled when
- * conn's session dies, and pg_watch_lost() then returns 1. NULL stops. */
-void pg_watch(PGconn *conn);
+/* While a job's service runs: holder is the session that holds the job's
+ * lock, conn the service's. A statement waited for on conn is cancelled
+ * when holder's session dies, and pg_watch_lost() then returns 1. NULL
+ * stops. */
+void pg_watch(PGconn *holder, PGconn *conn);
 int pg_watch_lost(void);
 
 /* Runs sql with n text parameters (NULL entries are SQL NULL). Waits in a

@@ -53,6 +53,7 @@ typedef struct {
   int op;                      /* MV_OP_* */
   long long run_id, defn_id;
   char name[256];              /* the definition's name (lock key, messages) */
+  char schema[256];            /* its stored schema (lock key) */
   char record_timeout[32];     /* lock_timeout of the recorder, e.g. "10000ms" */
   long long record_timeout_ms;
   double t0;                   /* monotonic ms when the run began */
@@ -121,12 +122,15 @@ static char *begin_sql(int op, const char *columns) {
   if (op == MV_OP_REFRESH)
     snprintf(meta, sizeof meta, "jsonb_set($4::jsonb, '{strategy}', coalesce(to_jsonb((ARRAY['%s', '%s', '%s'])"
              "[d.refresh_strategy + 1]), 'null'))", strategies[0], strategies[1], strategies[2]);
-  const char *fmt = "WITH d AS (SELECT %s FROM mat_view_definitions WHERE id = $1::bigint OR name = $2 LIMIT 1),"
+  const char *fmt = "WITH c AS (SELECT %s FROM mat_view_definitions WHERE id = $1::bigint"
+    " OR (name = $2 AND ($5::text IS NULL OR schema_name = $5))),"
+    " d AS (SELECT * FROM c WHERE (SELECT count(*) FROM c) = 1),"
     " r AS (INSERT INTO %s (mat_view_definition_id, status, started_at, backend_pid, hostname, process_pid,"
     " meta, created_at, updated_at) SELECT d.id, %d, clock_timestamp(), pg_backend_pid(), $3, %d, %s,"
     " clock_timestamp(), clock_timestamp() FROM d RETURNING id)"
-    " SELECT r.id AS matviews_run_id, pg_try_advisory_lock(" MV_LOCK_KEY_SQL("d.name") ") AS matviews_locked, d.*"
-    " FROM d, r";
+    " SELECT r.id AS matviews_run_id, CASE WHEN d.id IS NOT NULL THEN pg_try_advisory_lock("
+    MV_LOCK_KEY_SQL("d.schema_name", "d.name") ") END AS matviews_locked,"
+    " (SELECT count(*) FROM c) AS matviews_matches, d.* FROM (VALUES (1)) one (x) LEFT JOIN d ON true LEFT JOIN r ON true";
   size_t n = strlen(fmt) + strlen(columns) + strlen(meta) + 128;
   char *sql = malloc(n);
   if (sql) snprintf(sql, n, fmt, columns, RUN_TABLES[op], MV_RUN_RUNNING, (int)getpid(), meta);
@@ -134,8 +138,9 @@ static char *begin_sql(int op, const char *columns) {
 }
 
 /* Raises the "no such definition" error for spec.definition at idx. */
-static int raise_missing(lua_State *L, const char *id, const char *name) {
+static int raise_missing(lua_State *L, const char *id, const char *name, const char *schema) {
   if (id) lua_pushfstring(L, "no definition with id %s", id);
+  else if (schema) lua_pushfstring(L, "no definition named \"%s.%s\"", schema, name);
   else lua_pushfstring(L, "no definition named \"%s\"", name);
   mv_error_push(L, lua_tostring(L, -1), NULL);
   return lua_error(L);
@@ -157,22 +162,26 @@ static int raise_begin(lua_State *L, PGconn *rec, PGresult *res) {
   return lua_error(L);
 }
 
-/* Fills run from the begin row (columns 0 run id, 1 locked, then d.*). */
+/* Fills run from the begin row (columns 0 run id, 1 locked, 2 matches,
+ * then d.*). */
 static void read_begin(Run *run, PGresult *res) {
   run->run_id = strtoll(pg_value(res, 0, 0), NULL, 10);
   run->locked = pg_value(res, 0, 1) && pg_value(res, 0, 1)[0] == 't';
-  int c = PQfnumber(res, "id"), n = PQfnumber(res, "name");
+  int c = PQfnumber(res, "id"), n = PQfnumber(res, "name"), s = PQfnumber(res, "schema_name");
   run->defn_id = c >= 0 && pg_value(res, 0, c) ? strtoll(pg_value(res, 0, c), NULL, 10) : 0;
   snprintf(run->name, sizeof run->name, "%s", n >= 0 && pg_value(res, 0, n) ? pg_value(res, 0, n) : "?");
+  snprintf(run->schema, sizeof run->schema, "%s", s >= 0 && pg_value(res, 0, s) ? pg_value(res, 0, s) : "");
 }
 
-/* begin(rec, spec) -> run, row. spec: op, definition (name or id),
- * columns (the definition columns to read), meta (the run's first meta),
- * record_timeout_ms. Raises when there is no such definition (a run row
- * needs one) or the row cannot be written. */
+/* begin(rec, spec) -> run, row | nil, "ambiguous". spec: op, definition
+ * (name or id), schema (of the name, or nil), columns (the definition
+ * columns to read), meta (the run's first meta), record_timeout_ms.
+ * Raises when there is no such definition (a run row needs one) or the
+ * row cannot be written; a plain name defined in several schemas returns
+ * nil, "ambiguous" (nothing is written). */
 static int l_begin(lua_State *L) {
   char idbuf[32], host[256], pid[32];
-  const char *vals[4] = {NULL, NULL, host, NULL};
+  const char *vals[5] = {NULL, NULL, host, NULL, NULL};
   PGconn *rec = mv_checkconn(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -187,6 +196,9 @@ static int l_begin(lua_State *L) {
   luaL_argcheck(L, strchr(columns, ';') == NULL, 2, "columns must be a column list");
   lua_getfield(L, 2, "meta");                             /* 6 */
   vals[3] = push_json(L, 6);                              /* 7 */
+  lua_getfield(L, 2, "schema");
+  vals[4] = lua_tostring(L, -1);                          /* kept by spec */
+  lua_pop(L, 1);
   if (gethostname(host, sizeof host) != 0) host[0] = '\0';
   host[sizeof host - 1] = '\0';
   (void)pid;
@@ -200,10 +212,12 @@ static int l_begin(lua_State *L) {
   char *sql = begin_sql(op, columns);
   if (sql == NULL) return luaL_error(L, "out of memory");
   run->t0 = now_ms();
-  PGresult *res = pg_exec(rec, sql, 4, vals);
+  PGresult *res = pg_exec(rec, sql, 5, vals);
   free(sql);
   if (!pg_ok(res)) return raise_begin(L, rec, res);
-  if (pg_nrows(res) == 0) { pg_clear(res); return raise_missing(L, vals[0], vals[1]); }
+  long long matches = pg_nrows(res) == 1 ? strtoll(pg_value(res, 0, 2), NULL, 10) : 0;
+  if (matches > 1) { pg_clear(res); lua_pushnil(L); lua_pushliteral(L, "ambiguous"); return 2; }
+  if (matches == 0 || pg_value(res, 0, 0) == NULL) { pg_clear(res); return raise_missing(L, vals[0], vals[1], vals[4]); }
   read_begin(run, res);
   run->rec = rec;
   lua_pushvalue(L, 1);
@@ -213,6 +227,7 @@ static int l_begin(lua_State *L) {
   lua_geti(L, 9, 1);                                      /* 10: the row */
   lua_pushnil(L); lua_setfield(L, 10, "matviews_run_id");
   lua_pushnil(L); lua_setfield(L, 10, "matviews_locked");
+  lua_pushnil(L); lua_setfield(L, 10, "matviews_matches");
   lua_pushvalue(L, 8);
   lua_insert(L, -2);
   return 2;
@@ -221,7 +236,7 @@ static int l_begin(lua_State *L) {
 /* Writes "name: <op> already running in pid P on HOST" (or who else holds
  * the view's lock) into err. */
 static void describe_holder(Run *run, char *err, size_t errlen) {
-  const char *vals[1] = {run->name};
+  const char *vals[2] = {run->schema, run->name};
   PGresult *res = pg_exec(run->rec,
     "SELECT r.process_pid, r.hostname, r.op, l.pid FROM pg_locks l LEFT JOIN LATERAL ("
     " SELECT op, process_pid, hostname, started_at FROM ("
@@ -231,7 +246,7 @@ static void describe_holder(Run *run, char *err, size_t errlen) {
     " WHERE x.status = 1 AND x.backend_pid = l.pid ORDER BY started_at DESC LIMIT 1) r ON true"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND ((l.classid::bigint << 32) | l.objid::bigint) = " MV_LOCK_KEY_SQL("$1") " LIMIT 1", 1, vals);
+    " AND ((l.classid::bigint << 32) | l.objid::bigint) = " MV_LOCK_KEY_SQL("$1", "$2") " LIMIT 1", 2, vals);
   if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0))
     snprintf(err, errlen, "%s: %s already running in pid %s on %s", run->name,
              pg_value(res, 0, 2), pg_value(res, 0, 0), pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "?");
@@ -250,11 +265,11 @@ static int l_lock(lua_State *L) {
   char err[1200] = "", state[8] = "", ms[32];
   if (run->rec == NULL) return luaL_error(L, "the run is finished");
   if (!run->locked && wait > 0) {
-    const char *vals[1] = {run->name};
+    const char *vals[2] = {run->schema, run->name};
     double t = now_ms();
     snprintf(ms, sizeof ms, "%lldms", wait);
     pg_want_timeouts(run->rec, ms, NULL, 0);
-    PGresult *res = pg_exec(run->rec, "SELECT pg_advisory_lock(" MV_LOCK_KEY_SQL("$1") ")", 1, vals);
+    PGresult *res = pg_exec(run->rec, "SELECT pg_advisory_lock(" MV_LOCK_KEY_SQL("$1", "$2") ")", 2, vals);
     pg_want_timeouts(run->rec, run->record_timeout, NULL, 0);
     run->lock_wait_ms = now_ms() - t;
     run->locked = pg_ok(res);
@@ -273,14 +288,15 @@ static int l_lock(lua_State *L) {
   return 2;
 }
 
-/* run:watch(on): while on, a statement on another connection is cancelled
- * when the recorder's session (the lock holder) dies. Returns whether it
- * died since watching began. */
+/* run:watch(on [, conn]): while on, a statement on conn (the service's)
+ * is cancelled when the recorder's session (the lock holder) dies.
+ * Returns whether it died since watching began. */
 static int l_watch(lua_State *L) {
   Run *run = check_run(L, 1);
   int lost = pg_watch_lost();
-  if (lua_toboolean(L, 2) && run->rec) pg_watch(run->rec);
-  else pg_watch(NULL);
+  PGconn *svc = mv_toconn(L, 3);
+  if (lua_toboolean(L, 2) && run->rec && svc) pg_watch(run->rec, svc);
+  else pg_watch(NULL, NULL);
   lua_pushboolean(L, lost);
   return 1;
 }
@@ -307,8 +323,8 @@ static void finish_sql(Run *run, char *sql, size_t len) {
     " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " duration_ms, %s, error, backend_pid, hostname, process_pid, status%s",
     RUN_TABLES[run->op], refresh ? ", rows_count = $6::integer" : "", refresh ? "rows_count" : "NULL::integer",
-    run->locked ? (refresh ? ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$7") ")"
-                           : ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$6") ")") : "");
+    run->locked ? (refresh ? ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$7", "$8") ")"
+                           : ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$6", "$7") ")") : "");
 }
 
 /* Writes on stderr the outcome of a run whose row could not be finalised
@@ -333,7 +349,7 @@ static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whyl
   why[0] = '\0';
   for (;;) {
     finish_sql(run, sql, sizeof sql);
-    int nparams = (run->op == MV_OP_REFRESH ? 6 : 5) + (run->locked ? 1 : 0);
+    int nparams = (run->op == MV_OP_REFRESH ? 6 : 5) + (run->locked ? 2 : 0);
     PGresult *res = pg_exec(run->rec, sql, nparams, vals);
     if (pg_ok(res)) return res;
     if (why[0] == '\0' && !pg_connected(run->rec)) snprintf(why, whylen, "no connection to the server");
@@ -350,8 +366,8 @@ static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whyl
 /* Releases the lock on its own after a finish statement that failed. */
 static void unlock_alone(Run *run) {
   if (!run->locked || !pg_connected(run->rec)) return;
-  const char *vals[1] = {run->name};
-  pg_clear(pg_exec(run->rec, "SELECT pg_advisory_unlock(" MV_LOCK_KEY_SQL("$1") ")", 1, vals));
+  const char *vals[2] = {run->schema, run->name};
+  pg_clear(pg_exec(run->rec, "SELECT pg_advisory_unlock(" MV_LOCK_KEY_SQL("$1", "$2") ")", 2, vals));
   run->locked = 0;
 }
 
@@ -381,7 +397,7 @@ static void push_run(lua_State *L, Run *run, PGresult *res, int meta) {
  * on failure writes the outcome on stderr, pushes the error message and
  * returns 0. */
 static int finish(lua_State *L, Run *run, int outcome) {
-  char id[32], status[4], dur[32], rows[32], why[1024], lockname[256];
+  char id[32], status[4], dur[32], rows[32], why[1024], lockname[256], lockschema[256];
   sigset_t block, old;
   lua_getfield(L, outcome, "status");
   int ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), STATUS_NAMES[MV_RUN_SUCCESS]) == 0;
@@ -397,9 +413,10 @@ static int finish(lua_State *L, Run *run, int outcome) {
   snprintf(status, sizeof status, "%d", ok ? MV_RUN_SUCCESS : MV_RUN_FAILED);
   snprintf(dur, sizeof dur, "%lld", (long long)(now_ms() - run->t0 + 0.5));
   snprintf(lockname, sizeof lockname, "%s", run->name);
-  const char *vals[7] = {id, status, dur, json, err, NULL, NULL};
-  if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = lockname; }
-  else vals[5] = lockname;
+  snprintf(lockschema, sizeof lockschema, "%s", run->schema);
+  const char *vals[8] = {id, status, dur, json, err, NULL, NULL, NULL};
+  if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = lockschema; vals[7] = lockname; }
+  else { vals[5] = lockschema; vals[6] = lockname; }
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigprocmask(SIG_BLOCK, &block, &old);
@@ -408,7 +425,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   if (written) { run->locked = 0; push_run(L, run, res, meta); }
   else unlock_alone(run);
   pg_clear(res);
-  pg_watch(NULL);
+  pg_watch(NULL, NULL);
   run->rec = NULL;
   sigprocmask(SIG_SETMASK, &old, NULL);
   if (written) return 1;

@@ -30,9 +30,10 @@ enum { MV_STRATEGY_REGULAR = 0, MV_STRATEGY_CONCURRENT = 1, MV_STRATEGY_SWAP = 2
 /* The status of a service response: index = MvStatus (svc.h). */
 #define MV_SERVICE_STATUS_NAMES { "error", "created", "updated", "deleted", "skipped" }
 
-/* The advisory lock key of a view, in SQL over the parameter or column
- * given as X: the same on every machine. */
-#define MV_LOCK_KEY_SQL(x) "hashtextextended('matviews:' || " x ", 0)"
+/* The advisory lock key of a view, in SQL over its schema and name (the
+ * parameters or columns given): the same on every machine, and a.mv_x and
+ * b.mv_x do not wait for each other. */
+#define MV_LOCK_KEY_SQL(schema, name) "hashtextextended('matviews:' || " schema " || '.' || " name ", 0)"
 
 /* A swap's build relation: MV_BUILD_PREFIX <name> _ <backend pid>, <name>
  * cut so that the whole fits in 63 bytes (swap_temp_name). */

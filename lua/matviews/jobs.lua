@@ -115,7 +115,7 @@ local function attempt(job, n)
     resp = error_response(job.view, "the service connection is closed")
   else
     recorder.want_timeouts(conn, job.lock_timeout, job.statement_timeout, true)
-    job.run:watch(true)
+    job.run:watch(true, conn)
     local ok, r = pcall(job.service, job.defn, job.options)
     local lost = job.run:watch(false)
     recorder.restore_timeouts(conn)
@@ -231,10 +231,13 @@ local function run_job(op, ref, opts)
     if default then m.use(fresh) end
     return fresh
   end
+  local schema, name
+  if type(ref) == "string" then schema, name = m.definitions.split(ref) else name = ref end
   local run <close>, row = recorder.begin(M.recorder(conn), {
-    op = op, definition = ref, columns = require("matviews.definitions").COLUMNS,
+    op = op, definition = name, schema = schema, columns = m.definitions.COLUMNS,
     meta = { request = jsonable(options) },
     record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms })
+  if run == nil then m.definitions.find(ref, conn) end -- a plain name in several schemas: raises, naming them
   job.run = run
   options.conn = conn
   job.options = options

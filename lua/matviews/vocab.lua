@@ -26,8 +26,10 @@ for _, s in ipairs(M.ROW_COUNT_LIST) do M.ROW_COUNTS[s] = true end
 -- The status of a service response.
 M.SERVICE_STATUS = { "error", "created", "updated", "deleted", "skipped" }
 
--- The advisory lock key of a view, in SQL over the expression x.
-function M.lock_key_sql(x) return ("hashtextextended('matviews:' || %s, 0)"):format(x) end
+-- The advisory lock key of a view, in SQL over its schema and name.
+function M.lock_key_sql(schema, name)
+  return ("hashtextextended('matviews:' || %s || '.' || %s, 0)"):format(schema, name)
+end
 
 -- A swap's build relation: BUILD_PREFIX .. <name> .. "_" .. <backend pid>,
 -- <name> cut so that the whole fits in 63 bytes.
