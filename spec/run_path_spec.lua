@@ -42,6 +42,15 @@ describe("the run path", function()
     mv.exec("CREATE MATERIALIZED VIEW rp_0 AS SELECT id FROM rp_src, pg_sleep(30) WITH NO DATA")
   end)
 
+  it("runs a script one way: `matviews SCRIPT` and `matviews run SCRIPT` report an error alike", function()
+    local f = H.write(H.tmpfile(".lua"), "local x = 1\nerror('boom ' .. select('#', ...))\n")
+    local direct, run = H.mv(H.q(f) .. " a b"), H.mv("run " .. H.q(f) .. " a b")
+    assert.are.same({ 1, 1 }, { direct.code, run.code })
+    local head = ("matviews: %s:2: boom 2\nstack traceback:\n\t[C]: in function 'error'\n\t%s:2: in main chunk\n"):format(f, f)
+    assert.are.equal(head, direct.err:sub(1, #head))
+    assert.are.equal(head, run.err:sub(1, #head))
+  end)
+
   it("prints the recorded duration and rows, sequential and parallel alike", function()
     for _, args in ipairs({ "rp_1 rp_2", "rp_1 rp_2 --parallel 2" }) do
       local r = H.mv("--yes refresh " .. args)
@@ -114,8 +123,16 @@ describe("the run path", function()
     mv.exec("GRANT ALL ON ALL TABLES IN SCHEMA public TO rp_limited")
     mv.exec("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO rp_limited")
     for i = 1, 4 do mv.exec(("ALTER MATERIALIZED VIEW rp_%d OWNER TO rp_limited"):format(i)) end
-    -- the command's own connection and one worker's two: the others cannot connect
-    local r = H.mv("--yes refresh rp_1 rp_2 rp_3 rp_4 --parallel 3", { env = { PGUSER = "rp_limited" } })
+    -- the command's own connection and one worker's two: the others cannot
+    -- connect. The refreshes wait on rp_src until the command has said so.
+    local locker = mv.connect("dbname=" .. H.dbname)
+    locker:exec("BEGIN")
+    locker:exec("LOCK TABLE rp_src IN ACCESS EXCLUSIVE MODE")
+    local p = P.spawn("--yes refresh rp_1 rp_2 rp_3 rp_4 --parallel 3", { env = { PGUSER = "rp_limited" } })
+    P.wait_for("the command to say how many workers connected", function() return H.slurp(p.err) ~= "" end)
+    locker:exec("COMMIT")
+    locker:close()
+    local r = P.wait(p)
     assert.are.equal(0, r.code, r.err)
     assert.matches("^matviews: 1 of 3 refresh workers could connect %(.*%); going on with 1\n$", r.err)
     assert.are.equal(4, select(2, r.out:gsub("success in %d+ ms, 7 rows", "")), r.out)
