@@ -193,7 +193,7 @@ function M.command(args, ctx, jopts)
   local shown = require("matviews.operate").name_list(order)
   local what = ("refresh %d materialized view%s (parallel %d): %s"):format(#order, #order == 1 and "" or "s", n, shown)
   if not require("matviews.prompt").confirm(ctx, what) then
-    io.stderr:write("aborted\n")
+    if not require("matviews.prompt").must_refuse(ctx) then io.stderr:write("aborted\n") end
     return require("matviews.prompt").ABORTED
   end
   local p = require("matviews.progress").new({ total = #order, verb = "refreshing", quiet = ctx.options.json })

@@ -43,10 +43,8 @@ local function since_seconds(since)
   return secs
 end
 
--- SQL text of a timestamptz column as ISO 8601 UTC (or NULL).
-local function iso(col)
-  return ([[to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')]]):format(col)
-end
+-- SQL text of a timestamptz column in the one format (matviews.format).
+local iso = require("matviews.format").iso_sql
 M.iso = iso
 
 local function conn_of(opts) return opts and opts.conn or require("matviews").conn() end

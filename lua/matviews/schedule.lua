@@ -125,7 +125,7 @@ function M.ticker(ctx, doc)
     last = now
     local r = M.tick()
     for _, c in ipairs(r.claimed) do
-      local entry = { view = c.name, slot = require("matviews").core.cron_format(c.slot, r.time_zone),
+      local entry = { view = c.name, slot = require("matviews.format").iso_epochs(require("matviews").conn(), { c.slot })[1],
         job_id = type(c.job) == "table" and c.job.job_id or nil }
       doc.scheduled[#doc.scheduled + 1] = entry
       if not ctx.options.json then
