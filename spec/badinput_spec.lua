@@ -141,7 +141,7 @@ local BAD_NAMES = {
   { 'a"b', [["a"b": ]] .. NOT_SIMPLE },
   { "a;b", [["a;b": ]] .. NOT_SIMPLE },
   { "x; DROP TABLE victim; --", [["x; DROP TABLE victim; --": ]] .. NOT_SIMPLE },
-  { "public.a", [["public.a": ]] .. NOT_SIMPLE, cli = false }, -- on the command line: schema-qualified
+  { "public.a.b", [["public.a.b": ]] .. NOT_SIMPLE, cli = false }, -- "schema.name" is a qualified name
   { "a b", [["a b": ]] .. NOT_SIMPLE },
   { LONG, ('"%s": is 64 bytes long (at most 63)'):format(LONG) },
   { ("é"):rep(32), ('"%s": is 64 bytes long (at most 63)'):format(("é"):rep(32)) },

@@ -23,6 +23,10 @@ function M.select_views(g, opts)
   end
   local set = {}
   for _, name in ipairs(opts.views) do
+    if not g.nodes[name] then -- "schema.name" of a label that is plain, or the reverse
+      local d = mv.definitions.find(name)
+      name = d and d.label or name
+    end
     if not g.nodes[name] then mv.error(("no definition named %q"):format(name)) end
     set[name] = true
     if opts.upstream then for n in pairs(deps.closure(g, name, "upstream")) do set[n] = true end end

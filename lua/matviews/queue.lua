@@ -19,15 +19,15 @@ local function portable(opts)
   return t
 end
 
--- The definition's id and name for ref (a name or an id); raises when missing.
+-- The definition's id and name (its label) for ref (a name, "schema.name"
+-- or an id); raises when missing or ambiguous.
 function M.definition(conn, ref)
   local id = math.type(ref) == "integer" and ref or (type(ref) == "string" and ref:match("^%d+$") and tonumber(ref))
-  local rows = conn:query("SELECT id, name FROM mat_view_definitions WHERE id = $1::bigint OR name = $2",
-    id or mv().null, (not id) and ref or mv().null)
-  if #rows == 0 then
+  local d = mv().definitions.find(id and math.tointeger(id) or ref, conn)
+  if not d then
     mv().error(id and ("no definition with id " .. id) or ('no definition named "' .. tostring(ref) .. '"'))
   end
-  return rows[1]
+  return { id = d.id, name = d.label }
 end
 
 -- Puts a job on the queue (opts.conn: in that session, so inside a caller's

@@ -12,12 +12,12 @@ local M = {}
 local KEEP_DAYS = 7 -- claimed slots older than this (before the last one) are removed
 
 local SCHEDULED = [[
-SELECT d.id, d.name, d.schedule_cron,
+SELECT d.id, ]] .. require("matviews.definitions").label_sql("d") .. [[ AS name, d.schedule_cron,
        floor(extract(epoch FROM d.created_at))::bigint AS created,
        (SELECT floor(extract(epoch FROM max(s.slot_time)))::bigint
           FROM mat_view_schedule_slots s WHERE s.mat_view_definition_id = d.id) AS last_slot
 FROM mat_view_definitions d
-ORDER BY d.name]]
+ORDER BY d.name, d.schema_name]]
 
 local CLAIM = [[
 INSERT INTO mat_view_schedule_slots
