@@ -211,23 +211,24 @@ static int l_begin(lua_State *L) {
   pg_want_timeouts(rec, run->record_timeout, NULL, 0);
   char *sql = begin_sql(op, columns);
   if (sql == NULL) return luaL_error(L, "out of memory");
-  run->t0 = now_ms();
-  PGresult *res = pg_exec(rec, sql, 5, vals);
-  free(sql);
-  if (!pg_ok(res)) return raise_begin(L, rec, res);
-  long long matches = pg_nrows(res) == 1 ? strtoll(pg_value(res, 0, 2), NULL, 10) : 0;
-  if (matches > 1) { pg_clear(res); lua_pushnil(L); lua_pushliteral(L, "ambiguous"); return 2; }
-  if (matches == 0 || pg_value(res, 0, 0) == NULL) { pg_clear(res); return raise_missing(L, vals[0], vals[1], vals[4]); }
-  read_begin(run, res);
-  run->rec = rec;
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 8, 1);                             /* the run keeps its recorder alive */
-  pg_push_rows(L, res);                                   /* 9 */
-  pg_clear(res);
-  lua_geti(L, 9, 1);                                      /* 10: the row */
-  lua_pushnil(L); lua_setfield(L, 10, "matviews_run_id");
-  lua_pushnil(L); lua_setfield(L, 10, "matviews_locked");
-  lua_pushnil(L); lua_setfield(L, 10, "matviews_matches");
+  PGresult **res = pg_guard(L);                           /* 9: pushing rows allocates */
+  run->t0 = now_ms();
+  *res = pg_exec(rec, sql, 5, vals);
+  free(sql);
+  if (!pg_ok(*res)) { PGresult *failed = *res; *res = NULL; return raise_begin(L, rec, failed); }
+  long long matches = pg_nrows(*res) == 1 ? strtoll(pg_value(*res, 0, 2), NULL, 10) : 0;
+  if (matches > 1) { pg_guard_clear(res); lua_pushnil(L); lua_pushliteral(L, "ambiguous"); return 2; }
+  if (matches == 0 || pg_value(*res, 0, 0) == NULL) { pg_guard_clear(res); return raise_missing(L, vals[0], vals[1], vals[4]); }
+  read_begin(run, *res);
+  run->rec = rec;                                         /* from here __close finishes it */
+  pg_push_rows(L, *res);                                  /* 10 */
+  pg_guard_clear(res);
+  lua_geti(L, 10, 1);                                     /* 11: the row */
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_run_id");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_locked");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_matches");
   lua_pushvalue(L, 8);
   lua_insert(L, -2);
   return 2;
@@ -417,18 +418,25 @@ static int finish(lua_State *L, Run *run, int outcome) {
   const char *vals[8] = {id, status, dur, json, err, NULL, NULL, NULL};
   if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = lockschema; vals[7] = lockname; }
   else { vals[5] = lockschema; vals[6] = lockname; }
+  PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigprocmask(SIG_BLOCK, &block, &old);
-  PGresult *res = finish_exec(run, vals, why, sizeof why);
-  int written = pg_ok(res);
-  if (written) { run->locked = 0; push_run(L, run, res, meta); }
-  else unlock_alone(run);
-  pg_clear(res);
+  *res = finish_exec(run, vals, why, sizeof why);
+  int written = pg_ok(*res);
   pg_watch(NULL, NULL);
-  run->rec = NULL;
+  if (!written) unlock_alone(run);
+  run->locked = 0;
   sigprocmask(SIG_SETMASK, &old, NULL);
-  if (written) return 1;
+  if (written) {
+    run->rec = NULL;
+    push_run(L, run, *res, meta);                 /* [guard run] */
+    pg_guard_clear(res);
+    lua_remove(L, -2);
+    return 1;
+  }
+  pg_guard_clear(res);
+  run->rec = NULL;
   report_unrecorded(run, why, ok ? "success" : "failed", dur, err);
   lua_pushfstring(L, "could not finalise run %s of %s: %s", id, run->name, why);
   return 0;
