@@ -15,7 +15,7 @@ OBJS := $(SRCS:src/%.c=build/%.o)
 ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev graphviz
+DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev graphviz
 # The charting library `matviews report --html` inlines (package-lock.json).
 REPORT_LIB := node_modules/uplot/dist
 
@@ -43,9 +43,10 @@ asan: matviews-asan
 matviews-asan: $(ASAN_OBJS)
 	$(CC) $(ASAN_FLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS_ALL) -Wl,-E
 
-# libFuzzer targets (not part of `make test`): fuzz/NAME_fuzz.c exercises
-# src/NAME.c; each runs FUZZ_SECONDS with the seeds of fuzz/corpus/NAME.
-# A crash leaves its input as build/fuzz/crash-* and fails the target.
+# libFuzzer targets: fuzz/NAME_fuzz.c exercises src/NAME.c; each runs
+# FUZZ_SECONDS with the seeds of fuzz/corpus/NAME. A crash leaves its input
+# as build/fuzz/crash-* and fails the target. `make test` runs each for 10 s
+# first, so a target that no longer builds or crashes fails the suite.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
@@ -56,7 +57,9 @@ fuzz: $(FUZZ_NAMES:%=build/fuzz/%_fuzz)
 	  mkdir -p build/fuzz/corpus-$$n fuzz/corpus/$$n; \
 	  echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
 	  ./build/fuzz/$${n}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$n fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1 \
+	    || { tail -n 60 build/fuzz/$$n.log; exit 1; }; \
+	  grep -a '^stat::number_of_executed_units' build/fuzz/$$n.log; \
 	done
 
 build/fuzz/%_fuzz: fuzz/%_fuzz.c src/%.c src/%.h
@@ -79,6 +82,7 @@ bench-deps: deps
 
 test: deps browser-deps
 	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@MATVIEWS_BINS="./matviews ./matviews-asan" sh spec/run.sh
 
 # DEMO_USERS=N sets the scale (default 50,000 users).

@@ -4,11 +4,6 @@ local H = require "spec.helper"
 local mv = require "matviews"
 local cjson = require "cjson"
 
--- True when the jobs are part of this build (else the examples are pending).
-local function have_jobs()
-  return type(mv.jobs) == "table" and type(mv.jobs.refresh) == "function"
-end
-
 local function matview(name)
   return mv.query("SELECT ispopulated FROM pg_matviews WHERE schemaname = 'public' AND matviewname = $1", name)[1]
 end
@@ -31,7 +26,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("creates views and records the runs", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local r = H.mv("create mv_a mv_b --yes --json")
     assert.are.equal(0, r.code)
     local doc = cjson.decode(r.out)
@@ -43,7 +37,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("refreshes --all, keeps going after a failure, exits 1", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local r = H.mv("refresh --all --yes")
     assert.are.equal(1, r.code)
     assert.matches("^%[1/3%] refresh mv_a: success in %d+ ms", r.out)
@@ -55,7 +48,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("counts rows as --row-count or ROW_COUNT_STRATEGY says, the argument first", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local doc = cjson.decode(H.mv("refresh mv_a --row-count exact --yes --json").out)
     assert.are.equal(5, doc[1].rows_count)
     doc = cjson.decode(H.mv("refresh mv_a --yes --json", { env = { ROW_COUNT_STRATEGY = "exact" } }).out)
@@ -67,7 +59,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("re-creates with FORCE=1 and creates without data", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local r = H.mv("create mv_b --yes --no-data", { env = { FORCE = "1" } })
     assert.are.equal(0, r.code)
     assert.is_false(matview("mv_b").ispopulated)
@@ -75,7 +66,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("deletes after the prompt, with CASCADE from the environment", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local r = H.mv("delete mv_b", { stdin = "n\n" })
     assert.are.equal(3, r.code)
     assert.truthy(matview("mv_b"))
@@ -86,7 +76,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("shows the recorded runs in runs and stats", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local runs = cjson.decode(H.mv("runs mv_a --json --op refresh").out)
     assert.are.equal(4, #runs)
     -- Durations depend on the machine's load, and `slow` compares the last
@@ -97,7 +86,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("marks the run of a killed process orphaned in runs", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     mv.exec("INSERT INTO mat_view_definitions (name, sql) VALUES ('mv_slow', 'SELECT 1 AS x FROM pg_sleep(3)')")
     assert.are.equal(0, H.mv("create mv_slow --no-data --yes").code)
     local pid = H.sh(H.bin .. " refresh mv_slow --yes >/dev/null 2>&1 & echo $!").out:match("%d+")
@@ -121,7 +109,6 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("queues the jobs when the configuration names the queue adapter", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local cfg = H.write(H.tmpfile(".lua"), 'job_adapter = "queue"\n')
     local r = H.mv("--config " .. H.q(cfg) .. " refresh mv_a --yes --json")
     assert.are.equal(0, r.code)

@@ -5,10 +5,6 @@
 local H = require "spec.helper"
 local mv = require "matviews"
 
-local function have_jobs()
-  return type(mv.refresh) == "function"
-end
-
 -- name -> SQL; slow views sleep so that a wrong order would overlap.
 local VIEWS = {
   { "p_a", "SELECT id FROM base, pg_sleep(0.3)" },
@@ -69,7 +65,6 @@ describe("mv.refresh_all", function()
   end)
 
   it("refreshes in dependency order, a view after what it reads through a plain view", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local m = mark()
     local r = mv.refresh_all({ parallel = 3 })
     assert.is_true(r.ok, mv.json.encode(r))
@@ -87,7 +82,6 @@ describe("mv.refresh_all", function()
   end)
 
   it("runs one at a time with parallel = 1", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local m = mark()
     assert.is_true(mv.refresh_all({ parallel = 1 }).ok)
     local runs, list = runs_since(m), {}
@@ -97,7 +91,6 @@ describe("mv.refresh_all", function()
   end)
 
   it("fails everything downstream of a failed refresh by its name and goes on with the rest", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     mv.exec("UPDATE divisor SET d = 0")
     local m = mark()
     local r = mv.refresh_all({ parallel = 2 })
@@ -118,7 +111,6 @@ describe("mv.refresh_all", function()
   end)
 
   it("refreshes what a view reads first (upstream) or what reads it after (downstream)", function()
-    if not have_jobs() then return pending("mv.jobs is not in this build") end
     local m = mark()
     assert.is_true(mv.refresh_all({ views = { "p_d" }, upstream = true, parallel = 2 }).ok)
     local runs = runs_since(m)
@@ -142,13 +134,8 @@ describe("mv.refresh_all", function()
   end)
 
   describe("matviews refresh --parallel", function()
-    local function have_flag()
-      local ok, cmd = pcall(require, "matviews.commands.refresh")
-      return have_jobs() and ok and H.mv("help refresh").out:find("--parallel", 1, true) ~= nil
-    end
 
     it("refreshes everything in dependency order and prints a line per view", function()
-      if not have_flag() then return pending("refresh --parallel is not in this build") end
       local m = mark()
       local r = H.mv("refresh --all --parallel 2 --yes")
       assert.are.equal(0, r.code, r.err)
@@ -160,7 +147,6 @@ describe("mv.refresh_all", function()
     end)
 
     it("exits 1 and names the failed upstream of what it did not run", function()
-      if not have_flag() then return pending("refresh --parallel is not in this build") end
       mv.exec("UPDATE divisor SET d = 0")
       local r = H.mv("refresh --all --parallel 3 --yes")
       mv.exec("UPDATE divisor SET d = 1")
@@ -172,7 +158,6 @@ describe("mv.refresh_all", function()
     end)
 
     it("refreshes a view after what it reads with --upstream, --json", function()
-      if not have_flag() then return pending("refresh --parallel is not in this build") end
       local r = H.mv("refresh p_d --upstream --yes --json")
       assert.are.equal(0, r.code, r.err)
       local views = {}
@@ -188,7 +173,6 @@ describe("mv.refresh_all", function()
     end)
 
     it("rejects a bad --parallel count as a usage error", function()
-      if not have_flag() then return pending("refresh --parallel is not in this build") end
       local r = H.mv("refresh --all --parallel 0 --yes")
       assert.are.equal(2, r.code)
       assert.matches("%-%-parallel takes a whole number of at least 1", r.err)

@@ -7,12 +7,28 @@ local mv = require "matviews"
 local P = {}
 
 -- Starts `matviews ARGS` in the background (PGDATABASE = this file's
--- database). Returns { out, err, code } paths; P.wait collects them.
+-- database). Returns { out, err, code, pidf } paths; P.wait collects them,
+-- P.pid reads the host's pid (an sh that execs it writes its own $$).
 function P.spawn(args, opts)
-  local p = { out = H.tmpfile(".out"), err = H.tmpfile(".err"), code = H.tmpfile(".code") }
-  H.sh(("( %s %s >%s 2>%s; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 &")
-    :format(H.bin, args, p.out, p.err, p.code, p.code, p.code), opts)
+  local p = { out = H.tmpfile(".out"), err = H.tmpfile(".err"), code = H.tmpfile(".code"), pidf = H.tmpfile(".pid") }
+  local run = ("echo $$ >%s.tmp; mv %s.tmp %s; exec %s %s"):format(p.pidf, p.pidf, p.pidf, H.bin, args)
+  H.sh(("( sh -c %s >%s 2>%s; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 &")
+    :format(H.q(run), p.out, p.err, p.code, p.code, p.code), opts)
   return p
+end
+
+-- The pid of a spawned host (waits until it is written).
+function P.pid(p)
+  return P.wait_for("a spawned host's pid", function() return tonumber(H.slurp(p.pidf):match("%d+")) end)
+end
+
+-- Waits until a backend other than this one runs a query LIKE pattern and,
+-- when app is given, has that application_name.
+function P.wait_query(pattern, app)
+  return P.wait_for("a query like " .. pattern, function()
+    return mv.query([[SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active'
+      AND pid <> pg_backend_pid() AND ($2::text IS NULL OR application_name = $2)]], pattern, app)[1]
+  end)
 end
 
 -- Polls fn() every 50 ms until it returns a true value (returned), at most
@@ -48,13 +64,7 @@ end
 
 -- The newest run row of a view (op's table) once one has status `status`.
 function P.run_with_status(op, view, status)
-  -- The fixture most job specs start from: table items with ids 1 to 5.
-function P.items()
-  mv.exec("CREATE TABLE items (id int PRIMARY KEY, v text)")
-  mv.exec("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5) g")
-end
-
-return P.wait_for(("a %s run of %s with status %d"):format(op, view, status), function()
+  return P.wait_for(("a %s run of %s with status %d"):format(op, view, status), function()
     local rows = P.runs(op, view)
     local last = rows[#rows]
     return last and last.status == status and last or nil

@@ -183,11 +183,8 @@ local function pty(steps, env)
   return r.code, H.slurp(out), H.slurp(flag)
 end
 
-local have_script = os.execute("command -v script >/dev/null 2>&1")
-
 describe("the REPL on a terminal", function()
   setup(function() H.fresh_db() end)
-  if not have_script then pending("util-linux script is not installed") return end
 
   it("reads multi-line input with a continuation prompt", function()
     local code, out, timeouts = pty({

@@ -7,8 +7,10 @@ local cjson = require "cjson"
 
 -- Definitions a (concurrent), b (regular), c (swap, no runs) and their runs.
 -- a: successful refreshes 100..1100 ms at 12h..2h ago, then 3000 ms (42 rows)
--- 1h ago; failures of 50 ms 6.5h ago and 60 ms 30 min ago.
--- b: one create (success) and one refresh of 10 ms (5 rows) a day ago.
+-- 90 min ago; failures of 50 ms 6.5h ago and 60 ms 30 min ago.
+-- b: one create (success) and one refresh of 10 ms (5 rows) a day and 10 min ago.
+-- Every age sits mid-way in its display unit ("1h ago", "1d ago"), so no
+-- assertion changes with how long the suite takes to reach it.
 local function fixture()
   mv.init()
   mv.exec([[INSERT INTO mat_view_definitions (name, sql, refresh_strategy) VALUES
@@ -20,10 +22,10 @@ local function fixture()
     VALUES ($1, $2, now() - make_interval(secs => $3), now() - make_interval(secs => $3) + make_interval(secs => $4 / 1000.0),
       $4, $5, $6, now() - make_interval(secs => $3))]]
   for k = 1, 11 do mv.exec(ins, ids.a, 2, (13 - k) * 3600, k * 100, k, nil) end
-  mv.exec(ins, ids.a, 2, 3600, 3000, 42, nil)
+  mv.exec(ins, ids.a, 2, 5400, 3000, 42, nil)
   mv.exec(ins, ids.a, 3, 6.5 * 3600, 50, nil, "boom one")
   mv.exec(ins, ids.a, 3, 1800, 60, nil, "boom two")
-  mv.exec(ins, ids.b, 2, 86400, 10, 5, nil)
+  mv.exec(ins, ids.b, 2, 87000, 10, 5, nil)
   mv.exec([[INSERT INTO mat_view_create_runs (mat_view_definition_id, status, started_at, finished_at, duration_ms, created_at)
     VALUES ($1, 2, now() - interval '2 days', now() - interval '2 days', 7, now() - interval '2 days')]], ids.b)
   return ids
@@ -55,7 +57,7 @@ describe("mv.stats", function()
     assert.are.equal(650, a.moving_avg_ms)       -- (200 + ... + 1100) / 10
     assert.are.equal(10, a.moving_avg_runs)
     assert.is_true(a.slow)                       -- 3000 > 2 * 650
-    assert.is_true(a.fresh_age_s >= 3596 and a.fresh_age_s < 3700) -- finished 3 s after it started 1h ago
+    assert.is_true(a.fresh_age_s >= 5396 and a.fresh_age_s < 7200) -- finished 3 s after it started 90 min ago
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", a.fresh_at)
 
     assert.are.equal(1, s.b.success_count)
@@ -275,7 +277,7 @@ describe("the runs, stats, list and metrics commands", function()
     local r = H.mv("stats")
     assert.are.equal(0, r.code)
     assert.matches("VIEW  OK  FAILED  AVG MS  MIN   P95   MAX  LAST", r.out)
-    assert.matches("\na +12 +2 +800 +100 +1955 +3000 +failed +3000 +42 +59m ago +slow\n", r.out)
+    assert.matches("\na +12 +2 +800 +100 +1955 +3000 +failed +3000 +42 +1h ago +slow\n", r.out)
     assert.matches("\nc +0 +0 +never\n", r.out)
     local doc = cjson.decode(H.mv("stats a --since 150m --json").out)
     assert.are.same({ "a", 2, 2050, 2905, true }, { doc[1].view, doc[1].success_count, doc[1].avg_ms,
@@ -295,7 +297,7 @@ describe("the runs, stats, list and metrics commands", function()
     assert.is_true(doc.b.fresh_age_s >= 86400)
     local r = H.mv("list")
     assert.are.equal(0, r.code)
-    assert.matches("\n +%d+ +a +public +concurrent +missing +refresh failed [%d-]+ [%d:]+ +59m ago\n", r.out)
+    assert.matches("\n +%d+ +a +public +concurrent +missing +refresh failed [%d-]+ [%d:]+ +1h ago\n", r.out)
     assert.matches("\n +%d+ +b +public +regular +populated +refresh success .* 1d ago\n", r.out)
     assert.matches("\n +%d+ +c +public +swap +not populated +never\n", r.out)
     mv.exec("DROP MATERIALIZED VIEW b")
