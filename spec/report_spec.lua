@@ -161,5 +161,4 @@ describe("matviews report", function()
     assert.are.equal(3, #d.views)
     assert.are.equal(2, #d.failures)
   end)
-
 end)
