@@ -81,7 +81,7 @@ inserted   users_base
     assert.are.equal(0, H.mv("apply --definitions " .. dir).code)
     os.remove(dir .. "/b.lua")
     H.write(dir .. "/a.lua", 'view "mv_a" { sql = "SELECT 2" }\n')
-    local r = H.mv("apply --prune --definitions " .. dir, { stdin = "n\n" })
+    local r = H.tty("apply --prune --definitions " .. dir, { stdin = "n\n" })
     assert.are.equal(3, r.code)
     assert.are.equal("apply --prune deletes 1 definition whose files are gone, with their run history: mv_b\n"
       .. "(the views themselves are not dropped)\nProceed? [y/N] aborted; nothing applied\n", r.err)
@@ -90,7 +90,7 @@ inserted   users_base
     r = H.mv("apply --definitions " .. dir)
     assert.are.equal("updated    mv_a (sql)\n0 inserted, 1 updated, 0 unchanged, 0 deleted\n", r.out)
     assert.are.equal(2, #mv.query("SELECT name FROM mat_view_definitions"))
-    r = H.mv("apply --prune --definitions " .. dir, { stdin = "y\n" })
+    r = H.tty("apply --prune --definitions " .. dir, { stdin = "y\n" })
     assert.are.equal(0, r.code)
     assert.are.equal("unchanged  mv_a\ndeleted    mv_b\n0 inserted, 0 updated, 1 unchanged, 1 deleted\n", r.out)
     assert.are.same({ { name = "mv_a" } }, mv.query("SELECT name FROM mat_view_definitions"))

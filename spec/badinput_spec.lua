@@ -67,6 +67,10 @@ local CASES = {
   { "enqueue", "enqueue refresh", "missing argument 'names'" },
   { "enqueue", "enqueue drop a", "argument 'op' must be one of 'create', 'refresh', 'delete'" },
   { "enqueue", "enqueue refresh nope", "no definition named nope" },
+  { "queue", "queue retry", "queue retry needs a job id (a whole number)" },
+  { "queue", "queue cancel x", "queue cancel needs a job id (a whole number)" },
+  { "queue", "queue list 3", "queue list takes no job id" },
+  { "queue", "queue --status done2", "argument for option '--status' must be one of 'pending', 'running', 'success', 'done', 'failed', 'cancelled'" },
   { "worker", "worker --concurrency 0", "--concurrency and --poll-ms take a positive integer" },
   { "worker", "worker --poll-ms", "option '--poll-ms' requires an argument" },
   { "worker", "worker extra", "too many arguments" },
@@ -141,7 +145,7 @@ local BAD_NAMES = {
   { 'a"b', [["a"b": ]] .. NOT_SIMPLE },
   { "a;b", [["a;b": ]] .. NOT_SIMPLE },
   { "x; DROP TABLE victim; --", [["x; DROP TABLE victim; --": ]] .. NOT_SIMPLE },
-  { "public.a", [["public.a": ]] .. NOT_SIMPLE, cli = false }, -- on the command line: schema-qualified
+  { "public.a.b", [["public.a.b": ]] .. NOT_SIMPLE, cli = false }, -- "schema.name" is a qualified name
   { "a b", [["a b": ]] .. NOT_SIMPLE },
   { LONG, ('"%s": is 64 bytes long (at most 63)'):format(LONG) },
   { ("é"):rep(32), ('"%s": is 64 bytes long (at most 63)'):format(("é"):rep(32)) },

@@ -19,9 +19,10 @@ ORDER BY r.started_at, r.op, r.id]]
 
 -- Runs the CLI on a run history emptied first; returns the result with the
 -- runs it recorded (r.runs: { op, name, status, meta = table }).
+-- opts.tty: run with a terminal on stdin (H.tty), opts.stdin typed at it.
 local function cli(args, opts)
   mv.exec("TRUNCATE mat_view_create_runs, mat_view_refresh_runs, mat_view_delete_runs")
-  local r = H.mv(args, opts)
+  local r = (opts and opts.tty) and H.tty(args, opts) or H.mv(args, opts)
   r.runs = mv.query(RUNS)
   for _, run in ipairs(r.runs) do run.meta = cjson.decode(run.meta) end
   return r
@@ -78,7 +79,7 @@ describe("create, refresh and delete", function()
 
   describe("the prompt", function()
     it("proceeds on y", function()
-      local r = cli("refresh a", { stdin = "y\n" })
+      local r = cli("refresh a", { stdin = "y\n", tty = true })
       assert.are.equal(0, r.code)
       assert.are.equal("refresh 1 materialized view: a\nProceed? [y/N] ", r.err)
       assert.are.same({ "refresh a" }, called(r))
@@ -86,8 +87,8 @@ describe("create, refresh and delete", function()
     end)
 
     it("aborts with exit 3 on n, an empty answer and EOF", function()
-      for _, input in ipairs({ "n\n", "\n", false }) do
-        local r = cli("delete a b", { stdin = input or nil })
+      for _, input in ipairs({ "n\n", "\n", "" }) do
+        local r = cli("delete a b", { stdin = input, tty = true })
         assert.are.equal(3, r.code)
         assert.matches("^delete 2 materialized views: a, b\nProceed%? %[y/N%] \n?aborted\n$", r.err)
         assert.are.same({}, r.runs)
@@ -96,14 +97,33 @@ describe("create, refresh and delete", function()
       end
     end)
 
-    it("is skipped with --yes or YES=1", function()
+    it("refuses at once without a terminal and without --yes, touching nothing", function()
+      for _, cmd in ipairs({ "delete a b", "refresh --all", "refresh a --parallel 2", "create a --force",
+                             "prune", "apply --prune" }) do
+        for _, env in ipairs({ {}, { YES = "1" }, { MATVIEWS_YES = "0" } }) do
+          local r = cli(cmd, { stdin = "y\n", env = env })
+          assert.are.equal(3, r.code, cmd)
+          assert.are.equal("refusing without --yes: no terminal to ask on\n", r.err)
+          assert.are.equal("", r.out)
+          assert.are.same({}, r.runs)
+        end
+      end
+      assert.is_true(exists("a") and exists("b"))
+      -- what does not ask does not refuse; a usage error is still one
+      assert.are.equal(0, cli("prune --dry-run").code)
+      local r = cli("delete nope")
+      assert.are.equal(2, r.code)
+      assert.are.equal("no definition named nope", H.usage_message(r.err))
+    end)
+
+    it("is skipped with --yes or MATVIEWS_YES=1", function()
       drop("a")
       local r = cli("create a --yes")
       assert.are.equal(0, r.code)
       assert.are.equal("", r.err)
       assert.are.same({ "create a" }, called(r))
       drop("a")
-      r = cli("create a", { env = { YES = "1" } })
+      r = cli("create a", { env = { MATVIEWS_YES = "1" } })
       assert.are.equal(0, r.code)
       assert.are.equal("", r.err)
       assert.are.same({ "create a" }, called(r))
@@ -126,11 +146,14 @@ describe("create, refresh and delete", function()
       assert.are.same({ force = true, no_data = true, row_count_strategy = "none" },
         create("--force --no-data --row-count none"))
       assert.are.same({ force = true, no_data = false, row_count_strategy = "none" },
-        create("", { FORCE = "1", ROW_COUNT_STRATEGY = "none" }))
+        create("", { MATVIEWS_FORCE = "1", MATVIEWS_ROW_COUNT_STRATEGY = "none" }))
       assert.are.same({ force = false, no_data = false, row_count_strategy = "estimated" },
-        create("--no-force --row-count estimated", { FORCE = "true", ROW_COUNT_STRATEGY = "none" }))
+        create("--no-force --row-count estimated", { MATVIEWS_FORCE = "true", MATVIEWS_ROW_COUNT_STRATEGY = "none" }))
       assert.are.same({ row_count_strategy = "estimated" },
-        passed(cli("refresh a --yes", { env = { ROW_COUNT_STRATEGY = "estimated" } }), "row_count_strategy"))
+        passed(cli("refresh a --yes", { env = { MATVIEWS_ROW_COUNT_STRATEGY = "estimated" } }), "row_count_strategy"))
+      -- the bare names another tool may have exported change nothing
+      assert.are.same({ force = false, no_data = false, row_count_strategy = "exact" },
+        create("", { FORCE = "1", ROW_COUNT_STRATEGY = "none", CASCADE = "1" }))
 
       local function delete(args, env)
         ensure("a")
@@ -138,19 +161,20 @@ describe("create, refresh and delete", function()
         assert.are.equal(0, r.code)
         return passed(r, "cascade", "if_exists")
       end
-      assert.are.same({ cascade = true, if_exists = false }, delete("", { CASCADE = "yes" }))
-      assert.are.same({ cascade = false, if_exists = true }, delete("--if-exists --no-cascade", { CASCADE = "1" }))
-      assert.are.same({ cascade = true, if_exists = false }, delete("--cascade", { CASCADE = "0" }))
+      assert.are.same({ cascade = true, if_exists = false }, delete("", { MATVIEWS_CASCADE = "yes" }))
+      assert.are.same({ cascade = false, if_exists = true }, delete("--if-exists --no-cascade", { MATVIEWS_CASCADE = "1" }))
+      assert.are.same({ cascade = true, if_exists = false }, delete("--cascade", { MATVIEWS_CASCADE = "0" }))
+      assert.are.same({ cascade = false, if_exists = false }, delete("", { CASCADE = "1" }))
       ensure("a")
     end)
 
     it("exits 2 on a bad env value or option, running nothing", function()
-      local r = cli("create a --yes", { env = { FORCE = "maybe" } })
+      local r = cli("create a --yes", { env = { MATVIEWS_FORCE = "maybe" } })
       assert.are.equal(2, r.code)
-      assert.are.equal('FORCE must be 1 or 0 (true/false, yes/no), not "maybe"', H.usage_message(r.err))
-      r = cli("refresh a --yes", { env = { ROW_COUNT_STRATEGY = "all" } })
+      assert.are.equal('MATVIEWS_FORCE must be 1 or 0 (true/false, yes/no), not "maybe"', H.usage_message(r.err))
+      r = cli("refresh a --yes", { env = { MATVIEWS_ROW_COUNT_STRATEGY = "all" } })
       assert.are.equal(2, r.code)
-      assert.are.equal('ROW_COUNT_STRATEGY must be none, estimated or exact, not "all"', H.usage_message(r.err))
+      assert.are.equal('MATVIEWS_ROW_COUNT_STRATEGY must be none, estimated or exact, not "all"', H.usage_message(r.err))
       assert.are.same({}, r.runs)
       r = cli("refresh a --yes --row-count all")
       assert.are.equal(2, r.code)
@@ -278,7 +302,7 @@ describe("create, refresh and delete", function()
     end)
 
     it("keeps the prompt off stdout", function()
-      local r = cli("--json delete a", { stdin = "y\n" })
+      local r = cli("--json delete a", { stdin = "y\n", tty = true })
       assert.are.equal(0, r.code)
       assert.are.equal("delete", cjson.decode(r.out)[1].op)
       assert.are.same({ "delete a" }, called(r))

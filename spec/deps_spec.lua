@@ -8,7 +8,7 @@ local cjson = require "cjson"
 -- Inserts a definition row (the catalog as the services would leave it).
 local function define(name, sql, dependencies)
   mv.exec([[INSERT INTO mat_view_definitions (name, sql, dependencies) VALUES ($1, $2, $3::jsonb)
-            ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, dependencies = EXCLUDED.dependencies]],
+            ON CONFLICT (schema_name, name) DO UPDATE SET sql = EXCLUDED.sql, dependencies = EXCLUDED.dependencies]],
     name, sql, cjson.encode(dependencies or {}))
 end
 

@@ -73,6 +73,21 @@ function H.mv(args, opts)
   return H.sh(H.bin .. " " .. args, opts)
 end
 
+-- Runs the host with an argument string with a terminal on stdin (script(1)),
+-- stdout and stderr still apart: what a user at a prompt sees. opts.stdin is
+-- typed at the terminal (EOF after it), opts.env as for H.sh. Returns nil
+-- when script(1) is missing.
+function H.tty(args, opts)
+  if os.execute("script -qec true /dev/null >/dev/null 2>&1") ~= true then return nil end
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local inner = "exec " .. H.bin .. " " .. args .. " >" .. out .. " 2>" .. err
+  local r = H.sh("script -qec " .. H.q(inner) .. " /dev/null >/dev/null", { stdin = opts.stdin or "", env = opts.env })
+  r.out, r.err = slurp(out), slurp(err)
+  os.remove(out); os.remove(err)
+  return r
+end
+
 -- The message of a usage error as the CLI prints it on stderr (the
 -- command's usage, a blank line, "Error: message"), or nil when err is not
 -- one.

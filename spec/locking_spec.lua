@@ -70,7 +70,7 @@ describe("per-view locking and retries", function()
   end)
 
   it("keys the lock on the view name the same way everywhere", function()
-    local key = mv.query("SELECT hashtextextended('matviews:' || 'mv_items', 0) AS k")[1].k
+    local key = mv.query("SELECT hashtextextended('matviews:' || 'public.mv_items', 0) AS k")[1].k
     local other = mv.connect("dbname=" .. H.dbname)
     other:query("SELECT pg_advisory_lock($1)", key)
     local run = mv.refresh("mv_items", { lock_wait_ms = 0 })

@@ -90,7 +90,7 @@ describe("matviews migrate", function()
     assert.are.same({ name = "users", checksum = sum }, row)
     local doc = cjson.decode(migrate(dir, "status --json").out)
     assert.are.equal(sum, doc.migrations[1].checksum)
-    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", doc.migrations[1].applied_at)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%+00:00$", doc.migrations[1].applied_at)
     assert.are.equal(dir .. "/db/migrations", doc.directory)
   end)
 

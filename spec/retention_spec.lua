@@ -127,11 +127,11 @@ would delete 4 runs
 
   it("asks, then deletes in batches", function()
     reset_runs()
-    local r = H.mv("prune --batch 1 --config " .. cfg, { stdin = "\n" })
+    local r = H.tty("prune --batch 1 --config " .. cfg, { stdin = "\n" })
     assert.are.equal(3, r.code)
     assert.are.equal("prune deletes 4 runs\nProceed? [y/N] aborted; nothing deleted\n", r.err)
     assert.are.equal(#RUNS, #survivors())
-    r = H.mv("prune --json --batch 1 --config " .. cfg, { stdin = "y\n" })
+    r = H.tty("prune --json --batch 1 --config " .. cfg, { stdin = "y\n" })
     assert.are.equal(0, r.code)
     local doc = cjson.decode(r.out)
     assert.are.equal(4, doc.deleted)

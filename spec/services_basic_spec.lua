@@ -136,7 +136,7 @@ describe("mv.services basics", function()
     local c <close> = mv.connect("dbname=" .. H.dbname)
     c:exec("begin")
     pcall(c.exec, c, "select 1/0") -- any statement on c now fails with 25P02
-    local names = { "x; drop table t", "a.b", string.rep("n", 64), "vüe", 'q"q', "sp ace" }
+    local names = { "x; drop table t", "a.b.c", string.rep("n", 64), "vüe", 'q"q', "sp ace" }
     for _, svc in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", "swap_refresh", "delete_view" }) do
       for _, name in ipairs(names) do
         local r = mv.services[svc](name, { conn = c })

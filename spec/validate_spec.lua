@@ -8,7 +8,7 @@ local cjson = require "cjson"
 -- Saves a definition row directly in the catalog.
 local function define(name, sql)
   mv.exec([[INSERT INTO mat_view_definitions (name, sql) VALUES ($1, $2)
-            ON CONFLICT (name) DO UPDATE SET sql = excluded.sql]], name, sql)
+            ON CONFLICT (schema_name, name) DO UPDATE SET sql = excluded.sql]], name, sql)
 end
 
 local function split(line)

@@ -30,6 +30,7 @@ typedef struct {
   PGconn *rec;                 /* the recorder connection */
   long long defn_id;
   char name[256];              /* definition name */
+  char schema[256];            /* its stored schema (part of the lock key) */
   const char *strategy;        /* "regular" | "concurrent" | "swap"; NULL: corrupt */
   char corrupt[400];           /* why the definition row is unusable, "" if it is not */
   char service[32];            /* mv.services.<service> */

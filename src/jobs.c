@@ -90,6 +90,7 @@ static int raise_result(lua_State *L, PGconn *conn, PGresult *res, const char *p
 static void read_definition(Job *job, PGresult *res, long long def_lock, long long def_stmt) {
   job->defn_id = strtoll(pg_value(res, 0, 0), NULL, 10);
   snprintf(job->name, sizeof job->name, "%s", pg_value(res, 0, 1));
+  snprintf(job->schema, sizeof job->schema, "%s", pg_value(res, 0, 6) ? pg_value(res, 0, 6) : "");
   int s = atoi(pg_value(res, 0, 2));
   job->strategy = s >= 0 && s <= 2 ? STRATEGIES[s] : NULL;
   if (job->strategy == NULL)
@@ -124,7 +125,7 @@ static void resolve_definition(lua_State *L, Job *job) {
   }
   PGresult *res = pg_exec(job->rec,
       "SELECT id, name, refresh_strategy, options->>'lock_timeout_ms', options->>'statement_timeout_ms',"
-      " options->>'row_count' FROM mat_view_definitions WHERE id = $1::bigint OR name = $2", 2, vals);
+      " options->>'row_count', schema_name FROM mat_view_definitions WHERE id = $1::bigint OR name = $2", 2, vals);
   if (!pg_ok(res)) {
     const char *st = pg_sqlstate(res);
     if (st && strcmp(st, SQLSTATE_UNDEFINED_TABLE) == 0) {
@@ -132,6 +133,11 @@ static void resolve_definition(lua_State *L, Job *job) {
       raise_msg(L, "the matviews catalog is not installed (run `matviews init`)", SQLSTATE_UNDEFINED_TABLE);
     }
     raise_result(L, job->rec, res, "");
+  }
+  if (pg_nrows(res) > 1) { /* the Lua side resolves names first; this is a direct call */
+    pg_clear(res);
+    lua_pushfstring(L, "the name \"%s\" is defined in several schemas: qualify it (schema.name)", vals[1]);
+    raise_msg(L, lua_tostring(L, -1), NULL);
   }
   if (pg_nrows(res) == 0) {
     pg_clear(res);

@@ -131,6 +131,7 @@ static void read_defn(lua_State *L, MvDefn *d) {
   if (lua_getfield(L, 1, "name") != LUA_TSTRING) raise_msg(L, "services: the definition has no name");
   d->name = checked_string(L, "name", &d->name_len, NULL);
   lua_pop(L, 1);
+  d->schema = opt_string_field(L, 1, "schema_name", &d->schema_len, NULL);
   d->sql = opt_string_field(L, 1, "sql", &d->sql_len, NULL);
   d->comment = opt_string_field(L, 1, "comment", NULL, &d->nul_field);
   lua_getfield(L, 1, "unique_index_columns");

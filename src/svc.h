@@ -30,6 +30,8 @@ extern const char *const mv_privilege_names[];   /* NULL-terminated */
 typedef enum { MV_RC_NONE, MV_RC_ESTIMATED, MV_RC_EXACT } MvRowCount;
 
 typedef struct {
+  const char *schema;            /* the definition's stored schema; NULL: current_schema() */
+  size_t schema_len;
   const char *name;
   size_t name_len;
   const char *sql;               /* NULL when the definition has none */
@@ -88,8 +90,9 @@ int mv_strlist_add(MvStrList *l, const char *s);
 void mv_strlist_free(MvStrList *l);
 char *mv_strdup(const char *s);
 
-/* Validates the definition (name; sql when need_sql), resolves the schema
- * from search_path and quotes the view name. 0 on success, -1 with the
+/* Validates the definition (schema, name; sql when need_sql), takes its
+ * stored schema (else current_schema(), for ad-hoc tables) and quotes the
+ * view name. 0 on success, -1 with the
  * response's error set. */
 int svc_open(MvSvc *s, PGconn *conn, const MvDefn *d, const MvOpts *o, MvResp *r, int need_sql);
 void svc_close(MvSvc *s);

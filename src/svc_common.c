@@ -117,6 +117,12 @@ int svc_run(MvSvc *s, const char *sql, int log) {
 static int check_defn(MvSvc *s, int need_sql) {
   char err[256], msg[512];
   const MvDefn *d = s->d;
+  if (d->schema && !mv_valid_identifier(d->schema, d->schema_len, err, sizeof err)) {
+    if (strlen(d->schema) != d->schema_len) snprintf(msg, sizeof msg, "invalid schema_name: %s", err);
+    else snprintf(msg, sizeof msg, "invalid schema_name \"%s\": %s", d->schema, err);
+    svc_fail(s, msg, SQLSTATE_INVALID_NAME, NULL, NULL);
+    return -1;
+  }
   if (!mv_valid_identifier(d->name, d->name ? d->name_len : 0, err, sizeof err)) {
     if (d->name && strlen(d->name) != d->name_len) snprintf(msg, sizeof msg, "invalid name: %s", err);
     else snprintf(msg, sizeof msg, "invalid name \"%s\": %s", d->name ? d->name : "", err);
@@ -143,9 +149,15 @@ static int check_defn(MvSvc *s, int need_sql) {
   return 0;
 }
 
-/* The schema unqualified names are created in: the first existing schema
- * of search_path ($user expanded, quotes removed), else public. */
+/* The schema the view lives in: the definition's stored schema_name, so
+ * that one definition means one view whatever the session's search_path;
+ * a table without one (an ad-hoc definition) gets the first existing
+ * schema of search_path, else public. */
 static int resolve_schema(MvSvc *s) {
+  if (s->d->schema) {
+    snprintf(s->schema, sizeof s->schema, "%s", s->d->schema);
+    return 0;
+  }
   PGresult *res = svc_exec(s, "SELECT coalesce((current_schemas(false))[1], 'public') AS s", 0, NULL, 0);
   if (res == NULL) return -1;
   snprintf(s->schema, sizeof s->schema, "%s", pg_value(res, 0, 0));

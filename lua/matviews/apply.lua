@@ -50,12 +50,13 @@ local function sync_live(c, fc)
   return done, true
 end
 
--- The catalog names without a file (what prune would delete).
+-- The catalog definitions without a file (what prune would delete), by label.
 function M.orphans(conn, defs)
-  local _, names = plan.catalog(conn)
+  local cat, keys = plan.catalog(conn)
+  local default_schema = require("matviews").definitions.default_schema(conn)
   local files, out = {}, {}
-  for _, d in ipairs(defs) do files[d.name] = true end
-  for _, n in ipairs(names) do if not files[n] then out[#out + 1] = n end end
+  for _, d in ipairs(defs) do files[(d.schema or default_schema) .. "." .. d.name] = true end
+  for _, k in ipairs(keys) do if not files[k] then out[#out + 1] = cat[k].label end end
   return out
 end
 
@@ -70,11 +71,13 @@ function M.apply(defs, opts)
   return mv.transaction(function(c)
     c:exec("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
     local cat, names = plan.catalog(c)
+    local default_schema = mv.definitions.default_schema(c)
     local views, counts, files = array(), { inserted = 0, updated = 0, unchanged = 0, deleted = 0 }, {}
     for _, def in ipairs(defs) do
-      files[def.name] = true
-      local fc, row = dsl.to_catalog(def), cat[def.name]
-      local v = { name = def.name, fields = array() }
+      local fc, key, shown = plan.file_catalog(c, def, default_schema)
+      files[key] = true
+      local row = cat[key]
+      local v = { name = shown, fields = array() }
       if not row then
         mv.definitions.save(to_save(fc, nil), c)
         v.action = "inserted"
@@ -96,7 +99,7 @@ function M.apply(defs, opts)
       for _, n in ipairs(names) do
         if not files[n] then
           mv.definitions.delete(n, c)
-          views[#views + 1] = { name = n, action = "deleted", fields = array(), live = { sql = array() } }
+          views[#views + 1] = { name = cat[n].label, action = "deleted", fields = array(), live = { sql = array() } }
           counts.deleted = counts.deleted + 1
         end
       end

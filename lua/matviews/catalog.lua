@@ -20,6 +20,7 @@ M.steps = {
   "003_schedule",
   "004_migrations",
   "006_report_indexes",
+  "007_definition_schema",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

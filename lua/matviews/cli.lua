@@ -10,7 +10,7 @@ M.commands = {
   "init", "apply", "plan", "prune", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "report", "metrics", "validate", "deps", "schedule",
-  "enqueue", "worker", "reconcile",
+  "enqueue", "queue", "worker", "reconcile",
   "db", "run", "repl", "version",
 }
 
@@ -136,6 +136,15 @@ function M.main(argv)
   end
   local mod = by_name[parsed.command]
   local ctx = { mv = mv, options = options, parser = parser }
+  -- a command that always asks (prune, apply --prune) refuses before it
+  -- connects when there is no terminal to ask on and no --yes /
+  -- MATVIEWS_YES=1; create/refresh/delete refuse at their prompt, after
+  -- their names resolved (a usage error wins) and before any job runs
+  local prompt = require "matviews.prompt"
+  if mod.confirms and mod.confirms(parsed) and prompt.must_refuse(ctx) then
+    io.stderr:write(prompt.REFUSED, "\n")
+    return prompt.ABORTED
+  end
   local rok, code = xpcall(mod.run, function(e)
     if type(e) == "table" then return e end
     if options.verbose then return debug.traceback(e, 2) end

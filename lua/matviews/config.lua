@@ -13,6 +13,7 @@ M.defaults = {
   dsn = nil,                      -- connection string (else DATABASE_URL, PG*, embedded)
   definitions = "definitions",    -- directory of definition files, relative to the project
   migrations = "migrations",      -- directory of scripted migrations
+  schema = nil,                   -- schema of definitions that name none (else current_schema())
   job_adapter = "inline",         -- "inline" or "queue"
   lock_timeout_ms = 5000,         -- bound of the swap transaction's locks
   statement_timeout_ms = 0,       -- 0: no limit
@@ -70,6 +71,11 @@ M.types = {
   dsn = kind("string"),
   definitions = kind("string"),
   migrations = kind("string"),
+  schema = function(v)
+    if type(v) ~= "string" or not require("matviews.core").validate_name(v) then
+      return "a schema name (a simple identifier of 1 to 63 bytes)"
+    end
+  end,
   job_adapter = one_of("inline", "queue"),
   lock_timeout_ms = count,
   statement_timeout_ms = count,

@@ -51,6 +51,19 @@ local function name_check(s)
   return ok, msg and msg:gsub("^invalid name ", "")
 end
 
+-- A view name, plain or schema-qualified (schema.name).
+local function qualified_check(s)
+  if type(s) == "string" then
+    local schema, name = s:match("^([^.]+)%.([^.]+)$")
+    if schema then
+      local ok, msg = name_check(schema)
+      if not ok then return ok, msg end
+      return name_check(name)
+    end
+  end
+  return name_check(s)
+end
+
 -- A role or index name: any text of 1..63 bytes but a NUL byte (always quoted).
 local function role_check(r)
   if type(r) ~= "string" or r == "" or #r > 63 or r:find("\0", 1, true) then
@@ -128,6 +141,10 @@ function M.validate(tbl, stored)
   if type(tbl) ~= "table" then core.error("a definition must be a table") end
   local ok, msg = core.validate_name(tbl.name)
   if not ok then core.error({ message = msg, field = "name" }) end
+  if not is_null(tbl.schema_name) then
+    ok, msg = core.validate_name(tbl.schema_name)
+    if not ok then core.error({ message = msg:gsub("^invalid name", "invalid schema"), field = "schema_name" }) end
+  end
   ok, msg = core.validate_sql(tbl.sql)
   if not ok then core.error({ message = msg, field = "sql" }) end
   local strategy = is_null(tbl.refresh_strategy) and "regular" or tbl.refresh_strategy
@@ -136,9 +153,10 @@ function M.validate(tbl, stored)
     invalid("refresh_strategy", ('must be "regular", "concurrent" or "swap" (got %s)'):format(tostring(strategy)))
   end
   local d = {
+    schema_name = not is_null(tbl.schema_name) and tbl.schema_name or nil,
     name = tbl.name, sql = tbl.sql, refresh_strategy = strategy,
     unique_index_columns = check_array("unique_index_columns", tbl.unique_index_columns, name_check),
-    dependencies = check_array("dependencies", tbl.dependencies, name_check),
+    dependencies = check_array("dependencies", tbl.dependencies, qualified_check),
     schedule_cron = cron_check("schedule_cron", tbl.schedule_cron),
     indexes = check_array("indexes", tbl.indexes, index_check),
     grants = check_array("grants", tbl.grants, nil),
@@ -216,7 +234,7 @@ local function from_row(r)
     corrupt(r, ("unknown refresh_strategy %s (0 regular, 1 concurrent, 2 swap)"):format(shown(strategy)))
   end
   local raw = {
-    name = r.name, sql = r.sql, refresh_strategy = STRATEGY_NAMES[strategy],
+    schema_name = r.schema_name, name = r.name, sql = r.sql, refresh_strategy = STRATEGY_NAMES[strategy],
     unique_index_columns = decode(r, "unique_index_columns", "["),
     dependencies = decode(r, "dependencies", "["),
     schedule_cron = r.schedule_cron, indexes = decode(r, "indexes", "["), grants = decode(r, "grants", "["),
@@ -225,22 +243,52 @@ local function from_row(r)
   local ok, d = pcall(M.validate, raw, true)
   if not ok then corrupt(r, type(d) == "table" and d.message or shown(d)) end
   d.id, d.created_at, d.updated_at = r.id, r.created_at, r.updated_at
+  d.label = r.label or d.name
   return d
 end
 
-local COLUMNS = [[id, name, sql, refresh_strategy, unique_index_columns::text, dependencies::text,
+-- How a definition is named to users and between processes: its name, or
+-- schema.name when another schema defines the same name (a label always
+-- resolves back to its definition, see M.get).
+-- label_sql(alias): that label in SQL, for the catalog table as `alias`.
+function M.label_sql(a)
+  return ([[CASE WHEN EXISTS (SELECT 1 FROM mat_view_definitions o_
+    WHERE o_.name = A.name AND o_.schema_name <> A.schema_name)
+  THEN A.schema_name || '.' || A.name ELSE A.name END]]):gsub("A%.", a .. ".")
+end
+M.LABEL_SQL = M.label_sql("mat_view_definitions")
+
+local COLUMNS = [[id, schema_name, name, ]] .. M.LABEL_SQL .. [[ AS label, sql, refresh_strategy, unique_index_columns::text, dependencies::text,
   schedule_cron, indexes::text, grants::text, comment, retention::text, options::text,
   created_at::text, updated_at::text]]
 
--- Inserts or updates (by name) a definition; returns the saved definition.
+-- The schema a definition without one is saved in: the configuration's
+-- `schema`, else the connection's current_schema() (public when
+-- search_path names no existing schema).
+function M.default_schema(conn)
+  local cfg = mv().config().schema
+  if cfg then return cfg end
+  return conn:query("SELECT coalesce(current_schema(), 'public') AS s")[1].s
+end
+
+-- Splits "schema.name" into schema, name (schema nil for a plain name).
+function M.split(ref)
+  local schema, name = ref:match("^([^.]+)%.([^.]+)$")
+  if schema then return schema, name end
+  return nil, ref
+end
+
+-- Inserts or updates (by schema and name) a definition; returns the saved
+-- definition. Without schema_name it goes to M.default_schema.
 function M.save(tbl, conn)
   local d = M.validate(tbl)
   conn = conn or mv().conn()
+  local schema = d.schema_name or M.default_schema(conn)
   local rows = conn:query([[
     INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns, dependencies,
-      schedule_cron, indexes, grants, comment, retention, options)
-    VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10::jsonb, $11::jsonb)
-    ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, refresh_strategy = EXCLUDED.refresh_strategy,
+      schedule_cron, indexes, grants, comment, retention, options, schema_name)
+    VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8::jsonb, $9, $10::jsonb, $11::jsonb, $12)
+    ON CONFLICT (schema_name, name) DO UPDATE SET sql = EXCLUDED.sql, refresh_strategy = EXCLUDED.refresh_strategy,
       unique_index_columns = EXCLUDED.unique_index_columns, dependencies = EXCLUDED.dependencies,
       schedule_cron = EXCLUDED.schedule_cron, indexes = EXCLUDED.indexes, grants = EXCLUDED.grants,
       comment = EXCLUDED.comment, retention = EXCLUDED.retention, options = EXCLUDED.options,
@@ -248,21 +296,44 @@ function M.save(tbl, conn)
     RETURNING ]] .. COLUMNS,
     d.name, d.sql, M.STRATEGIES[d.refresh_strategy], json_array(d.unique_index_columns),
     json_array(d.dependencies), d.schedule_cron, json_array(d.indexes), json_array(d.grants),
-    d.comment, json_object(d.retention), json_object(d.options))
+    d.comment, json_object(d.retention), json_object(d.options), schema)
   return from_row(rows[1])
 end
 
--- The definition with that name (string) or id (integer), or nil.
-function M.get(name_or_id, conn)
-  local rows
-  if math.type(name_or_id) == "integer" then
-    rows = (conn or mv().conn()):query("SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE id = $1", name_or_id)
-  elseif type(name_or_id) == "string" then
-    if not core.validate_name(name_or_id) then return nil end
-    rows = (conn or mv().conn()):query("SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE name = $1", name_or_id)
-  else
+-- Raises the usage error for a plain name defined in several schemas.
+local function ambiguous(name, rows)
+  local both = {}
+  for i, r in ipairs(rows) do both[i] = r.schema_name .. "." .. r.name end
+  core.error({ message = ("the name %s is ambiguous: it is defined as %s; qualify it (schema.name)")
+    :format(name, table.concat(both, " and ")), exit = 2 })
+end
+
+-- The catalog row a name ("name" or "schema.name") or id means, as
+-- { id, schema_name, name, label } without decoding the rest (so a row
+-- corrupted by hand is still found, and named), or nil. A plain name
+-- defined in several schemas raises a usage error naming them.
+function M.find(name_or_id, conn)
+  conn = conn or mv().conn()
+  local sel = "SELECT id, schema_name, name, " .. M.LABEL_SQL .. " AS label FROM mat_view_definitions "
+  if math.type(name_or_id) == "integer" then return conn:query(sel .. "WHERE id = $1", name_or_id)[1] end
+  if type(name_or_id) ~= "string" then
     core.error("definitions.get: expected a name or an integer id, got " .. type(name_or_id))
   end
+  local schema, name = M.split(name_or_id)
+  if not core.validate_name(name) or (schema and not core.validate_name(schema)) then return nil end
+  if schema then return conn:query(sel .. "WHERE schema_name = $1 AND name = $2", schema, name)[1] end
+  local rows = conn:query(sel .. "WHERE name = $1 ORDER BY schema_name", name)
+  if #rows > 1 then ambiguous(name, rows) end
+  return rows[1]
+end
+
+-- The definition with that name (string: "name" or "schema.name") or id
+-- (integer), or nil; see M.find.
+function M.get(name_or_id, conn)
+  conn = conn or mv().conn()
+  local r = M.find(name_or_id, conn)
+  if r == nil then return nil end
+  local rows = conn:query("SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE id = $1", r.id)
   return rows[1] and from_row(rows[1]) or nil
 end
 
@@ -271,7 +342,7 @@ end
 function M.list(conn)
   local out = {}
   local rows = require("matviews.targets").query(conn or mv().conn(),
-    "SELECT " .. COLUMNS .. " FROM mat_view_definitions ORDER BY name")
+    "SELECT " .. COLUMNS .. " FROM mat_view_definitions ORDER BY name, schema_name")
   for i, r in ipairs(rows) do out[i] = from_row(r) end
   return out
 end
@@ -280,8 +351,10 @@ M.check = M.list
 -- Deletes the definition (its runs go with it); true when one was deleted.
 function M.delete(name, conn)
   if type(name) ~= "string" then core.error("definitions.delete: expected a name") end
-  if not core.validate_name(name) then return false end
-  return (conn or mv().conn()):exec("DELETE FROM mat_view_definitions WHERE name = $1", name) > 0
+  conn = conn or mv().conn()
+  local d = M.get(name, conn)
+  if not d then return false end
+  return conn:exec("DELETE FROM mat_view_definitions WHERE id = $1", d.id) > 0
 end
 
 -- What the services take: a table passes through; a name or id is looked up
@@ -289,7 +362,7 @@ end
 -- name becomes { name = s }, which the service refuses before any SQL runs.
 function M.resolve(defn, conn)
   if type(defn) == "table" then return defn end
-  if type(defn) == "string" and not core.validate_name(defn) then return { name = defn } end
+  if type(defn) == "string" and not core.validate_name(select(2, M.split(defn))) then return { name = defn } end
   if type(defn) ~= "string" and math.type(defn) ~= "integer" then
     core.error("a definition (name, id or table) is required")
   end

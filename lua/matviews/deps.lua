@@ -7,13 +7,14 @@
 local M = {}
 
 -- Every (upstream, downstream) pair of defined views that the database
--- records, looking through plain views. Definitions are resolved like the
--- services do, through search_path.
+-- records, looking through plain views, by label (matviews.definitions).
+-- Definitions are found in their stored schema, like the services do.
 local DISCOVER = [[
 WITH RECURSIVE defs AS (
-  SELECT d.name, c.oid
-  FROM mat_view_definitions d
-  JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.name)) AND c.relkind = 'm'
+  SELECT ]] .. require("matviews.definitions").LABEL_SQL .. [[ AS name, c.oid
+  FROM mat_view_definitions
+  JOIN pg_class c ON c.oid = to_regclass(quote_ident(mat_view_definitions.schema_name) || '.'
+                                       || quote_ident(mat_view_definitions.name)) AND c.relkind = 'm'
 ), reads(reader, rel) AS (
   SELECT r.ev_class, dep.refobjid
   FROM pg_rewrite r
@@ -56,31 +57,50 @@ local function add_edge(g, up, down, source)
   g.nodes[down].upstream[up] = true
 end
 
--- Builds a graph from definition rows { id, name, dependencies } and
--- discovered pairs { upstream, downstream }. Raises on unknown declared
--- names and on cycles.
+-- The node a declared dependency means: "schema.name" exactly; a plain
+-- name the definition of that name in the reader's own schema, else the
+-- only one of that name. nil when there is none (or several elsewhere).
+local function declared_node(g, d, dep)
+  local schema, name = tostring(dep):match("^([^.]+)%.([^.]+)$")
+  if schema then return g.by_qualified[schema .. "." .. name] end
+  name = tostring(dep)
+  if d.schema_name and g.by_qualified[d.schema_name .. "." .. name] then
+    return g.by_qualified[d.schema_name .. "." .. name]
+  end
+  local found = g.by_name[name]
+  if found and #found == 1 then return found[1] end
+end
+
+-- Builds a graph from definition rows { id, schema_name, name, label,
+-- dependencies } and discovered pairs { upstream, downstream } (labels).
+-- Nodes are keyed by label. Raises on unknown declared names and on cycles.
 function M.build(defs, pairs_)
   local mv = require "matviews"
-  local g = { nodes = {}, edges = {}, edge_index = {}, names = {} }
+  local g = { nodes = {}, edges = {}, edge_index = {}, names = {}, by_qualified = {}, by_name = {} }
   for _, d in ipairs(defs) do
-    g.nodes[d.name] = { name = d.name, id = d.id, schedule_cron = d.schedule_cron,
+    local label = d.label or d.name
+    g.nodes[label] = { name = label, id = d.id, schema_name = d.schema_name, schedule_cron = d.schedule_cron,
       upstream = {}, downstream = {} }
-    g.names[#g.names + 1] = d.name
+    g.names[#g.names + 1] = label
+    if d.schema_name then g.by_qualified[d.schema_name .. "." .. d.name] = label end
+    g.by_name[d.name] = g.by_name[d.name] or {}
+    table.insert(g.by_name[d.name], label)
   end
   table.sort(g.names)
   for _, p in ipairs(pairs_) do add_edge(g, p.upstream, p.downstream, "catalog") end
   for _, d in ipairs(defs) do
+    local label = d.label or d.name
     local declared = d.dependencies
     if type(declared) == "string" then declared = mv.json.decode(declared) end
     for _, dep in ipairs(type(declared) == "table" and declared or {}) do
-      local name = tostring(dep):match("([^.]+)$") or tostring(dep)
-      if not g.nodes[name] then
-        mv.error(("view %s declares a dependency on %q, which is not a defined view"):format(d.name, tostring(dep)))
+      local name = declared_node(g, d, dep)
+      if not name then
+        mv.error(("view %s declares a dependency on %q, which is not a defined view"):format(label, tostring(dep)))
       end
-      if name == d.name then
+      if name == label then
         mv.error(("dependency cycle: %s -> %s"):format(name, name))
       end
-      add_edge(g, name, d.name, "declared")
+      add_edge(g, name, label, "declared")
     end
   end
   local cycle = M.find_cycle(g)

@@ -18,7 +18,7 @@ local ROW_COUNTS = definitions.ROW_COUNTS
 local PRIVILEGES = definitions.PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
-M.KEYS = { "sql", "strategy", "unique", "indexes", "depends_on", "schedule",
+M.KEYS = { "sql", "schema", "strategy", "unique", "indexes", "depends_on", "schedule",
   "retention", "grants", "comment", "row_count" }
 local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
@@ -66,6 +66,14 @@ function normalise.sql(v)
   if type(v) ~= "string" then return nil, "a string" end
   v = v:gsub("^%s+", ""):gsub("[%s;]+$", "")
   if v == "" then return nil, "a non-empty SELECT" end
+  return v
+end
+
+-- schema = "analytics": the schema the view lives in (a simple identifier).
+function normalise.schema(v)
+  if type(v) ~= "string" then return nil, "a schema name (string)" end
+  local ok, why = require("matviews.core").validate_name(v)
+  if not ok then return nil, "a schema name (" .. why:gsub("^invalid name ", "") .. ")" end
   return v
 end
 
@@ -175,18 +183,22 @@ end
 M.display = display
 
 -- Checks one view's body; adds errors, returns the definition or nil.
-local function check_view(state, name, body, line)
+local function check_view(state, name, body, line, schema)
   local file, errs = state.file, state.errors
   local function fail(key, msg)
     local at = key and config.locate(state.text, key, line) or line
-    errs[#errs + 1] = ("%s:%d: view '%s': %s"):format(file, at, name, msg)
+    errs[#errs + 1] = ("%s:%d: view '%s': %s"):format(file, at, schema and (schema .. "." .. name) or name, msg)
   end
   if type(body) ~= "table" then
     fail(nil, "expected a table after the name (view \"" .. name .. "\" { sql = ... }), got " .. type(body))
     return nil
   end
-  local def = { name = name, file = file, line = line, strategy = "regular", unique = {},
+  local def = { name = name, schema = schema, file = file, line = line, strategy = "regular", unique = {},
     indexes = {}, depends_on = {}, grants = {} }
+  if schema and body.schema ~= nil and body.schema ~= schema then
+    fail("schema", ("key 'schema' says %s but the name says %s"):format(show(body.schema), schema))
+    return nil
+  end
   local ok = true
   local keys = {}
   for k in pairs(body) do keys[#keys + 1] = k end
@@ -233,24 +245,32 @@ local function environment(state)
     type = type, select = select, error = error, assert = assert, pcall = pcall,
   }
   -- view "name" { ... }
-  function env.view(name)
+  -- view "name" { ... } or view "schema.name" { ... }
+  function env.view(qname)
     local line = debug.getinfo(2, "l").currentline
-    if type(name) ~= "string" then error("view name must be a string, got " .. type(name), 2) end
+    if type(qname) ~= "string" then error("view name must be a string, got " .. type(qname), 2) end
+    local schema, name = qname:match("^([^.]+)%.([^.]+)$")
+    name = name or qname
     local ok, why = require("matviews.core").validate_name(name)
+    if ok and schema then
+      ok, why = require("matviews.core").validate_name(schema)
+      if not ok then why = why:gsub("^invalid name", "invalid schema") end
+    end
     if not ok then error(why, 2) end
-    local call = { name = name, line = line }
+    local call = { name = qname, line = line }
     state.pending[call] = true
     return function(body)
       state.pending[call] = nil
-      local def = check_view(state, name, body, line)
+      local def = check_view(state, name, body, line, schema)
       if not def then return end
-      local prev = state.seen[name]
+      local key = (def.schema or "") .. "." .. name
+      local prev = state.seen[key]
       if prev then
         state.errors[#state.errors + 1] = ("%s:%d: view '%s': already declared at %s:%d"):format(
-          state.file, line, name, prev.file, prev.line)
+          state.file, line, qname, prev.file, prev.line)
         return
       end
-      state.seen[name] = def
+      state.seen[key] = def
       state.defs[#state.defs + 1] = def
     end
   end
@@ -307,6 +327,7 @@ function M.to_catalog(def)
   local retention = def.retention
   if type(retention) == "function" then retention = { custom = true } end
   return {
+    schema_name = def.schema,
     name = def.name,
     sql = def.sql,
     refresh_strategy = def.strategy,
@@ -323,7 +344,7 @@ end
 
 -- DSL key of each catalog field, for reports ("updated (sql, schedule)").
 M.KEY_OF_FIELD = {
-  sql = "sql", refresh_strategy = "strategy", unique_index_columns = "unique",
+  sql = "sql", schema_name = "schema", refresh_strategy = "strategy", unique_index_columns = "unique",
   dependencies = "depends_on", schedule_cron = "schedule", indexes = "indexes",
   grants = "grants", comment = "comment", retention = "retention", options = "row_count",
 }

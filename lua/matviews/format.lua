@@ -4,10 +4,61 @@ local null = require("cjson").null
 
 local M = {}
 
--- "2026-11-26T11:24:44.123Z" -> "2026-11-26 11:24:44"; NULL -> nil.
+-- The one timestamp format of every table and --json document: ISO 8601
+-- to the second with the offset, in the session's time zone (PostgreSQL's
+-- TimeZone: PGTZ, else the role's or server's setting), e.g.
+-- "2026-11-29T22:00:01+01:00"; UTC is "+00:00".
+M.ISO_FORMAT = [[YYYY-MM-DD"T"HH24:MI:SSTZH:TZM]]
+
+-- SQL text formatting the timestamptz expression col in that format.
+function M.iso_sql(col)
+  return ("to_char(%s, '%s')"):format(col, M.ISO_FORMAT)
+end
+
+-- Formats values in that format through the session: epoch seconds
+-- (kind "epoch") or timestamptz text (kind "text", e.g. the recorder's UTC
+-- times). values is an array that may hold nil up to n; returns an array of
+-- strings, nil where the value was nil.
+local function iso_list(conn, values, n, kind)
+  n = n or #values
+  if n == 0 then return {} end
+  local list = {}
+  for i = 1, n do list[i] = values[i] == nil and null or values[i] end
+  local expr = kind == "epoch" and "to_timestamp(o.v::float8)" or "o.v::timestamptz"
+  local out = {}
+  local rows = conn:query(("SELECT o.i, %s AS t FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS o(v, i)")
+    :format(M.iso_sql(expr)), list)
+  for _, r in ipairs(rows) do if r.t ~= null then out[r.i] = r.t end end
+  return out
+end
+
+-- Epoch seconds -> the format (see iso_list).
+function M.iso_epochs(conn, times, n) return iso_list(conn, times, n, "epoch") end
+
+-- Rewrites, in place, the timestamp fields keys of each row of rows into
+-- the format (a run as the recorder returns it, for printing).
+function M.iso_fields(conn, rows, keys)
+  local vals, n = {}, 0
+  for _, row in ipairs(rows) do
+    for _, k in ipairs(keys) do
+      n = n + 1
+      if type(row[k]) == "string" then vals[n] = row[k] end
+    end
+  end
+  local out, i = iso_list(conn, vals, n, "text"), 0
+  for _, row in ipairs(rows) do
+    for _, k in ipairs(keys) do
+      i = i + 1
+      if out[i] then row[k] = out[i] end
+    end
+  end
+  return rows
+end
+
+-- A timestamp for a table cell: the text as it is; NULL -> nil.
 function M.time(iso)
   if iso == nil or iso == null then return nil end
-  return (iso:gsub("^(%d+%-%d+%-%d+)T(%d+:%d+:%d+).*$", "%1 %2"))
+  return iso
 end
 
 -- Seconds -> "45s ago", "12m ago", "3h ago", "2d ago"; NULL -> "never".

@@ -65,6 +65,12 @@ function M.run(op, ref, opts)
   local conn = opts.conn or m.conn()
   local options = {}
   for k, v in pairs(opts) do if not JOB_KEYS[k] then options[k] = v end end
+  if type(ref) == "string" and not ref:match("^%d+$") then
+    -- the C job looks definitions up by id or plain name; a qualified or
+    -- ambiguous name is resolved here, in the one place that knows schemas
+    local d = m.definitions.find(ref, conn)
+    if d then ref = d.id end
+  end
   if op == "refresh" then options.lock_timeout_ms = options.lock_timeout_ms or cfg.lock_timeout_ms end
   local run = core.jobs.run {
     op = op, definition = ref, run_conn = M.recorder(conn), conn = conn, options = options,

@@ -78,9 +78,8 @@ end
 local function applied_rows(conn)
   local by = {}
   if not conn:query("SELECT to_regclass('matviews_migrations') IS NOT NULL AS ok")[1].ok then return by end
-  for _, r in ipairs(conn:query([[SELECT version, name, checksum,
-      to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS applied_at
-      FROM matviews_migrations ORDER BY version]])) do
+  for _, r in ipairs(conn:query(([[SELECT version, name, checksum, %s AS applied_at
+      FROM matviews_migrations ORDER BY version]]):format(require("matviews.format").iso_sql("applied_at")))) do
     by[r.version] = r
   end
   return by

@@ -1,6 +1,8 @@
 -- What `create`, `refresh` and `delete` share: the NAME.../--id/--all
--- arguments, options from the command line over the environment (FORCE,
--- CASCADE, ROW_COUNT_STRATEGY) over the configuration, the confirmation,
+-- arguments, options from the command line over the environment
+-- (MATVIEWS_FORCE, MATVIEWS_CASCADE, MATVIEWS_ROW_COUNT_STRATEGY: prefixed,
+-- so a FORCE exported for another tool changes nothing here) over the
+-- configuration, the confirmation,
 -- running each view's job through mv.jobs, progress, and the exit code
 -- (0 all ok, 1 some operation failed, 2 usage, 3 aborted).
 local output = require "matviews.output"
@@ -56,14 +58,17 @@ function M.flag(args, key, env)
   return false
 end
 
--- The row count strategy: --row-count, else ROW_COUNT_STRATEGY, else nil
--- (the job then takes the definition's row_count, else the configuration's).
+-- The environment variables that set defaults of create, refresh and delete.
+M.ENV = { force = "MATVIEWS_FORCE", cascade = "MATVIEWS_CASCADE", row_count = "MATVIEWS_ROW_COUNT_STRATEGY" }
+
+-- The row count strategy: --row-count, else MATVIEWS_ROW_COUNT_STRATEGY, else
+-- nil (the job then takes the definition's row_count, else the configuration's).
 function M.row_count(args)
   if args.row_count then return args.row_count end
-  local e = os.getenv("ROW_COUNT_STRATEGY")
+  local e = os.getenv(M.ENV.row_count)
   if e and e ~= "" then
     if not ROW_COUNTS[e] then
-      targets.usage(("ROW_COUNT_STRATEGY must be none, estimated or exact, not %q"):format(e))
+      targets.usage(("%s must be none, estimated or exact, not %q"):format(M.ENV.row_count, e))
     end
     return e
   end
@@ -111,7 +116,7 @@ function M.run(op, args, ctx, jopts, verbs)
   for i, d in ipairs(defs) do names[i] = d.name end
   local what = ("%s %d materialized view%s: %s"):format(op, #defs, #defs == 1 and "" or "s", M.name_list(names))
   if not prompt.confirm(ctx, what) then
-    io.stderr:write("aborted\n")
+    if not prompt.must_refuse(ctx) then io.stderr:write("aborted\n") end
     return prompt.ABORTED
   end
   if not (mv.jobs and mv.jobs[op]) then mv.error({ message = "jobs are not available in this build" }) end
@@ -125,7 +130,11 @@ function M.run(op, args, ctx, jopts, verbs)
     p:finish(M.result_text(op, d.name, run))
   end
   p:close(failed)
-  if ctx.options.json then output.json(results) end
+  if ctx.options.json then
+    -- in the one timestamp format; as recorded when the database is gone
+    pcall(require("matviews.format").iso_fields, mv.conn(), results, { "started_at", "finished_at", "created_at" })
+    output.json(results)
+  end
   return failed > 0 and 1 or 0
 end
 

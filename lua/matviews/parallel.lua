@@ -23,6 +23,10 @@ function M.select_views(g, opts)
   end
   local set = {}
   for _, name in ipairs(opts.views) do
+    if not g.nodes[name] then -- "schema.name" of a label that is plain, or the reverse
+      local d = mv.definitions.find(name)
+      name = d and d.label or name
+    end
     if not g.nodes[name] then mv.error(("no definition named %q"):format(name)) end
     set[name] = true
     if opts.upstream then for n in pairs(deps.closure(g, name, "upstream")) do set[n] = true end end
@@ -193,7 +197,7 @@ function M.command(args, ctx, jopts)
   local shown = require("matviews.operate").name_list(order)
   local what = ("refresh %d materialized view%s (parallel %d): %s"):format(#order, #order == 1 and "" or "s", n, shown)
   if not require("matviews.prompt").confirm(ctx, what) then
-    io.stderr:write("aborted\n")
+    if not require("matviews.prompt").must_refuse(ctx) then io.stderr:write("aborted\n") end
     return require("matviews.prompt").ABORTED
   end
   local p = require("matviews.progress").new({ total = #order, verb = "refreshing", quiet = ctx.options.json })

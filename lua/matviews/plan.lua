@@ -22,18 +22,31 @@ local function text(v)
   return v
 end
 
--- The catalog as { [name] = definition (mv.definitions tables) }, the
--- sorted names, and whether the catalog is installed (empty when not).
+-- The catalog as { ["schema.name"] = definition (mv.definitions tables) },
+-- the sorted keys, and whether the catalog is installed (empty when not).
 function M.catalog(conn)
-  local by_name, names = {}, {}
+  local by_key, keys = {}, {}
   if not conn:query("SELECT to_regclass('mat_view_definitions') IS NOT NULL AS ok")[1].ok then
-    return by_name, names, false
+    return by_key, keys, false
   end
   for _, d in ipairs(require("matviews").definitions.list(conn)) do
-    by_name[d.name] = d
-    names[#names + 1] = d.name
+    local key = d.schema_name .. "." .. d.name
+    by_key[key] = d
+    keys[#keys + 1] = key
   end
-  return by_name, names, true
+  table.sort(keys)
+  return by_key, keys, true
+end
+
+-- The catalog fields of a loaded file definition with its schema resolved
+-- (the file's, else the default schema a save would use), its key
+-- "schema.name" and the name shown to users: plain in the default schema,
+-- qualified elsewhere.
+function M.file_catalog(conn, def, default_schema)
+  local fc = dsl.to_catalog(def)
+  fc.schema_name = def.schema or default_schema
+  local key = fc.schema_name .. "." .. def.name
+  return fc, key, fc.schema_name == default_schema and def.name or key
 end
 
 -- Deep equality of decoded JSON-like values (1 == 1.0; cjson.null == nil).
@@ -141,7 +154,7 @@ end
 function M.live(conn, d)
   local rel = conn:query([[SELECT c.oid::regclass::text AS rel, n.nspname, c.relname, c.relkind::text AS kind
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = to_regclass($1)]], conn:quote_ident(d.name))[1]
+     WHERE c.oid = to_regclass($1)]], conn:quote_ident(d.schema_name) .. "." .. conn:quote_ident(d.name))[1]
   local out = { exists = rel ~= nil and rel.kind == "m", indexes_missing = array(), indexes_extra = array(),
     grants_missing = array(), grants_extra = array() }
   if not out.exists then
@@ -225,11 +238,13 @@ function M.run(opts)
   local defs, errs = dsl.load_dir(opts.definitions)
   if not defs then return nil, errs end
   local cat, names, installed = M.catalog(conn)
+  local default_schema = mv.definitions.default_schema(conn)
   local views, in_files = array(), {}
   for _, def in ipairs(defs) do
-    in_files[def.name] = true
-    local fc, row = dsl.to_catalog(def), cat[def.name]
-    local v = { name = def.name, file = def.file .. ":" .. def.line, changed = array() }
+    local fc, key, shown = M.file_catalog(conn, def, default_schema)
+    in_files[key] = true
+    local row = cat[key]
+    local v = { name = shown, file = def.file .. ":" .. def.line, changed = array() }
     if not row then v.catalog = "missing"
     else
       v.changed = M.changed_fields(fc, row)
@@ -238,9 +253,9 @@ function M.run(opts)
     v.live = M.live(conn, fc)
     views[#views + 1] = v
   end
-  for _, name in ipairs(names) do
-    if not in_files[name] then
-      views[#views + 1] = { name = name, catalog = "orphan", changed = array(), live = M.live(conn, cat[name]) }
+  for _, key in ipairs(names) do
+    if not in_files[key] then
+      views[#views + 1] = { name = cat[key].label, catalog = "orphan", changed = array(), live = M.live(conn, cat[key]) }
     end
   end
   table.sort(views, function(a, b) return a.name < b.name end)

@@ -19,15 +19,15 @@ local function portable(opts)
   return t
 end
 
--- The definition's id and name for ref (a name or an id); raises when missing.
+-- The definition's id and name (its label) for ref (a name, "schema.name"
+-- or an id); raises when missing or ambiguous.
 function M.definition(conn, ref)
   local id = math.type(ref) == "integer" and ref or (type(ref) == "string" and ref:match("^%d+$") and tonumber(ref))
-  local rows = conn:query("SELECT id, name FROM mat_view_definitions WHERE id = $1::bigint OR name = $2",
-    id or mv().null, (not id) and ref or mv().null)
-  if #rows == 0 then
+  local d = mv().definitions.find(id and math.tointeger(id) or ref, conn)
+  if not d then
     mv().error(id and ("no definition with id " .. id) or ('no definition named "' .. tostring(ref) .. '"'))
   end
-  return rows[1]
+  return { id = d.id, name = d.label }
 end
 
 -- Puts a job on the queue (opts.conn: in that session, so inside a caller's
@@ -106,15 +106,89 @@ function M.reconcile(conn)
     :format(require("matviews.jobs").orphaned_sql("j")), DEAD_WORKER)
 end
 
--- Counts of jobs by status: { pending = n, running = n, success = n, failed = n }.
+-- The job statuses: the run statuses of matviews.catalog plus 4, a pending
+-- job cancelled by `matviews queue cancel` (never claimed: claim takes 0).
+M.STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed", [4] = "cancelled" }
+M.STATUS_CODE = { pending = 0, running = 1, success = 2, failed = 3, cancelled = 4 }
+
+-- Counts of jobs by status: { pending = n, running = n, success = n,
+-- failed = n, cancelled = n }.
 function M.counts(conn)
   conn = conn or mv().conn()
-  local names = { [0] = "pending", "running", "success", "failed" }
-  local out = { pending = 0, running = 0, success = 0, failed = 0 }
+  local out = {}
+  for _, name in pairs(M.STATUS) do out[name] = 0 end
   for _, r in ipairs(conn:query("SELECT status, count(*)::int AS n FROM matviews_jobs GROUP BY status")) do
-    if names[r.status] then out[names[r.status]] = r.n end
+    if M.STATUS[r.status] then out[M.STATUS[r.status]] = r.n end
   end
   return out
+end
+
+-- The jobs, newest first: { id, op, view, status (name), enqueued_at,
+-- started_at, finished_at (the one format), worker_hostname, worker_pid,
+-- run_id, error, options (table) }. opts: status (a name, or an array of
+-- names), limit (default 50).
+function M.list(opts, conn)
+  opts = opts or {}
+  conn = conn or mv().conn()
+  local codes = {}
+  local wanted = type(opts.status) == "table" and opts.status or { opts.status }
+  for _, name in ipairs(wanted) do codes[#codes + 1] = M.STATUS_CODE[name] end
+  local iso = require("matviews.format").iso_sql
+  local rows = conn:query(([[SELECT j.id, j.op, d.name AS view, j.status, %s AS enqueued_at, %s AS started_at,
+      %s AS finished_at, j.worker_hostname, j.worker_pid, j.run_id, j.error, j.options::text AS options
+    FROM matviews_jobs j LEFT JOIN mat_view_definitions d ON d.id = j.mat_view_definition_id
+    WHERE ($1::int[] IS NULL OR j.status = ANY ($1::int[]))
+    ORDER BY j.id DESC LIMIT $2]]):format(iso("j.enqueued_at"), iso("j.started_at"), iso("j.finished_at")),
+    #codes > 0 and ("{" .. table.concat(codes, ",") .. "}") or mv().null, opts.limit or 50)
+  for _, r in ipairs(rows) do
+    r.status = M.STATUS[r.status] or tostring(r.status)
+    local ok, t = pcall(cjson.decode, r.options)
+    r.options = ok and t or r.options
+  end
+  return rows
+end
+
+-- The job with id, or raises "no job with id N".
+local function job(conn, id)
+  local r = conn:query("SELECT id, op, mat_view_definition_id, status, options::text AS options FROM matviews_jobs WHERE id = $1", id)[1]
+  if not r then mv().error(("no job with id %d"):format(id)) end
+  return r
+end
+
+-- Queues job id again (a failed or cancelled one) as a new pending job with
+-- the same operation, definition and options. Returns { job_id, retry_of }.
+function M.retry(id, conn)
+  conn = conn or mv().conn()
+  return mv().transaction(function(c)
+    local j = job(c, id)
+    c:exec("SELECT 1 FROM matviews_jobs WHERE id = $1 FOR UPDATE", id)
+    if j.status ~= M.STATUS_CODE.failed and j.status ~= M.STATUS_CODE.cancelled then
+      mv().error(("job %d is %s: only failed or cancelled jobs are retried"):format(id, M.STATUS[j.status]))
+    end
+    local row = c:query([[INSERT INTO matviews_jobs (op, mat_view_definition_id, options)
+      VALUES ($1, $2, $3::jsonb) RETURNING id]], j.op, j.mat_view_definition_id, j.options)[1]
+    return { job_id = row.id, retry_of = id }
+  end, conn)
+end
+
+-- Cancels pending job id: it becomes cancelled and no worker claims it. A
+-- running job is not interrupted (raises, naming its worker); a finished one
+-- raises too. Returns { job_id, status = "cancelled" }.
+function M.cancel(id, conn)
+  conn = conn or mv().conn()
+  local who = core.sys.hostname() .. ":" .. core.sys.getpid()
+  local rows = conn:query([[UPDATE matviews_jobs SET status = 4, finished_at = clock_timestamp(),
+      updated_at = clock_timestamp(), error = $2 WHERE id = $1 AND status = 0 RETURNING id]],
+    id, "cancelled by matviews queue cancel (" .. who .. ")")
+  if #rows == 1 then return { job_id = id, status = "cancelled" } end
+  local j = conn:query([[SELECT status, worker_hostname, worker_pid, backend_pid FROM matviews_jobs
+    WHERE id = $1]], id)[1]
+  if not j then mv().error(("no job with id %d"):format(id)) end
+  if j.status == M.STATUS_CODE.running then
+    mv().error(("job %d is running in worker %s:%s; it is not interrupted (stop that worker, or pg_cancel_backend(%s))")
+      :format(id, tostring(j.worker_hostname), tostring(j.worker_pid), tostring(j.backend_pid)))
+  end
+  mv().error(("job %d is %s: only pending jobs are cancelled"):format(id, M.STATUS[j.status] or tostring(j.status)))
 end
 
 return M

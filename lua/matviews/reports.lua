@@ -7,6 +7,7 @@
 local cjson = require "cjson"
 local targets = require "matviews.targets"
 local STRATEGY_NAMES = require("matviews.definitions").STRATEGY_NAMES
+local LABEL = require("matviews.definitions").label_sql("d") -- how views are named
 
 local M = {}
 
@@ -43,10 +44,8 @@ local function since_seconds(since)
   return secs
 end
 
--- SQL text of a timestamptz column as ISO 8601 UTC (or NULL).
-local function iso(col)
-  return ([[to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')]]):format(col)
-end
+-- SQL text of a timestamptz column in the one format (matviews.format).
+local iso = require("matviews.format").iso_sql
 M.iso = iso
 
 local function conn_of(opts) return opts and opts.conn or require("matviews").conn() end
@@ -113,12 +112,12 @@ function M.runs(opts)
     if opts.op == nil or opts.op == op then branches[#branches + 1] = runs_branch(op, f, params) end
   end
   local sql = ([[
-SELECT u.op, u.id, d.name AS view, u.mat_view_definition_id AS definition_id, u.status,
+SELECT u.op, u.id, %s AS view, u.mat_view_definition_id AS definition_id, u.status,
   %s AS orphaned,
   %s AS started_at, %s AS finished_at, u.duration_ms, u.rows_count, u.error, u.meta::text AS meta,
   u.backend_pid, u.hostname, u.process_pid, %s AS created_at
 FROM (%s) u JOIN mat_view_definitions d ON d.id = u.mat_view_definition_id
-ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(orphaned_sql("u"), iso("u.started_at"), iso("u.finished_at"),
+ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(LABEL, orphaned_sql("u"), iso("u.started_at"), iso("u.finished_at"),
     iso("u.created_at"), table.concat(branches, "\nUNION ALL\n"), f.limit_param)
   local rows = targets.query(conn, sql, table.unpack(params))
   for _, r in ipairs(rows) do
@@ -131,7 +130,7 @@ end
 
 -- The per-view statistics query over one run table (see M.stats).
 local STATS_SQL = [[
-WITH defs AS (SELECT id, name FROM mat_view_definitions WHERE %s),
+WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE %s),
 agg AS (
   SELECT r.mat_view_definition_id AS id,
     count(*) FILTER (WHERE r.status = 2) AS success_count,
@@ -215,15 +214,15 @@ function M.list(opts)
   local conn = conn_of(opts)
   require("matviews.definitions").check(conn)
   local rows = targets.query(conn, ([[
-SELECT d.id, d.name AS view, coalesce(n.nspname, current_schema()) AS schema, d.refresh_strategy AS strategy,
+SELECT d.id, %s AS view, d.schema_name AS schema, d.refresh_strategy AS strategy,
   d.schedule_cron AS schedule, c.oid IS NOT NULL AS exists, coalesce(c.relispopulated, false) AS populated,
   last.op AS last_op, last.status AS last_status, %s AS last_run_at,
   %s AS fresh_at, floor(extract(epoch FROM now() - ok.finished_at))::bigint AS fresh_age_s
 FROM mat_view_definitions d
-LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.name)) AND c.relkind = 'm'
-LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name))
+  AND c.relkind = 'm'
 %s
-ORDER BY d.name]]):format(iso("last.created_at"), iso("ok.finished_at"), LAST_RUN))
+ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("ok.finished_at"), LAST_RUN))
   for _, r in ipairs(rows) do
     r.strategy = STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
     if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
@@ -238,11 +237,11 @@ function M.metrics_data(opts)
   local branches = {}
   for _, op in ipairs(OPS) do
     branches[#branches + 1] = ([[
-SELECT d.name AS view, '%s' AS op, c.status, c.n, NULL::float8 AS last_success, NULL::integer AS last_duration_ms
+SELECT ]] .. LABEL .. [[ AS view, '%s' AS op, c.status, c.n, NULL::float8 AS last_success, NULL::integer AS last_duration_ms
   FROM mat_view_definitions d
   JOIN (SELECT mat_view_definition_id AS id, status, count(*) AS n FROM %s GROUP BY 1, 2) c ON c.id = d.id
 UNION ALL
-SELECT d.name, '%s', NULL, NULL,
+SELECT ]] .. LABEL .. [[, '%s', NULL, NULL,
   (SELECT extract(epoch FROM r.finished_at)::float8 FROM %s r WHERE r.mat_view_definition_id = d.id
      AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
   (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN (2, 3)

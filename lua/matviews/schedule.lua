@@ -12,12 +12,12 @@ local M = {}
 local KEEP_DAYS = 7 -- claimed slots older than this (before the last one) are removed
 
 local SCHEDULED = [[
-SELECT d.id, d.name, d.schedule_cron,
+SELECT d.id, ]] .. require("matviews.definitions").label_sql("d") .. [[ AS name, d.schedule_cron,
        floor(extract(epoch FROM d.created_at))::bigint AS created,
        (SELECT floor(extract(epoch FROM max(s.slot_time)))::bigint
           FROM mat_view_schedule_slots s WHERE s.mat_view_definition_id = d.id) AS last_slot
 FROM mat_view_definitions d
-ORDER BY d.name]]
+ORDER BY d.name, d.schema_name]]
 
 local CLAIM = [[
 INSERT INTO mat_view_schedule_slots
@@ -125,7 +125,7 @@ function M.ticker(ctx, doc)
     last = now
     local r = M.tick()
     for _, c in ipairs(r.claimed) do
-      local entry = { view = c.name, slot = require("matviews").core.cron_format(c.slot, r.time_zone),
+      local entry = { view = c.name, slot = require("matviews.format").iso_epochs(require("matviews").conn(), { c.slot })[1],
         job_id = type(c.job) == "table" and c.job.job_id or nil }
       doc.scheduled[#doc.scheduled + 1] = entry
       if not ctx.options.json then

@@ -24,41 +24,36 @@ function M.query(conn, sql, ...)
   error(rows, 0)
 end
 
--- The schema a definition's view lives in: where it exists on search_path,
--- else where it would be created (current_schema()).
-local SCHEMA_SQL = [[
-SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.oid = to_regclass(quote_ident($1))), current_schema()) AS schema]]
-
--- Resolves "schema.rel": the definition named rel when its view lives (or
--- would live) in schema; an error naming a materialized view without one.
-local function resolve_qualified(conn, schema, rel, given)
-  local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE name = $1", rel)[1]
-  if d and conn:query(SCHEMA_SQL, rel)[1].schema == schema then return d end
-  local m = conn:query([[SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                          WHERE n.nspname = $1 AND c.relname = $2]], schema, rel)[1]
-  if m and m.relkind == "m" then
-    M.usage(("materialized view %s exists but has no definition"):format(given))
-  end
-  M.usage(("no definition for %s"):format(given))
-end
-
--- One name, id (integer or digits) or "schema.rel" -> { id, name }.
+-- One name, id (integer or digits) or "schema.rel" -> { id, name = label,
+-- schema_name } (the label is what the other commands print and pass on).
+-- A plain name defined in several schemas is a usage error naming them; a
+-- qualified name with no definition names the materialized view that
+-- exists there without one.
 function M.resolve_one(conn, x)
+  local defs = require "matviews.definitions"
   local id = math.tointeger(x) or (type(x) == "string" and x:match("^%d+$") and math.tointeger(tonumber(x)))
+  M.query(conn, "SELECT 1 FROM mat_view_definitions LIMIT 0") -- says so when the catalog is missing
   if id then
-    local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE id = $1", id)[1]
+    local d = defs.find(id, conn)
     if not d then M.usage(("no definition with id %d"):format(id)) end
-    return d
+    return { id = d.id, name = d.label, schema_name = d.schema_name }
   end
   if type(x) ~= "string" or x == "" then M.usage("a view name or id is needed") end
-  local schema, rel = x:match("^([^.]+)%.([^.]+)$")
-  local ok, why = require("matviews.core").validate_name(rel or x)
+  local schema, rel = defs.split(x)
+  local ok, why = require("matviews.core").validate_name(rel)
+  if ok and schema then ok, why = require("matviews.core").validate_name(schema) end
   if not ok then M.usage(why) end
-  if schema then return resolve_qualified(conn, schema, rel, x) end
-  local d = M.query(conn, "SELECT id, name FROM mat_view_definitions WHERE name = $1", x)[1]
-  if not d then M.usage(("no definition named %s"):format(x)) end
-  return d
+  local d = defs.find(x, conn)
+  if d then return { id = d.id, name = d.label, schema_name = d.schema_name } end
+  if schema then
+    local m = conn:query([[SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = $1 AND c.relname = $2]], schema, rel)[1]
+    if m and m.relkind == "m" then
+      M.usage(("materialized view %s exists but has no definition"):format(x))
+    end
+    M.usage(("no definition for %s"):format(x))
+  end
+  M.usage(("no definition named %s"):format(x))
 end
 
 -- Every definition { id, name } in dependency order, the one graph of

@@ -30,7 +30,9 @@ local function definitions(conn, names)
   local mv = mvmod()
   local all = {}
   if mv.definitions and mv.definitions.list then
-    for _, d in ipairs(mv.definitions.list()) do all[#all + 1] = { name = d.name, sql = d.sql } end
+    for _, d in ipairs(mv.definitions.list()) do
+      all[#all + 1] = { name = d.label, sql = d.sql, schema_name = d.schema_name, rel = d.name }
+    end
   else
     all = conn:query("SELECT name, sql FROM mat_view_definitions ORDER BY name")
   end
@@ -38,19 +40,26 @@ local function definitions(conn, names)
   local by_name, out, missing = {}, {}, {}
   for _, d in ipairs(all) do by_name[d.name] = d end
   for _, n in ipairs(names) do
-    if by_name[n] then out[#out + 1] = by_name[n] else missing[#missing + 1] = n end
+    local d = by_name[n]
+    if not d then -- "schema.name" of a plain label, or the reverse
+      local found = mv.definitions.find(n, conn)
+      d = found and by_name[found.label]
+    end
+    if d then out[#out + 1] = d else missing[#missing + 1] = n end
   end
   return out, missing
 end
 
--- The materialized view of a definition name: "schema.rel" and its quoted
--- form for SQL, or nil when it does not exist or is not populated.
-local function view_of(conn, name)
+-- The materialized view of a definition (in its stored schema): "schema.rel"
+-- and its quoted form for SQL, or nil when it does not exist or is not
+-- populated.
+local function view_of(conn, d)
+  local name = d.schema_name and (conn:quote_ident(d.schema_name) .. "." .. conn:quote_ident(d.rel))
+    or conn:quote_ident(d.name)
   local r = conn:query([[SELECT n.nspname || '.' || c.relname AS v,
       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS q FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.oid = to_regclass($1) AND c.relkind = 'm' AND c.relispopulated]],
-    conn:quote_ident(name))[1]
+      WHERE c.oid = to_regclass($1) AND c.relkind = 'm' AND c.relispopulated]], name)[1]
   if not r then return nil end
   return r.v, r.q
 end
@@ -149,7 +158,7 @@ function M.run(opts)
   local defs, missing = definitions(conn, opts.names)
   local out = { results = {}, skipped = {}, missing = missing, mismatches = 0 }
   for _, d in ipairs(defs) do
-    local view, qview = view_of(conn, d.name)
+    local view, qview = view_of(conn, d)
     if view then
       local r = read_only(conn, function(c) return M.one(c, d, view, qview, o) end)
       out.results[#out.results + 1] = r

@@ -7,6 +7,7 @@ local prompt = require "matviews.prompt"
 local M = {
   name = "apply",
   summary = "Sync definitions/*.lua into the catalog (and indexes, grants of live views).",
+  confirms = function(args) return args.prune end,
 }
 
 function M.configure(cmd)
@@ -34,7 +35,7 @@ function M.run(args, ctx)
     local gone = apply.orphans(mv.conn(), defs)
     if #gone > 0 and not prompt.confirm(ctx, ("apply --prune deletes %d definition%s whose files are gone, with their run history: %s\n(the views themselves are not dropped)")
         :format(#gone, #gone == 1 and "" or "s", table.concat(gone, ", "))) then
-      io.stderr:write("aborted; nothing applied\n")
+      if not prompt.must_refuse(ctx) then io.stderr:write("aborted; nothing applied\n") end
       return prompt.ABORTED
     end
   end

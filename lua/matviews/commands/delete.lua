@@ -9,13 +9,13 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
-  operate.configure_flag(cmd, "cascade", "CASCADE", "Drop the objects that depend on the view too")
+  operate.configure_flag(cmd, "cascade", operate.ENV.cascade, "Drop the objects that depend on the view too")
   cmd:flag("--if-exists", "A missing view is skipped, not an error.")
 end
 
 function M.run(args, ctx)
   local opts = {
-    cascade = operate.flag(args, "cascade", "CASCADE"),
+    cascade = operate.flag(args, "cascade", operate.ENV.cascade),
     if_exists = args.if_exists or false,
   }
   return operate.run("delete", args, ctx, opts, "deleting")

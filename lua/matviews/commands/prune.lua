@@ -8,6 +8,7 @@ local prompt = require "matviews.prompt"
 local M = {
   name = "prune",
   summary = "Delete run history beyond the retention policies.",
+  confirms = function(args) return not args.dry_run end,
 }
 
 function M.configure(cmd)
@@ -42,7 +43,7 @@ function M.run(args, ctx)
   local doc = { dry_run = args.dry_run and true or false, deleted = 0, items = items }
   if not args.dry_run and doomed > 0 then
     if not prompt.confirm(ctx, ("prune deletes %d run%s"):format(doomed, doomed == 1 and "" or "s")) then
-      io.stderr:write("aborted; nothing deleted\n")
+      if not prompt.must_refuse(ctx) then io.stderr:write("aborted; nothing deleted\n") end
       return prompt.ABORTED
     end
     doc.deleted = retention.delete(items, opts)

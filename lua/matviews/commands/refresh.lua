@@ -11,7 +11,7 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
-  operate.configure_row_count(cmd, "Row count after refreshing (env ROW_COUNT_STRATEGY).")
+  operate.configure_row_count(cmd, "Row count after refreshing (env MATVIEWS_ROW_COUNT_STRATEGY).")
   cmd:option("--parallel", "Refresh in dependency order on N processes (matviews.parallel).")
   cmd:flag("--upstream", "First refresh what the views read, recursively.")
   cmd:flag("--downstream", "Afterwards refresh what reads the views, recursively.")

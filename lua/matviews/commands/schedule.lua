@@ -12,18 +12,22 @@ function M.run(_, ctx)
   local output = require "matviews.output"
   mv.definitions.check()
   local plan, now, tz = schedule.plan()
-  local rows, code = {}, 0
-  local function fmt(t) return t and mv.core.cron_format(t, tz) or mv.null end
+  local rows, code, times = {}, 0, { now }
   for _, r in ipairs(plan) do
-    rows[#rows + 1] = { name = r.name, schedule = r.schedule_cron or mv.null, next_run = fmt(r.next_run),
-      last_slot = fmt(r.last_slot), error = r.error or mv.null }
+    times[#times + 1], times[#times + 2] = r.next_run, r.last_slot
+  end
+  local shown = require("matviews.format").iso_epochs(mv.conn(), times, 1 + 2 * #plan)
+  for i, r in ipairs(plan) do
+    rows[#rows + 1] = { name = r.name, schedule = r.schedule_cron or mv.null, next_run = shown[2 * i] or mv.null,
+      last_slot = shown[2 * i + 1] or mv.null, error = r.error or mv.null }
     if r.error then code = 1 end
   end
   if ctx.options.json then
-    output.json({ now = fmt(now), time_zone = tz, definitions = output.array(rows) })
+    output.json({ now = shown[1], time_zone = tz, definitions = output.array(rows) })
   else
-    io.write(output.table(rows, { { "name", "view" }, { "schedule" }, { "next_run", "next run (" .. tz .. ")" },
+    io.write(output.table(rows, { { "name", "view" }, { "schedule" }, { "next_run", "next run" },
       { "last_slot", "last slot run" }, { "error" } }))
+    print(("(schedules are read in %s)"):format(tz))
   end
   for _, r in ipairs(rows) do
     if r.error ~= mv.null then io.stderr:write("matviews: ", r.name, ": ", r.error, "\n") end
