@@ -31,15 +31,15 @@ local TABLES, OPS = catalog.RUN_TABLES, catalog.OPS
 local iso = reports.iso
 
 -- Definition text, size and the rows of the latest successful refresh of
--- each view of the JSON array $1 of { id, schema, name }.
+-- each view of the bigint[] $1.
 local DEFS_SQL = [[
-SELECT x.id, d.sql, d.comment,
+SELECT d.id, d.sql, d.comment,
   CASE WHEN c.oid IS NULL THEN NULL ELSE pg_total_relation_size(c.oid) END AS size_bytes,
-  (SELECT r.rows_count FROM mat_view_refresh_runs r WHERE r.mat_view_definition_id = x.id AND r.status = 2
+  (SELECT r.rows_count FROM mat_view_refresh_runs r WHERE r.mat_view_definition_id = d.id AND r.status = 2
     ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS rows_count
-FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, schema text, name text)
-JOIN mat_view_definitions d ON d.id = x.id
-LEFT JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', x.schema, x.name)) AND c.relkind = 'm']]
+FROM mat_view_definitions d
+LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name)) AND c.relkind = 'm'
+WHERE d.id = ANY ($1::bigint[])]]
 
 -- Refresh duration percentiles (successful runs) and counts, per view, of
 -- the window (cur) and the window of the same length before it.
@@ -133,12 +133,9 @@ local function select_views(conn, names)
 end
 
 -- Adds sql, comment, size_bytes and rows_count to each view.
-local function add_definitions(conn, views)
-  local arg = {}
-  for i, v in ipairs(views) do arg[i] = { id = v.id, schema = v.schema, name = v.view } end
-  if #arg == 0 then return end
+local function add_definitions(conn, views, ids)
   local by_id = {}
-  for _, r in ipairs(targets.query(conn, DEFS_SQL, cjson.encode(arg))) do by_id[r.id] = r end
+  for _, r in ipairs(targets.query(conn, DEFS_SQL, id_array(ids))) do by_id[r.id] = r end
   for _, v in ipairs(views) do
     local d = by_id[v.id] or {}
     v.sql, v.comment, v.size_bytes, v.rows_count = d.sql, nn(d.comment), nn(d.size_bytes), nn(d.rows_count)
@@ -313,7 +310,7 @@ function M.data(opts)
   local now = conn:query("SELECT floor(extract(epoch FROM now()))::bigint AS t, " .. iso("now()") .. " AS at")[1]
   local ids = {}
   for i, v in ipairs(views) do ids[i] = v.id end
-  add_definitions(conn, views)
+  add_definitions(conn, views, ids)
   add_aggregates(conn, views, ids, secs)
   local window_s = secs
   if not window_s then

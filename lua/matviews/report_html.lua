@@ -96,8 +96,9 @@ end
 -- server's gives 0s); nil: "never".
 local function age_text(s) return fmt.age(s and math.max(0, s)) end
 
--- "2026-11-26T11:24:44.123Z" -> "2026-11-26 11:24:44"; nil: "".
-local function when(iso) return fmt.time(iso) or "" end
+-- A timestamp of the one format (matviews.format) with a space for the T;
+-- nil: "".
+local function when(iso) return ((fmt.time(iso) or ""):gsub("^(%d+%-%d+%-%d+)T", "%1 ")) end
 
 -- "1 view", "3 views".
 function M.count(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
@@ -226,7 +227,7 @@ local function view_section(i, v, data)
       .. '<figure><figcaption>Rows</figcaption><div class="chart" data-chart="rows" data-index="%d"></div>'
       .. '<p class="hover" aria-live="polite"></p></figure></div>'):format(i, i),
     ('<details open><summary>Last %d runs</summary><div class="scroll"><table class="runs"><thead><tr><th>Run</th>'
-      .. '<th>Status</th><th>Started (UTC)</th><th>Duration</th><th>Rows</th><th>Error</th></tr></thead><tbody>%s'
+      .. '<th>Status</th><th>Started</th><th>Duration</th><th>Rows</th><th>Error</th></tr></thead><tbody>%s'
       .. '</tbody></table></div></details>'):format(#v.recent, recent_rows(v)),
     ('<details><summary>SQL</summary><pre class="sql">%s</pre></details>'):format(h(v.sql)),
     "</article>" }, "\n")
@@ -321,7 +322,7 @@ local function summary(data)
     runs = runs + (v.refresh_runs or 0)
     if v.points.mode == "buckets" then bucketed = bucketed + 1 end
   end
-  local s = ("Generated %s UTC over %s: %s, %s."):format(h(when(data.generated_at)),
+  local s = ("Generated %s over %s: %s, %s."):format(h(when(data.generated_at)),
     window_text(data), M.count(#data.views, "view"), M.count(runs, "refresh run"))
   if bucketed > 0 then
     s = s .. (" %d %s more than %d refresh runs in the window: %s aggregated per time period.")
