@@ -15,7 +15,7 @@ OBJS := $(SRCS:src/%.c=build/%.o)
 ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev
+DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev prometheus curl
 
 .PHONY: all deps bench-deps asan test demo install clean fuzz
 
