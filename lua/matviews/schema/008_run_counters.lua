@@ -32,9 +32,11 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
                    WHERE ms <= s * 1000), %d)
 $f$;
 
--- Adds one finished run (op: TG_ARGV[0]) to the counters.
+-- Adds one finished run (op: TG_ARGV[0]) to the counters. SECURITY DEFINER:
+-- a role that may write run rows need not be granted the counters; its
+-- search_path is pinned to the catalog's schema below.
 CREATE FUNCTION matviews_count_run() RETURNS trigger
-LANGUAGE plpgsql AS $f$
+LANGUAGE plpgsql SECURITY DEFINER AS $f$
 DECLARE
   b int;
   empty bigint[] := array_fill(0::bigint, ARRAY[%d]);
@@ -56,6 +58,10 @@ BEGIN
   RETURN NULL;
 END
 $f$;
+DO $d$ BEGIN
+  EXECUTE format('ALTER FUNCTION matviews_count_run() SET search_path = %%I, pg_catalog', current_schema());
+END $d$;
+REVOKE ALL ON FUNCTION matviews_count_run() FROM PUBLIC;
 ]]):format(table.concat(BUCKETS, ","), #BUCKETS + 1, #BUCKETS + 1) }
 
 for _, op in ipairs(catalog.OPS) do
