@@ -15,6 +15,7 @@
 #include <string.h>
 #include <ctype.h>
 #include <lauxlib.h>
+#include "ticker.h"
 #include "pg.h"
 #include "errors.h"
 #include "interrupt.h"
@@ -254,6 +255,7 @@ static int wait_ready(PGconn *conn) {
     int rc = poll(pfd, (nfds_t)nfd, 200);
     if (rc < 0 && errno != EINTR) return -1;
     if (nfd == 2 && rc > 0 && watched_died(pfd[1].revents)) watch_lost = 1;
+    mv_ticker_poll();
     if (!cancelled && (mv_query_interrupted() || watch_lost)) {
       send_cancel(conn);
       cancelled = 1;
