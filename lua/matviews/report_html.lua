@@ -84,13 +84,8 @@ local function ms_text(ms)
   return ("%.1f min"):format(ms / 60000)
 end
 
--- Bytes as "12 kB", "3.4 MB"; nil: "".
-local function size_text(b)
-  if b == nil then return "" end
-  local units, i = { "B", "kB", "MB", "GB", "TB" }, 1
-  while b >= 1024 and i < #units do b, i = b / 1024, i + 1 end
-  return i == 1 and ("%d B"):format(b) or ("%.1f %s"):format(b, units[i])
-end
+-- Bytes as "12.0 kB", "3.4 MB"; nil: "".
+local function size_text(b) return fmt.bytes(b) or "" end
 
 -- Seconds as "45s ago" .. "2d ago" (a clock a little ahead of the
 -- server's gives 0s); nil: "never".
