@@ -47,8 +47,16 @@ void mv_interrupt_install(lua_State *L) {
   sigaction(SIGINT, &sa, NULL);
 }
 
-/* A statement begun while an interrupt is pending is cancelled at once. */
-void mv_query_begin(void) { hits = pending ? 1 : 0; in_query = 1; }
+/* A statement begun while an interrupt is pending is cancelled at once:
+ * one held by a job, or one that armed the hook after the statement was
+ * sent but before its wait began (the hook is disarmed: the cancel is the
+ * interrupt's effect, as for one that arrives during the wait). */
+void mv_query_begin(void) {
+  int armed = hookL != NULL && lua_gethook(hookL) == lstop;
+  if (armed) lua_sethook(hookL, NULL, 0, 0);
+  hits = (pending || armed) ? 1 : 0;
+  in_query = 1;
+}
 
 void mv_query_end(void) {
   in_query = 0;
