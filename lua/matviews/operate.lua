@@ -102,6 +102,8 @@ function M.result_text(op, name, run)
   end
   if run.status ~= "success" and run.error ~= nil and run.error ~= output.null then
     s = s .. ": " .. tostring(run.error)
+    local note = require("matviews.run_detail").lock_note(run)
+    if note then s = s .. " " .. note end
   end
   return s
 end
