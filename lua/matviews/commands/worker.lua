@@ -65,6 +65,7 @@ local function report_reconcile(rec)
   for _, r in ipairs(rec.runs) do print(("reconciled %s run %d of %s: %s"):format(r.op, r.id, r.view, r.error)) end
   for _, j in ipairs(rec.jobs) do print(("reconciled job %d %s %s: %s"):format(j.job_id, j.op, j.view, j.error)) end
   for _, d in ipairs(rec.dropped) do print("dropped " .. d) end
+  for _, s in ipairs(rec.skipped or {}) do print(("skipped %s: %s"):format(s.relation, s.error)) end
 end
 
 -- Claims and runs jobs until the queue is empty (--once) or forever.
@@ -76,7 +77,8 @@ local function loop(args, ctx, doc)
     if tick then tick() end
     local r = queue.work_one()
     if r then
-      doc.processed[#doc.processed + 1] = r
+      -- only a --json document lists them: a long-running worker keeps none
+      if ctx.options.json then doc.processed[#doc.processed + 1] = r end
       if r.status ~= "success" then failed = failed + 1 end
       if not ctx.options.json then print(line(r)); io.stdout:flush() end
     elseif args.once then
