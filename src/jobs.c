@@ -356,6 +356,7 @@ static void finalise(lua_State *L, Job *job, int *interrupted) {
   sigset_t block, old;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
   sigprocmask(SIG_BLOCK, &block, &old);
   *interrupted = mv_interrupt_take(L);
   final_error(L, err, sizeof err);

@@ -83,6 +83,18 @@ static void session_setup(PGconn *conn) {
   if (PQserverVersion(conn) < 140000) return;
   pg_clear(pg_exec(conn, "SELECT set_config('client_connection_check_interval', '1000', false)"
                    " WHERE current_setting('client_connection_check_interval') = '0'", 0, NULL));
+  /* The sessions matviews holds sit idle by design: the recorder while the
+   * service connection refreshes for minutes, a worker between polls, the
+   * lock session for the whole run. A server-wide idle_session_timeout
+   * would end them and lose the run's outcome or its lock, so they never end
+   * for idleness. Our transactions are never left idle on purpose, but a
+   * loaded client may pause between two statements: a very short
+   * idle_in_transaction_session_timeout is raised to 5 minutes (a dead
+   * client is caught by the check above instead). */
+  pg_clear(pg_exec(conn, "SELECT set_config('idle_session_timeout', '0', false),"
+                   " set_config('idle_in_transaction_session_timeout', CASE WHEN setting::int BETWEEN 1 AND 299999"
+                   " THEN '300000' ELSE setting END, false)"
+                   " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'", 0, NULL));
 }
 
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
