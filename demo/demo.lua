@@ -2,7 +2,8 @@
 -- nothing else is set), seeds users, accounts, events and sessions, applies
 -- the four definitions of definitions/, creates the views with their unique
 -- indexes, refreshes each with its strategy (regular, concurrent and swap are
--- all used), then prints the run summary and the validation table.
+-- all used), then prints the run summary and the validation table, and
+-- writes the run history as report.html (`matviews report --html`).
 -- Run again, it reuses the data and the views that exist.
 --
 --   matviews run demo/demo.lua [--users N]      (or DEMO_USERS=N make demo)
@@ -98,6 +99,10 @@ local function main(args)
   local v = validate.run({ names = DEMO, iterations = 5, warmup = 1 })
   io.write(validate.render(v.results))
   print()
+  local page = root .. "/report.html"
+  if cli.main({ "report", "--html", page }) ~= 0 then os.exit(1) end
+  if page:sub(1, 1) ~= "/" then page = mv.core.sys.getcwd() .. "/" .. page:gsub("^%./", "") end
+  print(("report: %s"):format(page))
   print(("demo finished in %.1f s"):format((clock() - started) / 1000))
   if v.mismatches > 0 then os.exit(1) end
 end
