@@ -59,3 +59,17 @@ describe("a connection refused for lack of slots", function()
     assert.are.equal("matviews: the server has no free connection slot; trying again for up to 30 s\n", r.err)
   end)
 end)
+
+describe("worker --concurrency", function()
+  setup(function() H.fresh_db(); mv.init() end)
+
+  it("passes a SIGTERM sent to the parent alone on to its children", function()
+    local p = P.spawn("worker --concurrency 3 --poll-ms 100")
+    local pid = P.pid(p)
+    local CLAIMS = OTHERS .. " AND query LIKE 'UPDATE matviews_jobs j SET status = 1%'"
+    P.wait_for("three workers polling", function() return #mv.query(CLAIMS) == 3 end)
+    P.kill(pid, "TERM")
+    assert.are.equal(143, P.wait(p).code)
+    P.wait_for("the children to end", function() return #mv.query(OTHERS) == 0 end)
+  end)
+end)

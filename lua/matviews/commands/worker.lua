@@ -44,11 +44,15 @@ local function spawn(args, ctx, n)
 end
 
 -- Waits for the children; merges their documents; returns how many failed.
+-- A SIGINT/SIGTERM that stopped this worker is passed on to them first: a
+-- signal sent to the parent alone would leave them polling under init.
 local function reap(kids, doc)
-  local bad = 0
+  local sys = require("matviews").core.sys
+  local sig, bad = sys.stop_signal(), 0
+  if sig then for _, kid in ipairs(kids) do sys.kill(kid.pid, sig) end end
   for _, kid in ipairs(kids) do
-    local _, code = require("matviews").core.sys.wait_any({ kid.pid })
-    if code ~= 0 then bad = bad + 1 end
+    local _, code = sys.wait_any({ kid.pid })
+    if code ~= 0 and not (sig and code == 128 + sig) then bad = bad + 1 end
     if kid.out then
       local text = require("matviews.files").take(kid.out)
       local dok, kdoc = pcall(require("cjson").decode, text)
