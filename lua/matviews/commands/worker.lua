@@ -72,35 +72,6 @@ local function report_reconcile(rec)
   for _, s in ipairs(rec.skipped or {}) do print(("skipped %s: %s"):format(s.relation, s.error)) end
 end
 
--- After the connection was lost (a server restart, pg_terminate_backend,
--- a network cut): says so once on stderr, reopens it with backoff (100 ms
--- doubling to 5 s) until it works or a SIGINT/SIGTERM arrives, then fails
--- the jobs the lost session held (queue.reconcile). Returns false when
--- stopped by a signal.
-local function reconnect(ctx, err)
-  local mv, sys = ctx.mv, ctx.mv.core.sys
-  io.stderr:write(("matviews: worker lost its connection (%s); reconnecting\n")
-    :format(tostring(type(err) == "table" and err.message or err):gsub("\n.*", "")))
-  pcall(function() mv.conn():close() end)
-  local wait = 100
-  while not sys.stop_signal() do
-    if pcall(mv.conn) and pcall(require("matviews.queue").reconcile) then
-      io.stderr:write("matviews: worker reconnected\n")
-      return true
-    end
-    sys.sleep_ms(wait)
-    wait = math.min(wait * 2, 5000)
-  end
-  return false
-end
-
--- True when err came with a connection that is gone.
-local function lost(ctx, err)
-  if tostring(type(err) == "table" and err.message or err):match("interrupted!$") then return false end
-  local ok, conn = pcall(ctx.mv.conn)
-  return not ok or not conn:is_connected()
-end
-
 -- Claims and runs jobs until the queue is empty (--once), a SIGINT or
 -- SIGTERM arrives, or forever; a lost connection is reopened.
 local function loop(args, ctx, doc)
@@ -109,13 +80,12 @@ local function loop(args, ctx, doc)
   local failed = 0
   local tick = args.schedule and require("matviews.schedule").ticker(ctx, doc)
   while not sys.stop_signal() do
-    local ok, r = pcall(function()
+    -- a lost connection is reopened, then the jobs of its session failed
+    local ok, r = require("matviews.reconnect").step(ctx.mv, "worker", function()
       if tick then tick() end
       return queue.work_one()
-    end)
-    if not ok then
-      if not lost(ctx, r) then error(r, 0) end
-      if not reconnect(ctx, r) then return failed end
+    end, queue.reconcile)
+    if not ok then return failed
     elseif r then
       -- only a --json document lists them: a long-running worker keeps none
       if ctx.options.json then doc.processed[#doc.processed + 1] = r end
