@@ -26,6 +26,7 @@ M.defaults = {
   -- instructions a definition file or a retention function may run (0: no
   -- bound); a few ms of work is well under it, `while true do end` is not
   user_code_budget = 100000000,
+  analyze = true,                 -- ANALYZE a view after create and refresh
 }
 
 local loaded -- cache: { path = ..., config = ... }
@@ -89,6 +90,7 @@ M.types = {
   time_zone = kind("string"),
   row_count = one_of(table.unpack(require("matviews.definitions").ROW_COUNT_LIST)),
   user_code_budget = count,
+  analyze = kind("boolean"),
 }
 
 -- Calls fn(...) as user code `what` (e.g. "definition file") under the

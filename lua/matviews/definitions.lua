@@ -153,6 +153,9 @@ local function options_check(o)
   if rc ~= nil and not M.ROW_COUNTS[rc] then
     invalid("options", 'row_count must be "none", "estimated" or "exact"')
   end
+  if o.analyze ~= nil and type(o.analyze) ~= "boolean" then
+    invalid("options", "analyze must be a boolean")
+  end
   for _, k in ipairs({ "lock_timeout_ms", "statement_timeout_ms" }) do
     local v = o[k]
     if v ~= nil and (type(v) ~= "number" or math.tointeger(v) == nil or v < 0 or v > TIMEOUT_MAX) then

@@ -168,7 +168,9 @@ function M.prune(opts) return require("matviews.retention").prune(opts) end
 M.definitions = require "matviews.definitions"
 
 -- The view services (C, synchronous, no run rows): each takes a definition
--- (name, id or table) and opts; opts.conn defaults to the default connection.
+-- (name, id or table) and opts; opts.conn defaults to the default connection,
+-- opts.analyze (ANALYZE the view after filling it) to the definition's
+-- `analyze` option, else the configuration's (default true).
 -- Database errors come back in the response table, never raised.
 M.services = {}
 for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", "swap_refresh", "delete_view" }) do
@@ -176,7 +178,14 @@ for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", 
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
     o.conn = o.conn or M.conn()
-    return core.services[name](M.definitions.resolve(defn, o.conn), o)
+    local d = M.definitions.resolve(defn, o.conn)
+    if o.analyze == nil and name ~= "delete_view" then
+      local own = nil
+      if type(d.options) == "table" then own = d.options.analyze end
+      if own == nil or own == core.null then own = M.config().analyze end
+      o.analyze = own ~= false
+    end
+    return core.services[name](d, o)
   end
 end
 
