@@ -120,7 +120,7 @@ function M.run(op, args, ctx, jopts, verbs)
     return prompt.ABORTED
   end
   if not (mv.jobs and mv.jobs[op]) then mv.error({ message = "jobs are not available in this build" }) end
-  local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json })
+  local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json, op = op })
   local results, failed = output.array(), 0
   local sys = mv.core.sys
   sys.clear_stop()
@@ -133,7 +133,7 @@ function M.run(op, args, ctx, jopts, verbs)
       if ctx.options.json then output.json(results) end
       return 128 + sys.stop_signal()
     end
-    p:start(d.name)
+    p:start(d.name, d.id)
     local run = run_one(mv, op, d, jopts)
     if not run.queued and run.status ~= "success" then failed = failed + 1 end
     results[#results + 1] = run
