@@ -7,8 +7,8 @@ local H = require "spec.helper"
 local P = require "spec.proc_helper"
 local mv = require "matviews"
 
--- The pid of the backend running a query LIKE pattern (waits for it).
-local function running(pattern) return P.wait_query(pattern).pid end
+-- The pid of the backend running a query LIKE pattern, inside its pg_sleep.
+local function running(pattern) return P.wait_query(pattern, nil, "PgSleep").pid end
 
 describe("signals", function()
   setup(function()
