@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 #include <ctype.h>
 #include <lauxlib.h>
 #include "ticker.h"
@@ -125,6 +127,56 @@ static void session_setup(PGconn *conn) {
   if (PQserverVersion(conn) < 140000) return;
   pg_clear(pg_exec(conn, "SELECT set_config('client_connection_check_interval', '1000', false)"
                    " WHERE current_setting('client_connection_check_interval') = '0'", 0, NULL));
+  /* The sessions matviews holds sit idle by design: the recorder while the
+   * service connection refreshes for minutes, a worker between polls, the
+   * lock session for the whole run. A server-wide idle_session_timeout
+   * would end them and lose the run's outcome or its lock, so they never end
+   * for idleness. Our transactions are never left idle on purpose, but a
+   * loaded client may pause between two statements: a very short
+   * idle_in_transaction_session_timeout is raised to 5 minutes (a dead
+   * client is caught by the check above instead). */
+  pg_clear(pg_exec(conn, "SELECT set_config('idle_session_timeout', '0', false),"
+                   " set_config('idle_in_transaction_session_timeout', CASE WHEN setting::int BETWEEN 1 AND 299999"
+                   " THEN '300000' ELSE setting END, false)"
+                   " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'", 0, NULL));
+}
+
+/* How long a connection refused for lack of slots is tried again
+ * (pg_set_slot_wait: a parallel refresh's workers do not wait). */
+#define SLOT_WAIT_MS 30000
+static long slot_wait_ms = SLOT_WAIT_MS;
+
+void pg_set_slot_wait(long ms) { slot_wait_ms = ms < 0 ? 0 : ms; }
+
+/* The server refused for lack of connection slots (max_connections, a
+ * role's or database's CONNECTION LIMIT; SQLSTATE 53300, which libpq gives
+ * only as text): a burst of parallel jobs should wait for a slot, not fail. */
+static int refused_for_slots(PGconn *c) {
+  const char *m = c ? PQerrorMessage(c) : "";
+  return PQstatus(c) != CONNECTION_OK && (strstr(m, "too many clients") || strstr(m, "too many connections")
+                                          || strstr(m, "remaining connection slots"));
+}
+
+/* Connects with keys/vals (conninfo when keys is NULL), trying again with
+ * backoff (50 ms doubling to 2 s, SLOT_WAIT_MS in all) while the server
+ * refuses for lack of slots, said once on stderr; a SIGINT/SIGTERM ends
+ * the wait. Returns the last attempt (NULL: out of memory). */
+static PGconn *connect_waiting(const char *conninfo, const char *const *keys, const char *const *vals) {
+  long wait = 50, waited = 0;
+  for (;;) {
+    PGconn *c = keys ? PQconnectdbParams(keys, vals, 0) : PQconnectdb(conninfo);
+    if (!refused_for_slots(c) || waited >= slot_wait_ms || mv_stop_signal()) return c;
+    if (waited == 0) {
+      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %ld s\n",
+              slot_wait_ms / 1000);
+      fflush(stderr);
+    }
+    PQfinish(c);
+    struct timespec ts = { wait / 1000, (wait % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+    waited += wait;
+    wait = wait * 2 > 2000 ? 2000 : wait * 2;
+  }
 }
 
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
@@ -142,7 +194,7 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
     return NULL;
   }
   PQconninfoFree(opts);
-  PGconn *conn = PQconnectdb(conninfo);
+  PGconn *conn = connect_waiting(conninfo, NULL, NULL);
   if (conn == NULL) {
     snprintf(err, errlen, "out of memory while connecting");
     return NULL;
@@ -179,13 +231,15 @@ int pg_reset(PGconn *conn) {
 void pg_want_timeouts(PGconn *conn, const char *lock_timeout, const char *statement_timeout, int keep_caller) {
   Session *s = session_of(conn, 1);
   if (s == NULL) { /* no slot left: set now, without caching */
-    const char *v[2] = {lock_timeout, statement_timeout ? statement_timeout : "0"};
-    pg_clear(pg_exec(conn, "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", 2, v));
+    const char *v[2] = {lock_timeout, statement_timeout};
+    pg_clear(pg_exec(conn, "SELECT set_config('lock_timeout', $1, false),"
+                     " set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), false)", 2, v));
     return;
   }
   if (keep_caller && !s->restore) { s->capture = 1; s->restore = 1; }
   snprintf(s->want[0], sizeof s->want[0], "%s", lock_timeout);
-  snprintf(s->want[1], sizeof s->want[1], "%s", statement_timeout ? statement_timeout : s->have[1][0] ? s->have[1] : "0");
+  /* "" (NULL given): the session keeps its own (the server's, role's, database's) */
+  snprintf(s->want[1], sizeof s->want[1], "%s", statement_timeout ? statement_timeout : "");
 }
 
 void pg_restore_timeouts(PGconn *conn) {
@@ -206,7 +260,7 @@ PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
   for (PQconninfoOption *o = opts; o->keyword && n < 63; o++)
     if (o->val != NULL && *o->val) { keys[n] = o->keyword; vals[n] = o->val; n++; }
   keys[n] = vals[n] = NULL;
-  PGconn *c = PQconnectdbParams(keys, vals, 0);
+  PGconn *c = connect_waiting(NULL, keys, vals);
   PQconninfoFree(opts);
   if (c == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
   if (PQstatus(c) != CONNECTION_OK) {
@@ -298,11 +352,14 @@ static PGresult *collect(PGconn *conn) {
  * caller's values first; the target list is evaluated in order). */
 static const char *prelude(Session *s) {
   if (s == NULL || s->want[0][0] == '\0') return NULL;
-  if (!s->capture && strcmp(s->want[0], s->have[0]) == 0 && strcmp(s->want[1], s->have[1]) == 0) return NULL;
+  if (!s->capture && strcmp(s->want[0], s->have[0]) == 0
+      && (s->want[1][0] == '\0' || strcmp(s->want[1], s->have[1]) == 0)) return NULL;
   return s->capture
     ? "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'),"
-      " set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)"
-    : "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)";
+      " set_config('lock_timeout', $1, false),"
+      " set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), false)"
+    : "SELECT set_config('lock_timeout', $1, false),"
+      " set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), false)";
 }
 
 /* Notes that the prelude of s succeeded (res: its result). */
@@ -311,9 +368,12 @@ static void prelude_done(Session *s, const PGresult *res) {
     snprintf(s->saved[0], sizeof s->saved[0], "%s", PQgetvalue(res, 0, 0));
     snprintf(s->saved[1], sizeof s->saved[1], "%s", PQgetvalue(res, 0, 1));
   }
-  if (!s->capture && s->restore && memcmp(s->want, s->saved, sizeof s->want) == 0) s->restore = 0;
+  if (!s->capture && s->restore && strcmp(s->want[0], s->saved[0]) == 0 && strcmp(s->want[1], s->saved[1]) == 0)
+    s->restore = 0;                               /* the caller's values are back */
+  snprintf(s->have[0], sizeof s->have[0], "%s", s->want[0]);
+  if (s->want[1][0]) snprintf(s->have[1], sizeof s->have[1], "%s", s->want[1]);
+  else if (s->capture) snprintf(s->have[1], sizeof s->have[1], "%s", s->saved[1]);
   s->capture = 0;
-  memcpy(s->have, s->want, sizeof s->have);
 }
 
 /* Collects the results of a pipeline of two statements and its sync: the
@@ -345,7 +405,7 @@ done:
 /* Runs the prelude of s and then sql, in one round trip. */
 static PGresult *exec_pipelined(PGconn *conn, Session *s, const char *pre, const char *sql, int n,
                                 const char *const *vals) {
-  const char *pv[2] = {s->want[0], s->want[1]};
+  const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
   if (!PQenterPipelineMode(conn)) return fatal_result(conn);
   if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)
       || !PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0) || !PQpipelineSync(conn)) {
@@ -360,7 +420,7 @@ static PGresult *exec_pipelined(PGconn *conn, Session *s, const char *pre, const
 /* Runs the prelude of conn's session alone (before a script); 0 on failure
  * with *res the failed result. */
 static int run_prelude(PGconn *conn, Session *s, const char *pre, PGresult **res) {
-  const char *pv[2] = {s->want[0], s->want[1]};
+  const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
   if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)) { *res = fatal_result(conn); return 0; }
   PGresult *r = collect(conn);
   if (!pg_ok(r)) { *res = r; return 0; }

@@ -28,6 +28,9 @@ int pg_connected(PGconn *conn);
 /* Reconnects conn in place (PQreset) with the same parameters; 1 when it
  * is usable again. What pg_want_timeouts knew of its session is forgotten. */
 int pg_reset(PGconn *conn);
+/* How long opening a connection waits while the server has no free slot
+ * (default 30 s; 0: fail at once). */
+void pg_set_slot_wait(long ms);
 
 /* The lock_timeout and statement_timeout (PostgreSQL interval texts;
  * statement_timeout NULL: leave it) that conn's session must have before

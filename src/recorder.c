@@ -421,6 +421,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
   sigprocmask(SIG_BLOCK, &block, &old);
   *res = finish_exec(run, vals, why, sizeof why);
   int written = pg_ok(*res);

@@ -164,6 +164,7 @@ function M.serve()
   local mv = require "matviews"
   local sys, recorder = mv.core.sys, mv.core.recorder
   recorder.hold()
+  mv.core.slot_wait(0) -- a worker the server has no slot for says so and is dropped
   local ok, err = pcall(function() mv.jobs.recorder(mv.conn()) end)
   send(1, { ready = ok, error = not ok and (type(err) == "table" and tostring(err.message) or tostring(err)) or nil })
   if not ok then os.exit(1) end
