@@ -25,7 +25,7 @@ local M = {}
 local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
-local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true,
+local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
   record_timeout_ms = true }
 
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
@@ -105,9 +105,42 @@ local function backoff_ms(retry, n)
   return half + (half > 0 and math.random(0, half) or 0)
 end
 
+-- A refresh through its strategy (matviews.strategies): a built-in one
+-- returns the service's response, as the service would; a failed step
+-- raises with the response, which is kept. A user strategy's value goes
+-- into meta.result, and its run succeeds unless it raised or ctx:fail-ed;
+-- the error then names the strategy and where it is declared. Returns ok
+-- and the response or the error.
+local function call_strategy(job)
+  local s = job.strategy_def
+  local ctx = require("matviews.strategies").context(job)
+  local fn = s.fn
+  if not s.builtin then -- user code: under the configured instruction budget, as definition files are
+    fn = function(c) return require("matviews.config").bounded(("strategy \"%s\""):format(s.name), s.fn, c) end
+  end
+  local ok, r = xpcall(fn, function(e) return e end, ctx)
+  ctx:close()
+  job.audit = ctx.audit or (type(r) == "table" and not ok and r.audit) or job.audit
+  if s.builtin then
+    if not ok and type(r) == "table" and type(r.response) == "table" and not r.audit then return true, r.response end
+    return ok, r
+  end
+  if ok then
+    job.result = jsonable(r)
+    local resp = ctx.response or { status = "updated", view = job.view, request = {}, response = {} }
+    if not resp.success then resp = { status = "updated", view = resp.view, request = resp.request, response = resp.response } end
+    resp.success = true
+    return true, resp
+  end
+  local msg = type(r) == "table" and tostring(r.message) or tostring(r)
+  return false, { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
+    sqlstate = type(r) == "table" and r.sqlstate or nil }
+end
+
 -- One attempt: the session timeouts wanted (sent with the service's first
--- statement, put back before the caller's next one), the service called
--- protected. Returns the response (a table, always) and the attempt record.
+-- statement, put back before the caller's next one), the service (or, for
+-- a refresh, the strategy) called protected. Returns the response (a
+-- table, always) and the attempt record.
 local function attempt(job, n)
   local started, t = recorder.now_iso(), core.sys.monotonic_ms()
   local conn, resp = job.options.conn, nil
@@ -116,7 +149,9 @@ local function attempt(job, n)
   else
     recorder.want_timeouts(conn, job.lock_timeout, job.statement_timeout, true)
     job.run:watch(true, conn)
-    local ok, r = pcall(job.service, job.defn, job.options)
+    local ok, r
+    if job.strategy_def then ok, r = call_strategy(job)
+    else ok, r = pcall(job.service, job.defn, job.options) end
     local lost = job.run:watch(false)
     recorder.restore_timeouts(conn)
     if not ok then resp = error_response(job.view, r, true)
@@ -167,6 +202,7 @@ local function final_meta(job, resp, records)
   meta.service_status = jsonable(resp.status)
   meta.request, meta.response, meta.error = jsonable(resp.request), jsonable(resp.response), jsonable(resp.error)
   if job.op == "refresh" then meta.strategy = job.strategy end
+  meta.result, meta.audit = job.result, job.audit
   meta.attempts = records
   meta.lock_wait_ms = job.run:info().lock_wait_ms
   return meta
@@ -194,8 +230,13 @@ local function ms(n) return ("%dms"):format(math.max(0, math.tointeger(n) or 0))
 local function settle(job, defn, opts, cfg)
   local dopts = defn.options or {}
   job.defn, job.view = defn, defn.name
-  job.strategy = defn.refresh_strategy
-  job.service = mv().services[job.op == "refresh" and (defn.refresh_strategy .. "_refresh") or (job.op .. "_view")]
+  job.strategy = dopts.strategy or defn.refresh_strategy
+  if job.op == "refresh" then
+    job.strategy_def = require("matviews.strategies").resolve(job.strategy, "definition " .. (defn.label or defn.name))
+  else
+    job.service = mv().services[job.op .. "_view"]
+  end
+  job.args = opts.args
   job.lock_timeout = ms(opts.lock_timeout_ms or dopts.lock_timeout_ms or cfg.lock_timeout_ms)
   -- none set: the session keeps its own (the server's, role's or database's)
   local st = opts.statement_timeout_ms or dopts.statement_timeout_ms or cfg.statement_timeout_ms
@@ -212,7 +253,11 @@ local function run_body(job, row, opts, cfg)
     local resp = error_response(row.name, defn, true)
     return outcome(job, resp, { { attempt = 1, status = "error", error = jsonable(resp.error) } })
   end
-  settle(job, defn, opts, cfg)
+  local sok, why = pcall(settle, job, defn, opts, cfg)
+  if not sok then
+    local resp = error_response(job.view or row.name, why, true)
+    return outcome(job, resp, { { attempt = 1, status = "error", error = jsonable(resp.error) } })
+  end
   local locked, why = job.run:lock(opts.lock_wait_ms or cfg.lock_wait_ms)
   if not locked then return outcome(job, error_response(job.view, why), {}) end
   return outcome(job, attempts(job))

@@ -175,7 +175,8 @@ function M.serve()
     buf = buf .. (data or "")
     for line in buf:gmatch("([^\n]*)\n") do
       local job = mv.json.decode(line)
-      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, { inline = true, row_count_strategy = job.row_count_strategy })
+      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, { inline = true,
+        row_count_strategy = job.row_count_strategy, args = job.args })
       if not jok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
       recorder.pending(true)
       send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
@@ -259,7 +260,7 @@ local function dispatch(st, w, opts)
   w.rec = rec
   st.running[#st.running + 1] = rec
   st.emit("start", rec)
-  if not send(w.fd, { name = rec.name, row_count_strategy = opts.row_count_strategy }) then
+  if not send(w.fd, { name = rec.name, row_count_strategy = opts.row_count_strategy, args = opts.args }) then
     on_answer(st, w, nil)
   end
 end
@@ -270,7 +271,8 @@ local function run_here(st, opts)
   local rec = { name = table.remove(st.ready) }
   st.running[1] = rec
   st.emit("start", rec)
-  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, { inline = true, row_count_strategy = opts.row_count_strategy })
+  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, { inline = true,
+    row_count_strategy = opts.row_count_strategy, args = opts.args })
   if not ok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
   st.running = {}
   from_run(rec, run)
@@ -395,7 +397,7 @@ function M.command(args, ctx, jopts)
     return table.concat(names, ", ")
   end
   local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream,
-    row_count_strategy = jopts and jopts.row_count_strategy,
+    row_count_strategy = jopts and jopts.row_count_strategy, args = jopts and jopts.args,
     on_event = function(kind, rec, st)
       if kind ~= "start" then p:finish(result_text(rec)) end
       if #st.running > 0 then p:start(running(st)) end
