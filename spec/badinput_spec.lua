@@ -188,10 +188,10 @@ describe("definitions that are refused before any SQL runs", function()
         { r.status, r.success, r.error.message, r.error.sqlstate, r.response.sql }, sql)
 
       r = apply_file("view \"v\" {\n  sql = " .. lua_literal(sql) .. ",\n}\n")
-      assert.are.equal(1, r.code, sql)
+      assert.are.equal(2, r.code, sql)
       local msg = c[1]:match("^%s*$") and [[key 'sql' must be a non-empty SELECT, got ]] .. ("%q"):format(sql)
         or ("key 'sql': " .. c[2])
-      assert.are.equal(("%s/v.lua:2: view 'v': %s\n1 error in definition files; nothing applied\n"):format(dir, msg),
+      assert.are.equal(("%s/v.lua:2: view 'v': %s\n1 error in definitions; nothing applied\n"):format(dir, msg),
         r.err, sql)
       untouched(sql)
     end
@@ -210,8 +210,8 @@ describe("definitions that are refused before any SQL runs", function()
       assert.are.same({ "error", want }, { r.status, r.error.message }, name)
 
       r = apply_file("view " .. lua_literal(name) .. " { sql = \"SELECT 1 AS a\" }\n")
-      assert.are.equal(1, r.code, name)
-      assert.are.equal(("%s/v.lua:1: %s\n1 error in definition files; nothing applied\n"):format(dir, want), r.err, name)
+      assert.are.equal(2, r.code, name)
+      assert.are.equal(("%s/v.lua:1: %s\n1 error in definitions; nothing applied\n"):format(dir, want), r.err, name)
       untouched(name)
     end
     for _, c in ipairs(BAD_NAMES) do

@@ -21,6 +21,7 @@ M.steps = {
   "004_migrations",
   "006_report_indexes",
   "007_definition_schema",
+  "010_definition_versions",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

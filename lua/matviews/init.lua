@@ -167,13 +167,46 @@ M.definitions = require "matviews.definitions"
 -- The view services (C, synchronous, no run rows): each takes a definition
 -- (name, id or table) and opts; opts.conn defaults to the default connection.
 -- Database errors come back in the response table, never raised.
+-- create_view with opts.replace = true replaces a live view's SQL through
+-- the swap (built beside, put in place in one short transaction, dependents
+-- rebuilt): that is what `apply` runs, recorded as a create run with
+-- meta.replaced = true.
 M.services = {}
+
+-- The definition with each index's SQL tail (method, keys, INCLUDE, WHERE)
+-- composed here (matviews.indexes), for the C services; a copy.
+local function with_index_tails(d, conn)
+  if type(d) ~= "table" or type(d.indexes) ~= "table" or #d.indexes == 0 then return d end
+  local t, ixs = {}, {}
+  for k, v in pairs(d) do t[k] = v end
+  for i, ix in ipairs(d.indexes) do
+    local c = {}
+    if type(ix) == "table" then for k, v in pairs(ix) do c[k] = v end end
+    if type(ix) == "table" and type(ix.columns or ix) == "table" and require("matviews.indexes").needs_tail(ix) then
+      local ok, tail = pcall(require("matviews.indexes").tail, conn, { columns = ix.columns or ix,
+        using = ix.using, include = ix.include, where = ix.where })
+      if ok and not tail:find("\0", 1, true) then c.tail = tail end -- NUL: C reports the field
+    end
+    ixs[i] = c
+  end
+  t.indexes = ixs
+  return t
+end
+
 for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", "swap_refresh", "delete_view" }) do
   M.services[name] = function(defn, opts)
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
     o.conn = o.conn or M.conn()
-    return core.services[name](M.definitions.resolve(defn, o.conn), o)
+    local d = M.definitions.resolve(defn, o.conn)
+    if name == "create_view" and o.replace then
+      local r = core.services.swap_refresh(d, o)
+      r.request.replaced = true
+      if r.success then r.status = "created" end
+      return r
+    end
+    if name == "create_view" then d = with_index_tails(d, o.conn) end
+    return core.services[name](d, o)
   end
 end
 

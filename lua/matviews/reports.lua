@@ -130,7 +130,7 @@ end
 
 -- The per-view statistics query over one run table (see M.stats).
 local STATS_SQL = [[
-WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE %s),
+WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE d.deleted_at IS NULL AND %s),
 agg AS (
   SELECT r.mat_view_definition_id AS id,
     count(*) FILTER (WHERE r.status = 2) AS success_count,
@@ -222,6 +222,7 @@ FROM mat_view_definitions d
 LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name))
   AND c.relkind = 'm'
 %s
+WHERE d.deleted_at IS NULL
 ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("ok.finished_at"), LAST_RUN))
   for _, r in ipairs(rows) do
     r.strategy = STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
@@ -240,13 +241,14 @@ function M.metrics_data(opts)
 SELECT ]] .. LABEL .. [[ AS view, '%s' AS op, c.status, c.n, NULL::float8 AS last_success, NULL::integer AS last_duration_ms
   FROM mat_view_definitions d
   JOIN (SELECT mat_view_definition_id AS id, status, count(*) AS n FROM %s GROUP BY 1, 2) c ON c.id = d.id
+  WHERE d.deleted_at IS NULL
 UNION ALL
 SELECT ]] .. LABEL .. [[, '%s', NULL, NULL,
   (SELECT extract(epoch FROM r.finished_at)::float8 FROM %s r WHERE r.mat_view_definition_id = d.id
      AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
   (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN (2, 3)
      ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
-  FROM mat_view_definitions d]]):format(op, TABLES[op], op, TABLES[op], TABLES[op])
+  FROM mat_view_definitions d WHERE d.deleted_at IS NULL]]):format(op, TABLES[op], op, TABLES[op], TABLES[op])
   end
   local rows = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2, 3")
   for _, r in ipairs(rows) do
