@@ -18,7 +18,7 @@ static void check(int ok) {
 static void check_around(const cron_expr *e, int64_t t) {
   int64_t next, prev, again;
   if (cron_next_civil(e, t, &next) == 0) {
-    check(next > t && next % 60 == 0 && cron_matches(e, next));
+    check(next > t && next % (e->seconds ? e->seconds : 60) == 0 && cron_matches(e, next));
     check(cron_prev_civil(e, next, &again) == 0 && again == next);
     check(cron_prev_civil(e, next - 1, &prev) != 0 || prev <= t);
   }

@@ -63,6 +63,7 @@ local CASES = {
   { "enqueue", "enqueue refresh", "missing argument 'names'" },
   { "enqueue", "enqueue drop a", "argument 'op' must be one of 'create', 'refresh', 'delete'" },
   { "enqueue", "enqueue refresh nope", "no definition named nope" },
+  { "scheduler", "scheduler extra", "too many arguments" },
   { "queue", "queue retry", "queue retry needs a job id (a whole number)" },
   { "queue", "queue cancel x", "queue cancel needs a job id (a whole number)" },
   { "queue", "queue list 3", "queue list takes no job id" },

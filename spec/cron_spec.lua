@@ -54,6 +54,11 @@ describe("cron next fire time", function()
     -- fall back (2026-11-01 02:00 EDT -> 01:00 EST): 01:30 fires once, the first time
     { "30 1 * * *", "2026-10-31T12:00:00Z", "America/New_York", "2026-11-01T01:30:00-04:00" },
     { "30 1 * * *", "2026-11-01T05:30:00Z", "America/New_York", "2026-11-02T01:30:00-05:00" },
+    -- pg_cron's sub-minute form: every N seconds of the epoch, any zone
+    { "30 seconds", "2026-11-26T10:07:30Z", nil, "2026-11-26T10:08:00Z" },
+    { "1 second", "2026-11-26T10:07:30Z", nil, "2026-11-26T10:07:31Z" },
+    { "15 Seconds", "2026-11-26T23:59:50Z", nil, "2026-11-27T00:00:00Z" },
+    { "20 seconds", "2026-11-26T10:07:30Z", "Europe/Paris", "2026-11-26T11:07:40+01:00" },
   }
   for _, c in ipairs(cases) do
     it(("%s after %s%s is %s"):format(c[1], c[2], c[3] and (" in " .. c[3]) or "", c[4]), function()
@@ -76,6 +81,9 @@ describe("cron next fire time", function()
     assert.are.same({ 1, 15 }, p.dom)
     assert.are.same({ 1, 2, 3 }, p.month)
     assert.are.same({ 0, 1, 3 }, p.dow)
+    assert.is_nil(p.seconds)
+    assert.are.equal(45, core.cron_parse(" 45 seconds ").seconds)
+    assert.are.equal(epoch("2026-11-26T10:07:15Z"), core.cron_prev("15 seconds", epoch("2026-11-26T10:07:29Z")))
   end)
 end)
 
@@ -100,6 +108,10 @@ describe("cron errors", function()
     { "0 0 30 2 *", "day of month: never occurs in the given months" },
     { "0 0 31 apr,jun *", "day of month: never occurs in the given months" },
     { "@every5m", "unknown macro (use @yearly, @monthly, @weekly, @daily or @hourly)" },
+    { "0 seconds", "seconds: 0 is out of range 1-59" },
+    { "60 seconds", "seconds: 60 is out of range 1-59" },
+    { "120 seconds", "seconds: 120 is out of range 1-59" },
+    { "30 minutes", "expected 5 fields (minute hour day-of-month month day-of-week), got 2" },
   }
   for _, c in ipairs(cases) do
     it(("rejects %q"):format(c[1]), function()

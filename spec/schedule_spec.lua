@@ -169,7 +169,7 @@ describe("matviews schedule", function()
     local want = mv.query(NEXT)[1].t
     if doc.definitions[1].next_run == before then want = before end
     assert.are.same({ name = "nightly", schedule = "30 2 * * *", next_run = want,
-      last_slot = cjson.null, error = cjson.null }, doc.definitions[1])
+      last_slot = cjson.null, error = cjson.null, unclaimed_since = cjson.null }, doc.definitions[1])
     assert.are.equal("plain", doc.definitions[2].name)
     assert.are.equal(cjson.null, doc.definitions[2].next_run)
     r = H.mv("schedule")
@@ -201,5 +201,67 @@ describe("matviews schedule", function()
     assert.are.equal(1, r.code)
     assert.are.equal(('matviews: definition %d "bad" in mat_view_definitions is corrupt: invalid schedule_cron: "* * *": '
       .. 'expected 5 fields (minute hour day-of-month month day-of-week), got 3\n'):format(id), r.err)
+  end)
+end)
+
+describe("matviews scheduler", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE MATERIALIZED VIEW every_second AS SELECT 1 AS one")
+  end)
+
+  -- Waits until each file in files holds "turn T" (with a deadline).
+  local function await_turn(files, t)
+    local deadline = mv.core.sys.monotonic_ms() + 60000
+    for _, f in ipairs(files) do
+      while not H.slurp(f):find("turn " .. t .. "\n", 1, true) do
+        assert(mv.core.sys.monotonic_ms() < deadline, "no turn " .. t .. " in " .. f .. ": " .. H.slurp(f))
+        mv.core.sys.sleep_ms(20)
+      end
+    end
+  end
+
+  it("with two schedulers running, fires three 1-second slots exactly once each", function()
+    local t0 = mv.query("SELECT floor(extract(epoch FROM now()))::bigint + 100 AS t")[1].t
+    mv.exec([[INSERT INTO mat_view_definitions (name, sql, schedule_cron, created_at)
+              VALUES ('every_second', 'SELECT 1 AS one', '1 second', to_timestamp($1))]], t0)
+    local clock, outs, pids = H.tmpfile(".clock"), {}, {}
+    H.write(clock, "")
+    for i = 1, 2 do
+      outs[i] = H.tmpfile(".out")
+      pids[i] = H.sh(("%s scheduler --clock %s >%s 2>&1 & echo $!"):format(H.bin, H.q(clock), H.q(outs[i]))).out:match("%d+")
+    end
+    for t = t0 + 1, t0 + 3 do
+      H.write(clock, tostring(t))
+      await_turn(outs, t) -- both schedulers tried the slot
+    end
+    for _, pid in ipairs(pids) do os.execute("kill " .. pid) end
+    local slots = mv.query([[SELECT floor(extract(epoch FROM slot_time))::bigint - $1 AS s, count(*)::int AS n
+      FROM mat_view_schedule_slots GROUP BY 1 ORDER BY 1]], t0)
+    assert.are.same({ { s = 1, n = 1 }, { s = 2, n = 1 }, { s = 3, n = 1 } }, slots)
+    assert.are.equal(3, mv.query("SELECT count(*)::int AS n FROM matviews_jobs WHERE op = 'refresh'")[1].n)
+    local _, said = (H.slurp(outs[1]) .. H.slurp(outs[2])):gsub("scheduled refresh of every_second for ", "")
+    assert.are.equal(3, said)
+  end)
+
+  it("queues a due slot with --once; `schedule` warns when no scheduler claimed a slot in two periods", function()
+    mv.exec("DELETE FROM mat_view_schedule_slots")
+    mv.exec("DELETE FROM matviews_jobs")
+    mv.exec([[UPDATE mat_view_definitions SET schedule_cron = '*/5 * * * *', created_at = now() - interval '1 hour'
+              WHERE name = 'every_second']])
+    local r = H.mv("schedule")
+    assert.are.equal(0, r.code)
+    assert.matches("^matviews: warning: no scheduler has claimed a slot of every_second since "
+      .. "%d+%-%d+%-%d+T%d+:%d+:00%+00:00 %(two periods%): is `matviews scheduler` %(or `worker %-%-schedule`%) running%?\n$", r.err)
+    r = H.mv("scheduler --once --json")
+    assert.are.equal(0, r.code, r.err)
+    assert.are.equal("every_second", cjson.decode(r.out).scheduled[1].view)
+    r = H.mv("schedule")
+    assert.are.equal("", r.err)
+    -- a definition younger than two periods is not warned about
+    mv.exec("DELETE FROM mat_view_schedule_slots")
+    mv.exec("UPDATE mat_view_definitions SET created_at = now() - interval '4 minutes'")
+    assert.are.equal("", H.mv("schedule").err)
   end)
 end)

@@ -6,7 +6,8 @@
  * range `a-b`, optionally followed by `/step`; `a/step` means a to the
  * field's maximum. Months and weekdays also take names (jan-dec, sun-sat,
  * any case); weekday 7 is Sunday. Macros: @yearly @annually @monthly
- * @weekly @daily @midnight @hourly. Days follow the classic (Vixie) rule:
+ * @weekly @daily @midnight @hourly; pg_cron's sub-minute form `N seconds`
+ * (1-59). Days follow the classic (Vixie) rule:
  * when both day of month and day of week are restricted (neither field
  * begins with `*`) a day matches if either does, otherwise both must.
  *
@@ -208,11 +209,44 @@ static int split_fields(const char *s, const char *end, const char *f[NFIELDS][2
   return -1;
 }
 
+/* The "N seconds" form of text[0..len) (leading blanks skipped): 1 and
+ * *n set; 0 when text is not of that form; -1 with err when N is out of
+ * range. */
+static int parse_seconds(const char *text, size_t len, int *n, char *err, size_t errlen) {
+  const char *p = text, *end = text + len;
+  int v = 0, digits = 0;
+  while (p < end && isdigit((unsigned char)*p) && digits < 4) { v = v * 10 + (*p - '0'); p++; digits++; }
+  if (digits == 0 || p == end || (*p != ' ' && *p != '\t')) return 0;
+  while (p < end && (*p == ' ' || *p == '\t')) p++;
+  size_t rest = (size_t)(end - p);
+  if (rest >= 6 && strncasecmp(p, "second", 6) == 0) {
+    p += 6;
+    if (p < end && (*p == 's' || *p == 'S')) p++;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p != end) return 0;
+    if (digits > 2 || v < 1 || v > 59) {
+      snprintf(err, errlen, "seconds: %d is out of range 1-59", v);
+      return -1;
+    }
+    *n = v;
+    return 1;
+  }
+  return 0;
+}
+
 int cron_parse(const char *text, size_t len, cron_expr *out, char *err, size_t errlen) {
   const char *end = text + len, *f[NFIELDS][2];
   uint64_t bits[NFIELDS];
+  int secs = 0, form;
   if (memchr(text, '\0', len)) { snprintf(err, errlen, "contains a NUL byte"); return -1; }
   while (len > 0 && (*text == ' ' || *text == '\t')) { text++; len--; }
+  form = parse_seconds(text, len, &secs, err, errlen);
+  if (form < 0) return -1;
+  if (form > 0) {
+    memset(out, 0, sizeof *out);
+    out->seconds = (unsigned char)secs;
+    return 0;
+  }
   if (len > 0 && *text == '@') {
     for (size_t i = 0; i < sizeof MACROS / sizeof MACROS[0]; i++) {
       size_t n = strlen(MACROS[i][0]);
@@ -236,6 +270,7 @@ int cron_parse(const char *text, size_t len, cron_expr *out, char *err, size_t e
   out->dow = (uint8_t)bits[F_DOW];
   out->dom_star = *f[F_DOM][0] == '*';
   out->dow_star = *f[F_DOW][0] == '*';
+  out->seconds = 0;
   if (out->dow_star && !some_day_exists(out)) {
     snprintf(err, errlen, "day of month: never occurs in the given months");
     return -1;
@@ -255,6 +290,7 @@ static int day_matches(const cron_expr *e, const civil *c) {
 int cron_matches(const cron_expr *e, int64_t t) {
   civil c;
   if (t < CRON_TIME_MIN || t > CRON_TIME_MAX) return 0;
+  if (e->seconds) return t % e->seconds == 0;
   split(t, &c);
   return (e->month >> c.month & 1) && day_matches(e, &c) && (e->hour >> c.hour & 1) && (e->minute >> c.minute & 1);
 }
@@ -267,6 +303,12 @@ static int64_t month_start(int64_t y, int m) {
 
 int cron_next_civil(const cron_expr *e, int64_t after, int64_t *out) {
   if (after < CRON_TIME_MIN || after > CRON_TIME_MAX) return -1;
+  if (e->seconds) {
+    int64_t t = after - after % e->seconds + e->seconds;
+    if (t > CRON_TIME_MAX) return -1;
+    *out = t;
+    return 0;
+  }
   int64_t t = after - after % 60 + 60, limit = after + (int64_t)SEARCH_YEARS * 366 * DAY;
   if (limit > CRON_TIME_MAX) limit = CRON_TIME_MAX;
   civil c;
@@ -283,6 +325,7 @@ int cron_next_civil(const cron_expr *e, int64_t after, int64_t *out) {
 
 int cron_prev_civil(const cron_expr *e, int64_t at, int64_t *out) {
   if (at < CRON_TIME_MIN || at > CRON_TIME_MAX) return -1;
+  if (e->seconds) { *out = at - at % e->seconds; return 0; }
   int64_t t = at - at % 60, limit = at - (int64_t)SEARCH_YEARS * 366 * DAY;
   if (limit < CRON_TIME_MIN) limit = CRON_TIME_MIN;
   civil c;
@@ -371,7 +414,7 @@ static int64_t from_wall(int64_t w) {
  * on the wall clock, then convert; skip wall times whose UTC instant falls
  * on the wrong side of t (a repeated hour's second pass). */
 static int search_tz(const cron_expr *e, int64_t t, const char *tz, int64_t *out, int dir) {
-  if (is_utc(tz)) return dir > 0 ? cron_next_civil(e, t, out) : cron_prev_civil(e, t, out);
+  if (is_utc(tz) || e->seconds) return dir > 0 ? cron_next_civil(e, t, out) : cron_prev_civil(e, t, out);
   if (t < CRON_TIME_MIN || t > CRON_TIME_MAX) return -1;
   zone_saved s;
   zone_enter(tz, &s);

@@ -19,13 +19,17 @@ typedef struct {
   uint16_t month;     /* bit m: month m (1-12) */
   uint8_t dow;        /* bit d: weekday d (0-6, 0 = Sunday) */
   unsigned char dom_star, dow_star; /* the field begins with '*' */
+  unsigned char seconds; /* 1-59: pg_cron's 'N seconds' form (fires every N
+                            seconds of the epoch); 0: the five fields apply */
 } cron_expr;
 
 /* Civil times handled: 1970-01-01 00:00 to 9999-12-31 23:59. */
 #define CRON_TIME_MIN 0
 #define CRON_TIME_MAX INT64_C(253402300799)
 
-/* Parses text[0..len) (may hold any bytes). Returns 0 and fills out, or -1
+/* Parses text[0..len) (may hold any bytes): five fields, a macro, or
+ * "N seconds" / "N second" with N in 1-59 (a fire time every N seconds,
+ * counted from the epoch, so every zone sees the same instants). Returns 0 and fills out, or -1
  * with a one-line reason in err (e.g. "minute: 60 is out of range 0-59"). */
 int cron_parse(const char *text, size_t len, cron_expr *out, char *err, size_t errlen);
 /* 1 when the civil time t (any second of the minute) is a fire time. */

@@ -141,7 +141,8 @@ static int run_prog(const Embed *e, const char *prog, const char *const *args) {
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     if (logfd >= 0) { dup2(logfd, 1); dup2(logfd, 2); }
-    close_range(3, ~0U, 0); /* the server must not inherit our pipes */
+    /* the server must not inherit our pipes: refuse to start if they stay */
+    if (close_range(3, ~0U, 0) != 0) _exit(126);
     clear_pg_env();
     setsid();
     if (chdir(e->base) != 0) _exit(126);
@@ -151,7 +152,9 @@ static int run_prog(const Embed *e, const char *prog, const char *const *args) {
   }
   if (logfd >= 0) close(logfd);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  pid_t got;
+  while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
+  if (got < 0) return 128; /* the child's outcome is unknown: not a success */
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 

@@ -123,6 +123,9 @@ static void resolve_definition(lua_State *L, Job *job) {
   } else {
     luaL_error(L, "a job needs a definition name or id");
   }
+  /* read before the result is held: job_opt_int may raise */
+  long long def_lock = job_opt_int(L, SLOT_SPEC, "default_lock_timeout_ms", 5000);
+  long long def_stmt = job_opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", 0);
   PGresult *res = pg_exec(job->rec,
       "SELECT id, name, refresh_strategy, options->>'lock_timeout_ms', options->>'statement_timeout_ms',"
       " options->>'row_count', schema_name FROM mat_view_definitions"
@@ -146,8 +149,7 @@ static void resolve_definition(lua_State *L, Job *job) {
     else lua_pushfstring(L, "no definition named \"%s\"", vals[1]);
     raise_msg(L, lua_tostring(L, -1), NULL);
   }
-  read_definition(job, res, job_opt_int(L, SLOT_SPEC, "default_lock_timeout_ms", 5000),
-                  job_opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", 0));
+  read_definition(job, res, def_lock, def_stmt);
   pg_clear(res);
   lua_pop(L, 1);
   long long lt = job_opt_int(L, SLOT_SPEC, "lock_timeout_ms", -1);
@@ -169,6 +171,8 @@ void job_push_jsonable(lua_State *L, int idx, int depth) {
     break;
   case LUA_TTABLE:
     if (depth > 16) break;
+    /* the depth comes from the caller's options: 3 slots a level */
+    luaL_checkstack(L, 4, "options nested too deeply");
     lua_newtable(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {                    /* [copy key value] */
@@ -360,17 +364,21 @@ static void finalise(lua_State *L, Job *job, int *interrupted) {
   snprintf(id, sizeof id, "%lld", job->run_id);
   snprintf(status, sizeof status, "%d", err[0] ? STATUS_FAILED : STATUS_SUCCESS);
   snprintf(dur, sizeof dur, "%lld", (long long)(job_now_ms() - job->t0 + 0.5));
+  PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
   const char *vals[6] = {id, status, dur, push_json(L, SLOT_META), err[0] ? err : NULL, has_rows ? rows : NULL};
-  PGresult *res = pg_exec(job->rec, sql, refresh ? 6 : 5, vals);
+  *res = pg_exec(job->rec, sql, refresh ? 6 : 5, vals);
   lua_pop(L, 1);
   sigprocmask(SIG_SETMASK, &old, NULL);
-  if (!pg_ok(res)) {
-    report_unrecorded(job, pg_errmsg(job->rec, res), err[0] ? "failed" : "success", dur, vals[4]);
+  if (!pg_ok(*res)) {
+    PGresult *failed = *res;
+    *res = NULL; /* raise_result clears it before it raises */
+    report_unrecorded(job, pg_errmsg(job->rec, failed), err[0] ? "failed" : "success", dur, vals[4]);
     snprintf(err, sizeof err, "could not finalise run %lld of %s: ", job->run_id, job->name);
-    raise_result(L, job->rec, res, err);
+    raise_result(L, job->rec, failed, err);
   }
-  push_run(L, job, res);
-  pg_clear(res);
+  push_run(L, job, *res);                         /* [guard run] */
+  pg_guard_clear(res);
+  lua_remove(L, -2);                              /* [run] */
 }
 
 /* Fills job from the spec: op, its table, the recorder, the host name. */

@@ -70,19 +70,22 @@ static const char *param_text(lua_State *L, int idx, int n) {
 
 int mv_conn_run(lua_State *L, PGconn *conn, const char *sql, int first, int last, int as_rows) {
   int n = last >= first ? last - first + 1 : 0;
+  /* n comes from the caller: the guard, the array and n keepers */
+  luaL_checkstack(L, n + 3, "too many query parameters");
+  PGresult **res = pg_guard(L);                   /* [guard] */
   const char **vals = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
   for (int i = 0; i < n; i++)
     vals[i] = param_text(L, first + i, i + 1); /* each pushes its keeper */
-  PGresult *res = pg_exec(conn, sql, n, vals);
-  lua_pop(L, n + 1);
-  if (!pg_ok(res)) {
-    pg_push_error(L, conn, res);
-    pg_clear(res);
+  *res = pg_exec(conn, sql, n, vals);
+  lua_pop(L, n + 1);                              /* [guard] */
+  if (!pg_ok(*res)) {
+    pg_push_error(L, conn, *res);                 /* [guard err] */
+    pg_guard_clear(res);
     return lua_error(L);
   }
-  if (as_rows) pg_push_rows(L, res);
-  else lua_pushinteger(L, (lua_Integer)pg_affected(res));
-  pg_clear(res);
+  if (as_rows) pg_push_rows(L, *res);             /* [guard rows] */
+  else lua_pushinteger(L, (lua_Integer)pg_affected(*res));
+  pg_guard_clear(res);
   return 1;
 }
 
@@ -101,13 +104,15 @@ static int conn_exec(lua_State *L) {
 /* conn:script(sql): several trusted statements, no parameters */
 static int conn_script(lua_State *L) {
   PGconn *c = mv_checkconn(L, 1);
-  PGresult *res = pg_exec_script(c, luaL_checkstring(L, 2));
-  if (!pg_ok(res)) {
-    pg_push_error(L, c, res);
-    pg_clear(res);
+  const char *sql = luaL_checkstring(L, 2);
+  PGresult **res = pg_guard(L);
+  *res = pg_exec_script(c, sql);
+  if (!pg_ok(*res)) {
+    pg_push_error(L, c, *res);
+    pg_guard_clear(res);
     return lua_error(L);
   }
-  pg_clear(res);
+  pg_guard_clear(res);
   return 0;
 }
 

@@ -48,6 +48,7 @@ static int l_cron_parse(lua_State *L) {
   push_set(L, e.dom, 1, 31, "dom");
   push_set(L, e.month, 1, 12, "month");
   push_set(L, e.dow, 0, 6, "dow");
+  if (e.seconds) { lua_pushinteger(L, e.seconds); lua_setfield(L, -2, "seconds"); }
   return 1;
 }
 

@@ -243,8 +243,37 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/* The Lua heap's ceiling (MATVIEWS_LUA_MEMORY_MB, unset or 0: none) and its
+ * use. Past it an allocation fails and Lua raises "not enough memory", which
+ * user code can catch: a runaway script is stopped before the machine is
+ * out of memory, and the specs reach the memory-error paths of the C units. */
+static size_t mem_limit = 0, mem_used = 0;
+
+/* lua_Alloc with the ceiling above (lauxlib's l_alloc otherwise). */
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (ptr == NULL) osize = 0;
+  if (nsize == 0) { free(ptr); mem_used -= osize; return NULL; }
+  if (mem_limit > 0 && nsize > osize && mem_used + (nsize - osize) > mem_limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p != NULL) mem_used = mem_used - osize + nsize;
+  return p;
+}
+
+/* A new state with limited_alloc and lauxlib's panic and warning functions. */
+static lua_State *new_state(void) {
+  const char *mb = getenv("MATVIEWS_LUA_MEMORY_MB");
+  if (mb != NULL) mem_limit = (size_t)strtoul(mb, NULL, 10) * 1024 * 1024;
+  lua_State *L = luaL_newstate(); /* its panic and warn functions */
+  if (L == NULL || mem_limit == 0) return L;
+  /* both allocators use realloc/free; count what the state holds so far */
+  mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_setallocf(L, limited_alloc, NULL);
+  return L;
+}
+
 int main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = new_state();
   if (L == NULL) { l_message("cannot create state: not enough memory"); return 1; }
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);

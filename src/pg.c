@@ -382,6 +382,27 @@ void pg_push_error(lua_State *L, PGconn *conn, const PGresult *res) {
   mv_error_setmt(L);
 }
 
+/* __gc of a guard: clears the result it still holds. */
+static int guard_gc(lua_State *L) {
+  pg_guard_clear((PGresult **)lua_touserdata(L, 1));
+  return 0;
+}
+
+PGresult **pg_guard(lua_State *L) {
+  PGresult **slot = (PGresult **)lua_newuserdatauv(L, sizeof(PGresult *), 0);
+  *slot = NULL; /* before the metatable, so __gc never sees garbage */
+  if (luaL_newmetatable(L, "matviews.pgresult")) {
+    lua_pushcfunction(L, guard_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return slot;
+}
+
+void pg_guard_clear(PGresult **slot) {
+  if (slot && *slot) { PQclear(*slot); *slot = NULL; }
+}
+
 int pg_ping(const char *conninfo) {
   return PQping(conninfo) == PQPING_OK;
 }

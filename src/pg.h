@@ -68,7 +68,13 @@ const char *pg_user(PGconn *conn);
 void pg_push_rows(lua_State *L, const PGresult *res);
 /* Push an error table {message, sqlstate, detail, hint, position}. */
 void pg_push_error(lua_State *L, PGconn *conn, const PGresult *res);
-
+/* A PGresult held while Lua allocates (converting rows, building an error
+ * table) must not leak when Lua raises a memory error: pg_guard pushes a
+ * userdata slot (NULL) whose __gc clears what it holds; store the result in
+ * it, convert, then pg_guard_clear it. Push the guard before pg_exec, so
+ * pushing it cannot fail while a result is already held. */
+PGresult **pg_guard(lua_State *L);
+void pg_guard_clear(PGresult **slot);
 
 
 /* 1 when a server accepts connections at conninfo (PQping). */

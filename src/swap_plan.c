@@ -49,9 +49,10 @@ static PGresult *oid_query(MvSvc *s, const char *sql, unsigned oid, const char *
 /* Appends column 0 of every row to out. */
 static int rows_into(PGresult *res, MvStrList *out) {
   if (res == NULL) return -1;
-  for (int i = 0; i < pg_nrows(res); i++) mv_strlist_add(out, pg_value(res, i, 0));
+  int rc = 0;
+  for (int i = 0; i < pg_nrows(res) && rc == 0; i++) rc = mv_strlist_add(out, pg_value(res, i, 0)) < 0 ? -1 : 0;
   pg_clear(res);
-  return 0;
+  return rc;
 }
 
 int swap_plan_refuse(MvSvc *s, const MvRel *rel) {
@@ -111,9 +112,10 @@ static int plan_index(MvSvc *s, SwapPlan *p, const PGresult *res, int row, int p
   char *create = q ? mv_fmt("CREATE %sINDEX %s ON %s%s", pg_value(res, row, 0)[0] == 't' ? "UNIQUE " : "",
                             q, p->qtmp, tail) : NULL;
   char *rename = q ? mv_fmt("ALTER INDEX %s.%s RENAME TO %s", qschema, q, pg_value(res, row, 2)) : NULL;
-  int rc = create && rename ? 0 : -1;
-  if (rc == 0) { mv_strlist_add(&p->build_idx, create); mv_strlist_add(&p->renames, rename); }
-  else svc_fail(s, "out of memory", NULL, NULL, NULL);
+  /* an index built but never renamed (or the reverse) would be lost */
+  int rc = create && rename && mv_strlist_add(&p->build_idx, create) == 0
+           && mv_strlist_add(&p->renames, rename) == 0 ? 0 : -1;
+  if (rc < 0) svc_fail(s, "out of memory", NULL, NULL, NULL);
   free(create); free(rename); pg_free(q);
   return rc;
 }
@@ -165,8 +167,10 @@ static int plan_dependent(MvSvc *s, SwapPlan *p, const PGresult *res, int row) {
   char *drop = mv_fmt("DROP %s %s", matview ? "MATERIALIZED VIEW" : "VIEW", pg_value(res, row, 2));
   if (drop == NULL || mv_strlist_add(&p->drops, drop) < 0) { free(drop); return -1; }
   free(drop);
-  mv_strlist_add(&p->rebuild, pg_value(res, row, 4));
-  mv_strlist_add(&p->rebuilt, pg_value(res, row, 3));
+  /* a dependent dropped in the swap must be rebuilt: refuse the plan if
+   * its CREATE cannot be kept */
+  if (mv_strlist_add(&p->rebuild, pg_value(res, row, 4)) < 0 || mv_strlist_add(&p->rebuilt, pg_value(res, row, 3)) < 0)
+    return -1;
   if (matview && rows_into(oid_query(s, "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
                                         " WHERE indrelid = $1::oid ORDER BY indexrelid", oid, NULL), &p->rebuild) < 0)
     return -1;
@@ -223,6 +227,9 @@ int swap_plan_build(MvSvc *s, const MvRel *rel, SwapPlan *p) {
   if (rc == 0) rc = plan_create(s, rel, p);
   if (rc == 0) rc = plan_indexes(s, rel, p, pid, qschema);
   if (rc == 0) rc = plan_dependents(s, rel, p);
+  /* a failed allocation leaves no message of its own: never swap on a
+   * partial plan, and say why */
+  if (rc < 0 && s->r->err_message == NULL) svc_fail(s, "out of memory", NULL, NULL, NULL);
   pg_free(qschema);
   return rc;
 }

@@ -20,11 +20,11 @@ local function raise(e) require("matviews.core").error(e) end
 local LOCK_KEY = 7318029312 -- advisory lock: one apply at a time per database
 
 -- The definition table to save: the file's fields, with the catalog row's
--- options kept except row_count, which the file owns.
+-- options kept except those the file owns (dsl.OPTION_KEYS).
 local function to_save(fc, row)
   local options = {}
   for k, v in pairs(row and row.options or {}) do options[k] = v end
-  options.row_count = fc.options.row_count
+  for _, k in ipairs(require("matviews.dsl").OPTION_KEYS) do options[k] = fc.options[k] end
   local t = {}
   for k, v in pairs(fc) do t[k] = v end
   t.options = options

@@ -10,7 +10,7 @@ M.commands = {
   "init", "apply", "plan", "prune", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "metrics", "validate", "deps", "schedule",
-  "enqueue", "queue", "worker", "reconcile",
+  "enqueue", "queue", "worker", "scheduler", "reconcile",
   "db", "run", "repl", "version",
 }
 

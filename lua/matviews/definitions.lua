@@ -166,6 +166,13 @@ function M.validate(tbl, stored)
   if rc ~= nil and not M.ROW_COUNTS[rc] then
     invalid("options", 'row_count must be "none", "estimated" or "exact"')
   end
+  for _, k in ipairs({ "lock_timeout_ms", "statement_timeout_ms" }) do
+    local v = d.options[k]
+    local n = type(v) == "number" and math.tointeger(v) -- JSON may give 5000.0
+    if v ~= nil and not (n and n >= 0) then
+      invalid("options", k .. " must be a non-negative integer (milliseconds)")
+    end
+  end
   if d.schedule_cron then
     local parsed, why = core.cron_parse(d.schedule_cron)
     if not parsed then invalid("schedule_cron", why) end

@@ -19,7 +19,10 @@ local PRIVILEGES = definitions.PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
 M.KEYS = { "sql", "schema", "strategy", "unique", "indexes", "depends_on", "schedule",
-  "retention", "grants", "comment", "row_count" }
+  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms" }
+-- The keys kept in the catalog's `options` (jsonb), under the same names;
+-- the file owns them (apply writes them, plan compares them).
+M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms" }
 local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
@@ -184,6 +187,14 @@ function normalise.row_count(v)
   return v
 end
 
+-- A number of milliseconds: a non-negative integer (0: no limit).
+local function millis(v)
+  if math.type(v) ~= "integer" or v < 0 then return nil, "a non-negative integer (milliseconds)" end
+  return v
+end
+normalise.lock_timeout_ms = millis
+normalise.statement_timeout_ms = millis
+
 ---------------------------------------------------------------------------
 -- Loading.
 
@@ -340,6 +351,13 @@ function M.load_dir(dir)
   return state.defs
 end
 
+-- The catalog `options` of a loaded definition: its OPTION_KEYS that are set.
+function M.options_of(def)
+  local o = {}
+  for _, k in ipairs(M.OPTION_KEYS) do o[k] = def[k] end
+  return o
+end
+
 -- The catalog fields of a loaded definition (the table mv.definitions and
 -- mat_view_definitions use).
 function M.to_catalog(def)
@@ -357,7 +375,7 @@ function M.to_catalog(def)
     grants = def.grants,
     comment = def.comment,
     retention = retention,
-    options = { row_count = def.row_count },
+    options = M.options_of(def),
   }
 end
 

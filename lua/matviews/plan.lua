@@ -76,7 +76,9 @@ function M.changed_fields(fc, row)
   check("retention", fc.retention, row.retention)
   check("grants", fc.grants, row.grants)
   check("comment", fc.comment, row.comment)
-  check("options", fc.options.row_count, (row.options or {}).row_count)
+  for _, k in ipairs(dsl.OPTION_KEYS) do -- each under its own key's name
+    if not same(fc.options[k], (row.options or {})[k]) then changed[#changed + 1] = k end
+  end
   return changed
 end
 

@@ -46,7 +46,10 @@ end
 local function is_null(v) return v == nil or v == require("matviews").null end
 
 -- The scheduled definitions with their due slot at `now`: rows of
--- { id, name, schedule_cron, last_slot, due (epoch or nil), next_run, error }.
+-- { id, name, schedule_cron, last_slot, due (epoch or nil), next_run, error,
+-- unclaimed_since }. unclaimed_since is the fire time two periods back when
+-- no slot from it on was claimed (and the definition existed): nothing is
+-- running the schedules.
 function M.plan(now, conn)
   local mv = require "matviews"
   conn = conn or mv.conn()
@@ -60,6 +63,8 @@ function M.plan(now, conn)
       r.next_run, err = mv.core.cron_next(d.schedule_cron, now, tz)
       r.error = err
       if prev and prev > (r.last_slot or d.created) then r.due = prev end
+      local prev2 = prev and mv.core.cron_prev(d.schedule_cron, prev - 1, tz)
+      if prev2 and prev2 >= d.created and (r.last_slot or -1) < prev2 then r.unclaimed_since = prev2 end
     end
     out[#out + 1] = r
   end
@@ -113,9 +118,28 @@ function M.tick(now, opts)
   return result
 end
 
--- For the worker loop: a function that runs tick() at most once a second,
--- prints what it queued (text mode) or adds it to doc.scheduled (--json),
--- and reports each distinct error once on stderr.
+-- Reports one tick's result r: prints what it queued (text mode) or adds it
+-- to doc.scheduled (--json), and each distinct error once (said: the
+-- errors already said) on stderr.
+function M.report(ctx, doc, r, said)
+  doc.scheduled = doc.scheduled or {}
+  for _, c in ipairs(r.claimed) do
+    local entry = { view = c.name, slot = require("matviews.format").iso_epochs(require("matviews").conn(), { c.slot })[1],
+      job_id = type(c.job) == "table" and c.job.job_id or nil }
+    doc.scheduled[#doc.scheduled + 1] = entry
+    if not ctx.options.json then
+      print(("scheduled refresh of %s for %s (job %s)"):format(entry.view, entry.slot, tostring(entry.job_id)))
+      io.stdout:flush()
+    end
+  end
+  for _, e in ipairs(r.errors) do
+    local line = e.name .. ": " .. e.error
+    if not said[line] then said[line] = true; io.stderr:write("matviews: schedule of ", line, "\n") end
+  end
+end
+
+-- For the worker loop: a function that runs tick() at most once a second
+-- and reports it (M.report).
 function M.ticker(ctx, doc)
   local sys = require("matviews").core.sys
   local last, said = nil, {}
@@ -124,20 +148,7 @@ function M.ticker(ctx, doc)
     local now = sys.monotonic_ms()
     if last and now - last < 1000 then return end
     last = now
-    local r = M.tick()
-    for _, c in ipairs(r.claimed) do
-      local entry = { view = c.name, slot = require("matviews.format").iso_epochs(require("matviews").conn(), { c.slot })[1],
-        job_id = type(c.job) == "table" and c.job.job_id or nil }
-      doc.scheduled[#doc.scheduled + 1] = entry
-      if not ctx.options.json then
-        print(("scheduled refresh of %s for %s (job %s)"):format(entry.view, entry.slot, tostring(entry.job_id)))
-        io.stdout:flush()
-      end
-    end
-    for _, e in ipairs(r.errors) do
-      local line = e.name .. ": " .. e.error
-      if not said[line] then said[line] = true; io.stderr:write("matviews: schedule of ", line, "\n") end
-    end
+    M.report(ctx, doc, M.tick(), said)
   end
 end
 
