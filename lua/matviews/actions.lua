@@ -185,13 +185,14 @@ function M.compute(conn, rep, opts)
 end
 
 -- What `plan` and `apply --dry-run` print and mv.plan() returns: loads
--- the files, rehearses, works out the actions. opts: conn, definitions
--- (dir), prune, cascade. Returns { in_sync, valid, actions, notes, errors }.
+-- the files (or takes opts.defs, loaded definitions), rehearses, works out
+-- the actions. opts: conn, definitions (dir), defs, prune, cascade. Returns { in_sync, valid, actions, notes, errors }.
 function M.plan(opts)
   opts = opts or {}
   local mv = require "matviews"
   local conn = opts.conn or mv.conn()
-  local defs, errs = require("matviews.dsl").load_dir(opts.definitions)
+  local defs, errs = opts.defs, nil
+  if not defs then defs, errs = require("matviews.dsl").load_dir(opts.definitions) end
   if not defs then
     return { valid = false, in_sync = false, actions = array(), notes = array(), errors = array(errs) }
   end

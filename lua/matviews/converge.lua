@@ -29,7 +29,7 @@ local function save_all(mv, conn, p)
         for k, v in pairs(e.fc) do t[k] = v end
         local options = {}
         for k, v in pairs(e.row and e.row.options or {}) do options[k] = v end
-        options.row_count = e.fc.options.row_count
+        for _, k in ipairs(require("matviews.dsl").OPTION_KEYS) do options[k] = e.fc.options[k] end
         t.options = options
         mv.definitions.save(t, c)
         a.status = "success"
@@ -82,7 +82,7 @@ local function run_action(mv, conn, a, opts)
   return statement(conn, a)
 end
 
--- Applies: opts { conn, definitions (dir), prune, cascade, dry_run }.
+-- Applies: opts { conn, definitions (dir) or defs (loaded), prune, cascade, dry_run }.
 -- Returns the plan (see matviews.actions.plan) with each action's status
 -- ("success" | "failed" | nil: not run), run_id and error, and ok.
 function M.apply(opts)
@@ -90,7 +90,8 @@ function M.apply(opts)
   local mv = require "matviews"
   local conn = opts.conn or mv.conn()
   mv.init(conn)
-  local p = actions.plan({ conn = conn, definitions = opts.definitions, prune = opts.prune, cascade = opts.cascade })
+  local p = actions.plan({ conn = conn, definitions = opts.definitions, defs = opts.defs, prune = opts.prune,
+    cascade = opts.cascade })
   p.ok = p.valid
   if not p.valid or opts.dry_run or #p.actions == 0 then return p end
   save_all(mv, conn, p)

@@ -218,6 +218,14 @@ function M.refresh(ref, opts) return M.jobs.refresh(ref, opts) end
 function M.delete(ref, opts) return M.jobs.delete(ref, opts) end
 function M.reconcile(conn) return M.jobs.reconcile(conn) end
 
+-- Deploys the definition files: mv.apply{ definitions = dir, prune, cascade,
+-- dry_run } converges the database to them (matviews.converge) and mv.plan{}
+-- previews it (matviews.actions); both return the same actions (each
+-- { action, view, detail, sql, line }, apply's with status), plus notes,
+-- errors, valid and in_sync.
+function M.apply(opts) return require("matviews.converge").apply(opts) end
+function M.plan(opts) return require("matviews.actions").plan(opts) end
+
 -- Refreshes many views in dependency order, on opts.parallel processes;
 -- see matviews.parallel.
 function M.refresh_all(opts) return require("matviews.parallel").refresh_all(opts) end
