@@ -15,9 +15,11 @@ OBJS := $(SRCS:src/%.c=build/%.o)
 ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev
+DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev graphviz
+# The charting library `matviews report --html` inlines (package-lock.json).
+REPORT_LIB := node_modules/uplot/dist
 
-.PHONY: all deps bench-deps asan test demo install clean fuzz
+.PHONY: all deps browser-deps bench-deps asan test demo install clean fuzz
 
 all: matviews
 
@@ -64,14 +66,21 @@ build/fuzz/%_fuzz: fuzz/%_fuzz.c src/%.c src/%.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/$*_fuzz.c src/$*.c
 
-deps:
+deps: node_modules/.package-lock.json
 	@sh tools/deps.sh $(DEB_PKGS)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@sh tools/npm.sh
+
+# Headless Chromium for the report's browser spec.
+browser-deps:
+	@sh tools/deps.sh chromium
 
 # The tools of bench/: hyperfine, pgbench (in the server package), GNU time.
 bench-deps: deps
 	@sh tools/deps.sh hyperfine postgresql-15 postgresql-client-15 time
 
-test: deps
+test: deps browser-deps
 	@$(MAKE) --no-print-directory all asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@MATVIEWS_BINS="./matviews ./matviews-asan" sh spec/run.sh
@@ -81,10 +90,11 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@./matviews run demo/demo.lua
 
-install: matviews
+install: matviews node_modules/.package-lock.json
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews
 	install -m 755 matviews $(DESTDIR)$(PREFIX)/bin/matviews
 	cp -R lua/. $(DESTDIR)$(PREFIX)/share/matviews/lua/
+	install -m 644 $(REPORT_LIB)/uPlot.iife.min.js $(REPORT_LIB)/uPlot.min.css $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews/report/
 
 clean:
 	rm -rf build matviews matviews-asan

@@ -3,7 +3,8 @@
 -- the four definitions of definitions/ (mv.apply: the views are created
 -- with their unique indexes), refreshes each with its strategy (regular,
 -- concurrent and swap are all used), then prints the run summary and the
--- validation table.
+-- validation table, and writes the run history as report.html
+-- (`matviews report --html`).
 -- Run again, it reuses the data and the views that exist, and deploys a
 -- change: mv_user_accounts alternates between its file and a variant with
 -- one more column (first_account_at), which apply replaces without blocking
@@ -115,6 +116,10 @@ local function main(args)
   local v = validate.run({ names = DEMO, iterations = 5, warmup = 1 })
   io.write(validate.render(v.results))
   print()
+  local page = root .. "/report.html"
+  if cli.main({ "report", "--html", page }) ~= 0 then os.exit(1) end
+  if page:sub(1, 1) ~= "/" then page = mv.core.sys.getcwd() .. "/" .. page:gsub("^%./", "") end
+  print(("report: %s"):format(page))
   print(("demo finished in %.1f s"):format((clock() - started) / 1000))
   if v.mismatches > 0 then os.exit(1) end
 end

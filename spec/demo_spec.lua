@@ -50,6 +50,10 @@ describe("demo script", function()
     local u = mv.query("SELECT count(*) AS n FROM pg_indexes WHERE indexname IN (SELECT indexname FROM pg_indexes "
       .. "WHERE tablename LIKE 'mv_%' AND indexdef LIKE 'CREATE UNIQUE INDEX%')")[1]
     assert.are.equal(4, u.n)
+    -- it ends by writing the report and printing its path
+    local page = r.out:match("\nreport: (/[^\n]+/report%.html)\n")
+    assert.is_truthy(page, r.out)
+    assert.matches("<td data%-sort=\"mv_user_activity\"><a href=", H.slurp(page))
   end)
 
   it("reuses the data and the views on a second run", function()

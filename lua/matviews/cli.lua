@@ -9,7 +9,7 @@ local M = {}
 M.commands = {
   "init", "apply", "plan", "history", "rollback", "prune", "migrate",
   "create", "refresh", "delete",
-  "list", "runs", "stats", "metrics", "validate", "deps", "schedule",
+  "list", "runs", "stats", "report", "metrics", "validate", "deps", "schedule",
   "enqueue", "queue", "worker", "scheduler", "reconcile",
   "db", "run", "repl", "version",
 }

@@ -158,6 +158,9 @@ function M.init(conn) return require("matviews.catalog").init(conn) end
 -- Reports over the run tables (see matviews.reports): arrays of rows.
 function M.runs(opts) return require("matviews.reports").runs(opts) end
 function M.stats(opts) return require("matviews.reports").stats(opts) end
+-- The data of `matviews report` (matviews.report): views, charts' points,
+-- last runs, failures, dependency graph.
+function M.report(opts) return require("matviews.report").data(opts) end
 -- Deletes run history beyond the retention policies; see matviews.retention.
 function M.prune(opts) return require("matviews.retention").prune(opts) end
 
