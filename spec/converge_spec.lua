@@ -104,6 +104,26 @@ drift: 6 actions
     assert.are.same({ 0, "nothing to do\n" }, { r.code, r.out })
   end)
 
+  it("orders a new view after what it reads through a plain view; mv.plan and mv.apply give the CLI's actions", function()
+    mv.exec("CREATE VIEW public.v_top AS SELECT n, d FROM public.a_top")
+    H.write(dir .. "/c.lua", 'view "sales.a_via_view" { sql = "SELECT count(*) AS c FROM public.v_top" }\n')
+    local cli = mv.json.decode(H.mv("--json plan --definitions " .. H.q(dir)).out)
+    local p = mv.plan({ definitions = dir })
+    local lines = {}
+    for i, a in ipairs(p.actions) do lines[i] = a.line end
+    local cli_lines = {}
+    for i, a in ipairs(cli.actions) do cli_lines[i] = a.line end
+    assert.are.same({ "save sales.a_via_view (new)", "create sales.a_via_view" }, lines)
+    assert.are.same(lines, cli_lines)
+    local r = mv.apply({ definitions = dir })
+    assert.is_true(r.ok)
+    assert.are.same({ "success", "success" }, { r.actions[1].status, r.actions[2].status })
+    assert.are.equal(5, mv.query("SELECT c FROM sales.a_via_view")[1].c)
+    local deps = H.mv("deps --dot")
+    assert.matches('"a_top" -> "a_via_view"', deps.out, 1, true)
+    assert.are.equal(0, #mv.plan({ definitions = dir }).actions)
+  end)
+
   it("refuses before changing anything a SQL change that drops a column a dependent reads", function()
     local before = snapshot()
     H.write(dir .. "/b.lua", (FIVE["b.lua"]:gsub("SELECT g AS n FROM generate_series%(1, 5%) g",
@@ -161,5 +181,19 @@ drift: 6 actions
     assert.are.equal(0, r.code, r.out .. r.err)
     assert.are.equal(0, #mv.query("SELECT 1 FROM pg_class WHERE relname IN ('b_leaf', 'v_leaf')"))
     assert.are.same({ 0, "in sync\n" }, { H.mv("plan --prune --definitions " .. H.q(dir)).code, H.mv("plan --prune --definitions " .. H.q(dir)).out })
+  end)
+end)
+
+describe("create --all on a fresh database", function()
+  it("creates in the order the definitions need, not the names' (rehearsed, as apply does)", function()
+    H.fresh_db("converge_create_all")
+    mv.exec("CREATE SCHEMA sales")
+    local dir = defs_dir(FIVE)
+    assert.are.equal(0, H.mv("apply --catalog-only --definitions " .. H.q(dir)).code)
+    local r = H.mv("--yes create --all")
+    assert.are.equal(0, r.code, r.out .. r.err)
+    local order = {}
+    for name in r.out:gmatch("create ([%w_.]+): success") do order[#order + 1] = name end
+    assert.are.same({ "c_alone", "z_base", "m_mid", "a_top", "b_leaf" }, order)
   end)
 end)

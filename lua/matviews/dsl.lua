@@ -379,6 +379,23 @@ function M.to_catalog(def)
   }
 end
 
+-- A loaded definition (what load_dir returns) from catalog fields (a
+-- decoded definition: mv.definitions tables, or a version row decoded), as
+-- if declared at file:line: what the rehearsal of the catalog and
+-- `rollback` take.
+function M.from_catalog(d, file, line)
+  local options = type(d.options) == "table" and d.options or {}
+  local def = {
+    name = d.name, schema = d.schema_name, sql = d.sql,
+    strategy = definitions.STRATEGY_NAMES[d.refresh_strategy] or d.refresh_strategy,
+    unique = d.unique_index_columns or {}, depends_on = d.dependencies or {},
+    schedule = d.schedule_cron, indexes = d.indexes or {}, grants = d.grants or {},
+    comment = d.comment, retention = d.retention, file = file, line = line,
+  }
+  for _, k in ipairs(M.OPTION_KEYS) do def[k] = options[k] end
+  return def
+end
+
 -- DSL key of each catalog field, for reports ("updated (sql, schedule)").
 M.KEY_OF_FIELD = {
   sql = "sql", schema_name = "schema", refresh_strategy = "strategy", unique_index_columns = "unique",

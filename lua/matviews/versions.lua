@@ -69,18 +69,13 @@ end
 local function as_file_def(r, label)
   local json = require("cjson")
   local function dec(v) if v == nil or v == json.null then return nil end return json.decode(v) end
-  local options = dec(r.options) or {}
-  return {
-    name = r.name, schema = r.schema_name, sql = r.sql,
-    strategy = require("matviews.definitions").STRATEGY_NAMES[r.refresh_strategy],
-    unique = dec(r.unique_index_columns) or {}, depends_on = dec(r.dependencies) or {},
-    schedule = r.schedule_cron ~= json.null and r.schedule_cron or nil,
-    indexes = dec(r.indexes) or {}, grants = dec(r.grants) or {},
-    comment = r.comment ~= json.null and r.comment or nil, retention = dec(r.retention),
-    row_count = options.row_count, lock_timeout_ms = options.lock_timeout_ms,
-    statement_timeout_ms = options.statement_timeout_ms,
-    file = ("version %d of %s"):format(r.version, label), line = 0,
-  }
+  local function val(v) if v == json.null then return nil end return v end
+  return require("matviews.dsl").from_catalog({
+    schema_name = r.schema_name, name = r.name, sql = r.sql, refresh_strategy = r.refresh_strategy,
+    unique_index_columns = dec(r.unique_index_columns), dependencies = dec(r.dependencies),
+    schedule_cron = val(r.schedule_cron), indexes = dec(r.indexes), grants = dec(r.grants),
+    comment = val(r.comment), retention = dec(r.retention), options = dec(r.options),
+  }, ("version %d of %s"):format(r.version, label), 0)
 end
 
 -- Makes version n of ref current and deploys it: the rehearsal checks it
