@@ -23,14 +23,17 @@ describe("mv.services basics", function()
   it("create_view creates the view, its unique index, indexes and comment", function()
     local r = mv.services.create_view({ name = "mv_items", sql = "select id, v from items;  -- all",
       unique_index_columns = { "id" }, indexes = { { "v" } }, comment = "items, it's" }, { row_count_strategy = "exact" })
+    assert.are.equal("integer", math.type(r.response.analyze_ms))
+    r.response.analyze_ms = nil
     assert.are.same({
       status = "created", success = true, view = "public.mv_items",
-      request = { name = "mv_items", row_count_strategy = "exact", force = false, no_data = false },
+      request = { name = "mv_items", row_count_strategy = "exact", force = false, no_data = false, analyze = true },
       response = { row_count_before = -1, row_count_after = 5, sql = {
         'CREATE MATERIALIZED VIEW "public"."mv_items" AS\nselect id, v from items\nWITH DATA',
         'CREATE UNIQUE INDEX "mv_items_unique" ON "public"."mv_items" ("id")',
         'CREATE INDEX "mv_items_idx1" ON "public"."mv_items" ("v")',
         [[COMMENT ON MATERIALIZED VIEW "public"."mv_items" IS 'items, it''s']],
+        'ANALYZE "public"."mv_items"',
       } },
     }, r)
     assert.are.equal("m", relkind("public", "mv_items"))
@@ -66,8 +69,10 @@ describe("mv.services basics", function()
     assert.are.equal(-1, r.response.row_count_before)
     assert.are.equal(6, r.response.row_count_after)
     assert.are.equal("regular", r.response.refresh)
+    assert.are.same({ 'REFRESH MATERIALIZED VIEW "public"."mv_items"', 'ANALYZE "public"."mv_items"' }, r.response.sql)
+    r = mv.services.regular_refresh(DEFN, { row_count_strategy = "none", analyze = false })
     assert.are.same({ 'REFRESH MATERIALIZED VIEW "public"."mv_items"' }, r.response.sql)
-    r = mv.services.regular_refresh(DEFN, { row_count_strategy = "none" })
+    assert.is_false(r.request.analyze)
     assert.are.equal(-1, r.response.row_count_before)
     assert.are.equal(-1, r.response.row_count_after)
     mv.exec("analyze mv_items")

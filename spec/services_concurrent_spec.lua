@@ -16,9 +16,11 @@ describe("mv.services.concurrent_refresh", function()
     assert.are.equal("created", mv.services.create_view(D).status)
     mv.exec("insert into src values (5, 'v5')")
     local r = mv.services.concurrent_refresh(D, { row_count_strategy = "exact" })
+    assert.are.equal("integer", math.type(r.response.analyze_ms))
+    r.response.analyze_ms = nil
     assert.are.same({ status = "updated", success = true, view = "public.mv_c",
-      request = { name = "mv_c", row_count_strategy = "exact" },
-      response = { sql = { 'REFRESH MATERIALIZED VIEW CONCURRENTLY "public"."mv_c"' },
+      request = { name = "mv_c", row_count_strategy = "exact", analyze = true },
+      response = { sql = { 'REFRESH MATERIALIZED VIEW CONCURRENTLY "public"."mv_c"', 'ANALYZE "public"."mv_c"' },
         row_count_before = 4, row_count_after = 5, refresh = "concurrent" } }, r)
     assert.are.equal(5, mv.query("select count(*) n from mv_c")[1].n)
   end)
@@ -64,7 +66,7 @@ describe("mv.services.concurrent_refresh", function()
     assert.are.equal("updated", r.status)
     assert.are.equal("regular", r.response.refresh)
     assert.are.equal("public.mv_empty was never populated: ran a regular refresh (CONCURRENTLY needs a populated view)", r.response.note)
-    assert.are.same({ 'REFRESH MATERIALIZED VIEW "public"."mv_empty"' }, r.response.sql)
+    assert.are.same({ 'REFRESH MATERIALIZED VIEW "public"."mv_empty"', 'ANALYZE "public"."mv_empty"' }, r.response.sql)
     assert.are.equal(-1, r.response.row_count_before)
     assert.are.equal(5, r.response.row_count_after)
     assert.are.equal("concurrent", mv.services.concurrent_refresh(d).response.refresh)

@@ -23,6 +23,7 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_conn(L);
   mv_register_embed(L);
   mv_register_sys(L);
+  mv_register_net(L);
   mv_register_cron(L);
   mv_register_proc(L);
   mv_register_services(L);

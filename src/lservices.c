@@ -189,6 +189,8 @@ static PGconn *read_opts(lua_State *L, MvOpts *o) {
   o->cascade = opt_bool(L, 2, "cascade");
   o->if_exists = opt_bool(L, 2, "if_exists");
   o->replace = opt_bool(L, 2, "replace");
+  o->analyze = lua_getfield(L, 2, "analyze") == LUA_TNIL || lua_toboolean(L, -1); /* default on */
+  lua_pop(L, 1);
   lua_getfield(L, 2, "lock_timeout_ms");
   lua_Integer ms = luaL_optinteger(L, -1, 5000);
   if (ms <= 0 || ms > 86400000) raise_msg(L, "services: lock_timeout_ms must be between 1 and 86400000");
@@ -228,6 +230,7 @@ static void push_request(lua_State *L, const MvDefn *d, const MvOpts *o, int kin
   lua_createtable(L, 0, 6);
   set_str(L, "name", d->name);
   set_str(L, "row_count_strategy", rc[o->row_count]);
+  if (!(kind & REQ_DELETE)) { lua_pushboolean(L, o->analyze); lua_setfield(L, -2, "analyze"); }
   if (kind & REQ_CREATE) {
     lua_pushboolean(L, o->force); lua_setfield(L, -2, "force");
     lua_pushboolean(L, o->no_data); lua_setfield(L, -2, "no_data");
@@ -245,6 +248,7 @@ static void push_inner(lua_State *L, const MvResp *r, int kind) {
   set_list(L, "sql", &r->sql);
   lua_pushinteger(L, r->before); lua_setfield(L, -2, "row_count_before");
   lua_pushinteger(L, r->after); lua_setfield(L, -2, "row_count_after");
+  if (r->analyze_ms >= 0) { lua_pushinteger(L, r->analyze_ms); lua_setfield(L, -2, "analyze_ms"); }
   if (kind & REQ_SWAP) {
     lua_pushinteger(L, r->lock_ms); lua_setfield(L, -2, "lock_ms");
     set_list(L, "rebuilt", &r->rebuilt);

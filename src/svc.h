@@ -55,6 +55,7 @@ typedef struct {
   int force, no_data, cascade, if_exists;
   int replace;                   /* swap_refresh replacing the view's SQL (apply): old indexes on dropped columns go */
   int lock_timeout_ms;
+  int analyze;                   /* ANALYZE the view after filling it (default 1) */
 } MvOpts;
 
 typedef enum { MV_ST_ERROR, MV_ST_CREATED, MV_ST_UPDATED, MV_ST_DELETED, MV_ST_SKIPPED } MvStatus;
@@ -65,6 +66,7 @@ typedef struct {
   MvStrList sql;                 /* statements that changed something */
   long long before, after;       /* row counts, -1 unknown */
   long long lock_ms;             /* swap only, -1 otherwise */
+  long long analyze_ms;          /* the ANALYZE after filling, -1 when none ran */
   char *refresh;                 /* refresh actually run: "regular" | "concurrent" | "swap" */
   char *note;                    /* a sentence for the user, or NULL */
   MvStrList warnings;
@@ -114,6 +116,10 @@ int svc_lookup(MvSvc *s, MvRel *rel);
 int svc_require_matview(MvSvc *s, int found, const MvRel *rel);
 /* Row count of the view per the strategy (-1 unknown or none). */
 long long svc_count(MvSvc *s, const MvRel *rel);
+/* After the view was filled: ANALYZE it (unless opts.analyze is off or it
+ * is not populated; a failed ANALYZE is a warning, not an error), then its
+ * row count, so `estimated` reads the fresh statistics. */
+long long svc_count_after(MvSvc *s, const MvRel *rel);
 /* Transaction bracket: SAVEPOINT inside a caller's transaction, else BEGIN
  * (when outer) or nothing. */
 int svc_tx_begin(MvSvc *s, int outer);

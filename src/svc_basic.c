@@ -100,7 +100,7 @@ static void create_in(MvSvc *s) {
   if (svc_tx_begin(s, 1) < 0) return;
   int ok = create_steps(s, found) == 0;
   if (svc_tx_end(s, 1, ok) < 0 || !ok) return;
-  if (svc_lookup(s, &rel) == 1) s->r->after = svc_count(s, &rel);
+  if (svc_lookup(s, &rel) == 1) s->r->after = svc_count_after(s, &rel);
   s->r->status = MV_ST_CREATED;
 }
 
@@ -127,7 +127,7 @@ void svc_regular_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r)
     r->refresh = mv_strdup("regular");
     if (run_bracketed(&s, mv_fmt("REFRESH MATERIALIZED VIEW %s", s.qview)) == 0) {
       rel.populated = 1;
-      r->after = svc_count(&s, &rel);
+      r->after = svc_count_after(&s, &rel);
       r->status = MV_ST_UPDATED;
     }
   }

@@ -62,7 +62,7 @@ void mv_strlist_free(MvStrList *l) {
 void mv_resp_init(MvResp *r) {
   memset(r, 0, sizeof *r);
   r->status = MV_ST_ERROR;
-  r->before = r->after = r->lock_ms = -1;
+  r->before = r->after = r->lock_ms = r->analyze_ms = -1;
 }
 
 void mv_resp_free(MvResp *r) {
@@ -232,6 +232,36 @@ long long svc_count(MvSvc *s, const MvRel *rel) {
     n = strtoll(pg_value(res, 0, 0), NULL, 10);
   pg_clear(res);
   return n < 0 ? -1 : n;
+}
+
+/* Runs ANALYZE on the view; a failure becomes a warning (inside a caller's
+ * transaction it is rolled back to a savepoint, so the transaction goes on).
+ * Sets analyze_ms and logs the statement when it succeeded. */
+static void analyze_view(MvSvc *s) {
+  int in_tx = pg_in_transaction(s->conn);
+  char *sql = mv_fmt("ANALYZE %s", s->qview);
+  if (sql == NULL) return;
+  if (in_tx) pg_clear(pg_exec(s->conn, "SAVEPOINT matviews_analyze", 0, NULL));
+  long long t0 = mv_now_ms();
+  PGresult *res = pg_exec(s->conn, sql, 0, NULL);
+  if (res && pg_ok(res)) {
+    s->r->analyze_ms = mv_now_ms() - t0;
+    mv_strlist_add(&s->r->sql, sql);
+    if (in_tx) pg_clear(pg_exec(s->conn, "RELEASE SAVEPOINT matviews_analyze", 0, NULL));
+  } else {
+    const char *why = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char *w = mv_fmt("ANALYZE %s failed: %s", s->qview, why ? why : "no result");
+    if (w) mv_strlist_add(&s->r->warnings, w);
+    free(w);
+    if (in_tx) pg_clear(pg_exec_script(s->conn, "ROLLBACK TO SAVEPOINT matviews_analyze; RELEASE SAVEPOINT matviews_analyze"));
+  }
+  pg_clear(res);
+  free(sql);
+}
+
+long long svc_count_after(MvSvc *s, const MvRel *rel) {
+  if (s->o->analyze && rel->populated) analyze_view(s);
+  return svc_count(s, rel);
 }
 
 int svc_tx_begin(MvSvc *s, int outer) {

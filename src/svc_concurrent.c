@@ -108,7 +108,7 @@ static void concurrent_in(MvSvc *s) {
   int rc = rel.populated ? refresh_concurrently(s, &rel) : refresh_first_time(s);
   if (rc < 0) return;
   rel.populated = 1;
-  s->r->after = svc_count(s, &rel);
+  s->r->after = svc_count_after(s, &rel);
   s->r->status = MV_ST_UPDATED;
 }
 

@@ -140,7 +140,7 @@ static void swap_in(MvSvc *s) {
     s->r->temp_relation = mv_strdup(p.tmp);
     if (swap_plan_attrs(s, &rel, &p) == 0 && swap_tx(s, &p) == 0) {
       for (int i = 0; i < p.rebuilt.n; i++) mv_strlist_add(&s->r->rebuilt, p.rebuilt.v[i]);
-      if (svc_lookup(s, &rel) == 1) s->r->after = svc_count(s, &rel);
+      if (svc_lookup(s, &rel) == 1) s->r->after = svc_count_after(s, &rel);
       s->r->status = MV_ST_UPDATED;
     } else {
       drop_temp(s, &p);

@@ -14,4 +14,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing:$missing"
 apt-get update -qq || exit 1
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$missing >/dev/null || exit 1
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$missing >/dev/null || exit 1

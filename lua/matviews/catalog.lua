@@ -21,6 +21,7 @@ M.steps = {
   "004_migrations",
   "006_report_indexes",
   "007_definition_schema",
+  "008_run_counters",
   "010_definition_versions",
 }
 

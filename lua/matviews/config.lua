@@ -23,6 +23,7 @@ M.defaults = {
   retention = { keep_last = 500, keep_days = nil, keep_failures = true },
   time_zone = "UTC",              -- schedules are read in this zone
   row_count = "estimated",        -- default row count strategy
+  analyze = true,                 -- ANALYZE a view after create and refresh
 }
 
 local loaded -- cache: { path = ..., config = ... }
@@ -85,6 +86,7 @@ M.types = {
   retention = function(v) return require("matviews.retention").check(v) end,
   time_zone = kind("string"),
   row_count = one_of(table.unpack(require("matviews.definitions").ROW_COUNT_LIST)),
+  analyze = kind("boolean"),
 }
 
 -- Levenshtein distance between two strings.

@@ -166,6 +166,9 @@ function M.validate(tbl, stored)
   if rc ~= nil and not M.ROW_COUNTS[rc] then
     invalid("options", 'row_count must be "none", "estimated" or "exact"')
   end
+  if d.options.analyze ~= nil and type(d.options.analyze) ~= "boolean" then
+    invalid("options", "analyze must be a boolean")
+  end
   for _, k in ipairs({ "lock_timeout_ms", "statement_timeout_ms" }) do
     local v = d.options[k]
     local n = type(v) == "number" and math.tointeger(v) -- JSON may give 5000.0

@@ -19,10 +19,10 @@ local PRIVILEGES = definitions.PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
 M.KEYS = { "sql", "schema", "strategy", "unique", "indexes", "depends_on", "schedule",
-  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms" }
+  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze" }
 -- The keys kept in the catalog's `options` (jsonb), under the same names;
 -- the file owns them (apply writes them, plan compares them).
-M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms" }
+M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze" }
 local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
@@ -193,6 +193,11 @@ local function millis(v)
   return v
 end
 normalise.lock_timeout_ms = millis
+
+function normalise.analyze(v)
+  if type(v) ~= "boolean" then return nil, "a boolean" end
+  return v
+end
 normalise.statement_timeout_ms = millis
 
 ---------------------------------------------------------------------------

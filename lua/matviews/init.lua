@@ -168,7 +168,9 @@ function M.prune(opts) return require("matviews.retention").prune(opts) end
 M.definitions = require "matviews.definitions"
 
 -- The view services (C, synchronous, no run rows): each takes a definition
--- (name, id or table) and opts; opts.conn defaults to the default connection.
+-- (name, id or table) and opts; opts.conn defaults to the default connection,
+-- opts.analyze (ANALYZE the view after filling it) to the definition's
+-- `analyze` option, else the configuration's (default true).
 -- Database errors come back in the response table, never raised.
 -- create_view with opts.replace = true replaces a live view's SQL through
 -- the swap (built beside, put in place in one short transaction, dependents
@@ -202,6 +204,12 @@ for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", 
     for k, v in pairs(opts or {}) do o[k] = v end
     o.conn = o.conn or M.conn()
     local d = M.definitions.resolve(defn, o.conn)
+    if o.analyze == nil and name ~= "delete_view" then
+      local own = nil
+      if type(d.options) == "table" then own = d.options.analyze end
+      if own == nil or own == core.null then own = M.config().analyze end
+      o.analyze = own ~= false
+    end
     if name == "create_view" and o.replace then
       local r = core.services.swap_refresh(d, o)
       r.request.replaced = true

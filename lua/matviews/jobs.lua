@@ -169,6 +169,7 @@ function M.swap_leftovers(conn)
     CROSS JOIN LATERAL (SELECT (regexp_match(c.relname, '_([0-9]+)$'))[1] AS pid) p
     JOIN mat_view_definitions d
       ON c.relname = 'mv_swap_' || left(d.name, 63 - 8 - length('_' || p.pid)) || '_' || p.pid
+     AND d.schema_name = n.nspname
     WHERE c.relkind = 'm' AND c.relname LIKE 'mv\_swap\_%'
       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p.pid::int)
     ORDER BY 1, 2]])

@@ -128,6 +128,32 @@ ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(LABEL, orphaned_sql("u"
   return rows
 end
 
+-- `slow` needs at least this many successful runs in the stats window: two
+-- runs are no baseline.
+M.SLOW_MIN_RUNS = 5
+
+-- The latest successful run that filled the view of definition A (a
+-- refresh, one skipped as unchanged included, or a create that populated
+-- it), as a LATERAL join `fill`: started_at, finished_at, rows (the refresh's
+-- rows_count, the create's row_count_after). A refresh skipped because
+-- another was running filled nothing.
+function M.last_fill_sql(a)
+  return ([[
+LEFT JOIN LATERAL (SELECT * FROM (
+    (SELECT r.started_at, r.finished_at, r.rows_count::bigint AS rows, r.created_at, r.id
+       FROM mat_view_refresh_runs r WHERE r.mat_view_definition_id = A.id AND r.status = 2
+        AND coalesce(r.meta->>'skipped', '') <> 'running'
+      ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
+    UNION ALL
+    (SELECT r.started_at, r.finished_at,
+            CASE WHEN r.meta->>'row_count_after' ~ '^[0-9]+$' THEN (r.meta->>'row_count_after')::bigint END,
+            r.created_at, r.id
+       FROM mat_view_create_runs r WHERE r.mat_view_definition_id = A.id AND r.status = 2
+        AND coalesce(r.meta->>'no_data', r.meta->'request'->>'no_data', 'false') <> 'true'
+      ORDER BY r.created_at DESC, r.id DESC LIMIT 1)) x
+  ORDER BY x.created_at DESC LIMIT 1) fill ON true]]):gsub("A%.", a .. ".")
+end
+
 -- The per-view statistics query over one run table (see M.stats).
 local STATS_SQL = [[
 WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE d.deleted_at IS NULL AND %s),
@@ -148,9 +174,9 @@ SELECT d.id AS definition_id, d.name AS view,
   a.avg_ms, a.min_ms, a.max_ms, a.p95_ms,
   last.status AS last_status, %s AS last_run_at,
   ok.duration_ms AS last_duration_ms, ok.rows_count AS last_rows_count,
-  %s AS fresh_at, floor(extract(epoch FROM now() - ok.finished_at))::bigint AS fresh_age_s,
+  %s AS fresh_at, floor(extract(epoch FROM now() - fill.finished_at))::bigint AS fresh_age_s,
   round(prev.avg_ms, 1) AS moving_avg_ms, coalesce(prev.n, 0) AS moving_avg_runs,
-  coalesce(ok.duration_ms > 2 * prev.avg_ms, false) AS slow
+  coalesce(a.success_count >= ]] .. M.SLOW_MIN_RUNS .. [[ AND ok.duration_ms > 2 * prev.avg_ms, false) AS slow
 FROM defs d
 LEFT JOIN agg a ON a.id = d.id
 LEFT JOIN LATERAL (SELECT r.status, r.created_at FROM %s r WHERE r.mat_view_definition_id = d.id
@@ -161,6 +187,8 @@ LEFT JOIN LATERAL (SELECT r.duration_ms, %s AS rows_count, r.finished_at FROM %s
 LEFT JOIN LATERAL (SELECT avg(p.duration_ms) AS avg_ms, count(p.duration_ms) AS n FROM
                     (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status = 2
                      ORDER BY r.created_at DESC, r.id DESC OFFSET 1 LIMIT 10) p) prev ON true
+]] .. M.last_fill_sql("d") .. [[
+
 ORDER BY d.name]]
 
 -- mv.stats{ view, since, op = "refresh", conn }: one row per definition.
@@ -168,9 +196,11 @@ ORDER BY d.name]]
 -- 7 days; "all" or false: the whole history): success_count,
 -- failure_count, avg_ms, min_ms, max_ms, p95_ms (successful runs). Whatever
 -- `since` says: last_status, last_run_at (latest run), last_duration_ms and
--- last_rows_count (latest successful run), fresh_at and fresh_age_s (its
--- finished_at), moving_avg_ms over the up to 10 successful runs before it,
--- and slow = last_duration_ms > 2 * moving_avg_ms.
+-- last_rows_count (latest successful run), fresh_at and fresh_age_s (when
+-- the latest run that filled the view finished: a refresh, or a create
+-- that populated it), moving_avg_ms over the up to 10 successful runs
+-- before it, and slow = last_duration_ms > 2 * moving_avg_ms, once the
+-- window holds at least SLOW_MIN_RUNS successful runs.
 function M.stats(opts)
   opts = opts or {}
   local conn = conn_of(opts)
@@ -184,7 +214,7 @@ function M.stats(opts)
   if since == nil then since = M.STATS_SINCE end
   local secs = since_seconds(since)
   local run_where = secs and ("r.created_at >= now() - make_interval(secs => " .. param(params, secs) .. ")") or "true"
-  local sql = STATS_SQL:format(def_where, tbl, run_where, iso("last.created_at"), iso("ok.finished_at"),
+  local sql = STATS_SQL:format(def_where, tbl, run_where, iso("last.created_at"), iso("fill.finished_at"),
     tbl, op == "refresh" and "r.rows_count" or "NULL::integer", tbl, tbl)
   local rows = targets.query(conn, sql, table.unpack(params))
   for _, r in ipairs(rows) do
@@ -204,9 +234,7 @@ LEFT JOIN LATERAL (SELECT * FROM (
     UNION ALL
     (SELECT 'delete', status, created_at FROM mat_view_delete_runs WHERE mat_view_definition_id = d.id
       ORDER BY created_at DESC, id DESC LIMIT 1)) x ORDER BY created_at DESC LIMIT 1) last ON true
-LEFT JOIN LATERAL (SELECT finished_at FROM mat_view_refresh_runs
-    WHERE mat_view_definition_id = d.id AND status = 2
-    ORDER BY created_at DESC, id DESC LIMIT 1) ok ON true]]
+]] .. M.last_fill_sql("d")
 
 -- The definitions for `matviews list`: id, view, schema, strategy, schedule,
 -- exists, populated, last_op, last_status, last_run_at, fresh_at, fresh_age_s.
@@ -217,13 +245,13 @@ function M.list(opts)
 SELECT d.id, %s AS view, d.schema_name AS schema, d.refresh_strategy AS strategy,
   d.schedule_cron AS schedule, c.oid IS NOT NULL AS exists, coalesce(c.relispopulated, false) AS populated,
   last.op AS last_op, last.status AS last_status, %s AS last_run_at,
-  %s AS fresh_at, floor(extract(epoch FROM now() - ok.finished_at))::bigint AS fresh_age_s
+  %s AS fresh_at, floor(extract(epoch FROM now() - fill.finished_at))::bigint AS fresh_age_s
 FROM mat_view_definitions d
 LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name))
   AND c.relkind = 'm'
 %s
 WHERE d.deleted_at IS NULL
-ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("ok.finished_at"), LAST_RUN))
+ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("fill.finished_at"), LAST_RUN))
   for _, r in ipairs(rows) do
     r.strategy = STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
     if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
@@ -231,30 +259,46 @@ ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("ok.
   return rows
 end
 
--- Per view and op: run counts by status, the latest success's finished_at
--- (epoch seconds) and the latest finished run's duration, for `metrics`.
+-- The data of `matviews metrics`: { counters = { view, op, status, runs,
+-- duration_ms_sum, buckets = {n...} } (from matviews_run_counters), buckets
+-- (the histogram's upper bounds, seconds), last = { view, op, last_success
+-- (epoch seconds of the latest success's finish), last_duration_ms (latest
+-- finished run) }, views = { view, staleness_s, rows, size_bytes }, queue =
+-- { status = n } }.
 function M.metrics_data(opts)
   local conn = conn_of(opts)
+  local counters = targets.query(conn, [[
+SELECT ]] .. LABEL .. [[ AS view, c.op, c.status, c.runs, c.duration_ms_sum, c.buckets::text AS buckets
+  FROM matviews_run_counters c JOIN mat_view_definitions d ON d.id = c.mat_view_definition_id
+ WHERE d.deleted_at IS NULL
+ ORDER BY 1, 2, 3]])
+  for _, c in ipairs(counters) do
+    local b = {}
+    for n in c.buckets:gmatch("%d+") do b[#b + 1] = math.tointeger(tonumber(n)) end
+    c.buckets = b
+  end
   local branches = {}
   for _, op in ipairs(OPS) do
     branches[#branches + 1] = ([[
-SELECT ]] .. LABEL .. [[ AS view, '%s' AS op, c.status, c.n, NULL::float8 AS last_success, NULL::integer AS last_duration_ms
-  FROM mat_view_definitions d
-  JOIN (SELECT mat_view_definition_id AS id, status, count(*) AS n FROM %s GROUP BY 1, 2) c ON c.id = d.id
-  WHERE d.deleted_at IS NULL
-UNION ALL
-SELECT ]] .. LABEL .. [[, '%s', NULL, NULL,
+SELECT ]] .. LABEL .. [[ AS view, '%s' AS op,
   (SELECT extract(epoch FROM r.finished_at)::float8 FROM %s r WHERE r.mat_view_definition_id = d.id
-     AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
+     AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_success,
   (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN (2, 3)
-     ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
-  FROM mat_view_definitions d WHERE d.deleted_at IS NULL]]):format(op, TABLES[op], op, TABLES[op], TABLES[op])
+     ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_duration_ms
+  FROM mat_view_definitions d WHERE d.deleted_at IS NULL]]):format(op, TABLES[op], TABLES[op])
   end
-  local rows = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2, 3")
-  for _, r in ipairs(rows) do
-    if r.status ~= cjson.null then r.status = targets.STATUS[r.status] end
-  end
-  return rows
+  local last = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2")
+  local views = targets.query(conn, ([[
+SELECT %s AS view, extract(epoch FROM now() - fill.started_at)::float8 AS staleness_s, fill.rows,
+  CASE WHEN c.oid IS NOT NULL THEN pg_total_relation_size(c.oid) END AS size_bytes
+FROM mat_view_definitions d
+LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name))
+  AND c.relkind = 'm'
+%s
+WHERE d.deleted_at IS NULL
+ORDER BY 1]]):format(LABEL, M.last_fill_sql("d")))
+  return { counters = counters, buckets = require("matviews.schema.008_run_counters").BUCKETS, last = last,
+    views = views, queue = require("matviews.queue").counts(conn) }
 end
 
 return M
