@@ -26,6 +26,7 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_net(L);
   mv_register_cron(L);
   mv_register_proc(L);
+  mv_register_ticker(L);
   mv_register_services(L);
   mv_register_jobs(L);
   mv_register_repl(L);

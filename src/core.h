@@ -16,6 +16,7 @@ void mv_register_conn(lua_State *L);     /* lconn.c */
 void mv_register_embed(lua_State *L);    /* embed.c */
 void mv_register_sys(lua_State *L);      /* sys.c */
 void mv_register_net(lua_State *L);      /* net.c */
+void mv_register_ticker(lua_State *L);   /* ticker.c: into core.sys */
 void mv_register_cron(lua_State *L);     /* lcron.c */
 void mv_register_proc(lua_State *L);     /* proc.c: into core.sys */
 void mv_register_services(lua_State *L); /* lservices.c */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <ctype.h>
 #include <lauxlib.h>
+#include "ticker.h"
 #include "pg.h"
 #include "errors.h"
 #include "interrupt.h"
@@ -155,6 +156,7 @@ static int wait_ready(PGconn *conn) {
     if (pfd.fd < 0) return -1;
     int rc = poll(&pfd, 1, 200);
     if (rc < 0 && errno != EINTR) return -1;
+    mv_ticker_poll();
     if (!cancelled && mv_query_interrupted()) {
       char buf[256];
       PGcancel *c = PQgetCancel(conn);

@@ -120,10 +120,10 @@ function M.run(op, args, ctx, jopts, verbs)
     return prompt.ABORTED
   end
   if not (mv.jobs and mv.jobs[op]) then mv.error({ message = "jobs are not available in this build" }) end
-  local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json })
+  local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json, op = op })
   local results, failed = output.array(), 0
   for _, d in ipairs(defs) do
-    p:start(d.name)
+    p:start(d.name, d.id)
     local run = run_one(mv, op, d, jopts)
     if not run.queued and run.status ~= "success" then failed = failed + 1 end
     results[#results + 1] = run

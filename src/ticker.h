@@ -1,0 +1,9 @@
+/*
+ * ticker.h: the live progress line (ticker.c). pg.c's poll loop calls
+ * mv_ticker_poll() while a statement runs; it redraws the line at most once
+ * a second when the Lua side started one, and does nothing otherwise.
+ */
+#ifndef MV_TICKER_H
+#define MV_TICKER_H
+void mv_ticker_poll(void);
+#endif
