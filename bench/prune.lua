@@ -46,16 +46,8 @@ end
 local function say(fmt, ...) io.write(fmt:format(...), "\n"); io.flush() end
 
 mv.init()
-mv.exec("TRUNCATE mat_view_definitions, mat_view_create_runs, mat_view_refresh_runs, mat_view_delete_runs CASCADE")
-mv.exec("INSERT INTO mat_view_definitions (name, sql) SELECT format('bench_mv_%s', lpad(g::text, 3, '0')), 'SELECT 1' FROM generate_series(1, $1) g", VIEWS)
-local ms = time(function()
-  mv.exec([[INSERT INTO mat_view_refresh_runs (mat_view_definition_id, status, started_at, finished_at,
-              duration_ms, rows_count, created_at, updated_at)
-    SELECT d.id, CASE WHEN (g / $2) % 20 = 0 THEN 3 ELSE 2 END, t, t + interval '1 second', ((g::bigint * 7919) % 5000)::int, g % 1000, t, t
-    FROM (SELECT g, now() - (g::float8 / $1) * interval '60 days' AS t FROM generate_series(1, $1) g) s
-    JOIN mat_view_definitions d ON d.name = format('bench_mv_%s', lpad((1 + g % $2)::text, 3, '0'))]], ROWS, VIEWS)
-  mv.exec("VACUUM ANALYZE mat_view_refresh_runs")
-end)
+local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "bench"
+local ms = dofile(here .. "/history.lua")(mv, ROWS, VIEWS)
 local n = mv.query("SELECT count(*) AS n FROM mat_view_refresh_runs")[1].n
 say("rows: %d refresh runs over %d views (5%% failed, spread over 60 days), loaded in %.1f s", n, VIEWS, ms / 1000)
 

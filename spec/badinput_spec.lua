@@ -82,7 +82,7 @@ local CASES = {
   { "worker", "worker extra", "too many arguments" },
   { "reconcile", "reconcile extra", "too many arguments" },
   { "db", "db", "missing argument 'action'" },
-  { "db", "db explode", "argument 'action' must be one of 'start', 'stop', 'status', 'url'" },
+  { "db", "db explode", "argument 'action' must be one of 'start', 'stop', 'status', 'url', 'destroy'" },
   { "db", "db start now", "too many arguments" },
   { "run", "run", "missing argument 'script'" },
   { "run", "run nightly", "unknown workflow 'nightly' (declared: none)" },

@@ -129,6 +129,45 @@ describe("mv.report", function()
   end)
 end)
 
+describe("mv.report on a long history", function()
+  setup(function()
+    H.fresh_db("report_sample")
+    mv.init()
+    mv.definitions.save({ name = "busy", sql = "SELECT 1 AS x" })
+    mv.definitions.save({ name = "quiet", sql = "SELECT 2 AS x" })
+    -- 20,000 runs of busy over 20 days, 10 of quiet
+    mv.exec([[INSERT INTO mat_view_refresh_runs (mat_view_definition_id, status, started_at, finished_at, duration_ms,
+        rows_count, created_at)
+      SELECT d.id, 2, t, t, 100 + g % 50, 1, t
+      FROM (SELECT g, now() - make_interval(secs => g * 86.4) AS t FROM generate_series(1, 20000) g) s,
+           mat_view_definitions d WHERE d.name = 'busy'
+      UNION ALL
+      SELECT d.id, 2, now() - make_interval(days => g), now() - make_interval(days => g), 7, 1, now() - make_interval(days => g)
+      FROM generate_series(1, 10) g, mat_view_definitions d WHERE d.name = 'quiet']])
+    mv.exec("ANALYZE mat_view_refresh_runs")
+  end)
+
+  it("reads a sample for the views with many runs, and says so", function()
+    local saved = report.SAMPLE_ROWS
+    report.SAMPLE_ROWS = 2000
+    local ok, d = pcall(mv.report)
+    report.SAMPLE_ROWS = saved
+    assert(ok, tostring(d))
+    assert.are.equal(2000 / 20010, d.sample.fraction)   -- of the planner's count
+    assert.are.equal(20010, d.sample.history_runs)
+    local v = by_view(d.views)
+    assert.is_true(v.busy.sampled)
+    assert.are.equal("buckets", v.busy.points.mode)
+    assert.is_true(v.busy.refresh_runs > 10000 and v.busy.refresh_runs < 30000, tostring(v.busy.refresh_runs))
+    assert.is_true(v.busy.median_ms >= 100 and v.busy.median_ms < 150)
+    assert.is_nil(v.quiet.sampled)                      -- few runs: read whole
+    assert.are.equal(10, v.quiet.refresh_runs)
+    assert.are.equal("runs", v.quiet.points.mode)
+    assert.matches("The refresh history holds about 20010 runs: the durations and charts of 1 view come from a 10 % "
+      .. "sample of it (their run counts are estimates); failures and last runs are exact.", html.render(d), 1, true)
+  end)
+end)
+
 describe("matviews report", function()
   setup(function() H.fresh_db(); fixture() end)
 

@@ -61,6 +61,14 @@ function M.time(iso)
   return iso
 end
 
+-- Bytes -> "512 B", "8.0 kB", "327.4 MB"; nil -> nil.
+function M.bytes(b)
+  if b == nil or b == null then return nil end
+  local units, i = { "B", "kB", "MB", "GB", "TB" }, 1
+  while b >= 1024 and i < #units do b, i = b / 1024, i + 1 end
+  return i == 1 and ("%d B"):format(b) or ("%.1f %s"):format(b, units[i])
+end
+
 -- Seconds -> "45s ago", "12m ago", "3h ago", "2d ago"; NULL -> "never".
 function M.age(s)
   if s == nil or s == null then return "never" end

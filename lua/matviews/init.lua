@@ -55,7 +55,14 @@ function M.default_dsn()
     local x = os.getenv(v)
     if x and x ~= "" then return "", "environment" end
   end
-  return core.embed_ensure(M.embedded_dir()), "embedded"
+  local dir = M.embedded_dir()
+  local st = core.embed_status(dir)
+  if not st.running and not files.exists(st.data_dir .. "/PG_VERSION") then
+    local cwd = core.sys.getcwd() .. "/"
+    local shown = dir:sub(1, #cwd) == cwd and dir:sub(#cwd + 1) or dir
+    io.stderr:write(("matviews: starting the embedded PostgreSQL in %s/ (first use)\n"):format(shown))
+  end
+  return core.embed_ensure(dir), "embedded"
 end
 
 -- The index just past the keyword value starting at s[j]: a single-quoted

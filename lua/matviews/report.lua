@@ -9,8 +9,11 @@
 -- are at most MAX_POINTS (shared among the views, at most
 -- MAX_VIEW_POINTS each); a view with more refresh runs in the window gets
 -- one point per time bucket (run count, average and maximum duration,
--- failures), and says so (`points.mode = "buckets"`). Each query reads the
--- run tables through (definition, created_at) indexes.
+-- failures), and says so (`points.mode = "buckets"`). On a history of more
+-- than SAMPLE_ROWS refresh runs the durations and the charts of the views
+-- with many runs come from a block sample of about SAMPLE_ROWS runs
+-- (`sampled`, `sample`: run counts are then estimates); the failures, the
+-- last runs and everything else are exact.
 local cjson = require "cjson"
 local catalog = require "matviews.catalog"
 local targets = require "matviews.targets"
@@ -25,6 +28,7 @@ M.MIN_VIEW_POINTS = 100  -- however many views there are
 M.RECENT = 20            -- last runs listed per view
 M.MAX_FAILURE_GROUPS = 500
 M.MAX_ERROR_CHARS = 100000
+M.SAMPLE_ROWS = 200000   -- refresh runs the statistics read, past which they read a sample
 
 local null = cjson.null
 local TABLES, OPS = catalog.RUN_TABLES, catalog.OPS
@@ -48,7 +52,7 @@ SELECT a.id, a.cur, a.runs, a.failed, a.pct[1] AS median_ms, a.pct[2] AS p95_ms 
   SELECT r.mat_view_definition_id AS id, %s AS cur,
     count(*) AS runs, count(*) FILTER (WHERE r.status = 3) AS failed,
     percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY r.duration_ms) FILTER (WHERE r.status = 2) AS pct
-  FROM mat_view_refresh_runs r
+  FROM %s
   WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN (2, 3) AND %s
   GROUP BY 1, 2) a]]
 
@@ -64,13 +68,13 @@ ORDER BY r.mat_view_definition_id, r.created_at, r.id]]
 -- buckets' width in seconds; %s the window condition).
 local BUCKET_SQL = [[
 SELECT r.mat_view_definition_id AS view_id,
-  floor(extract(epoch FROM r.created_at) / $2::int)::bigint * $2::int AS t, count(*) AS n,
+  (floor(date_part('epoch', r.created_at) / $2::int) * $2::int)::bigint AS t, count(*) AS n,
   round(avg(r.duration_ms) FILTER (WHERE r.status = 2))::bigint AS avg_ms,
   max(r.duration_ms) FILTER (WHERE r.status = 2) AS max_ms,
   count(*) FILTER (WHERE r.status = 3) AS failed,
   max(r.duration_ms) FILTER (WHERE r.status = 3) AS failed_ms,
   max(r.rows_count) AS rows_count
-FROM mat_view_refresh_runs r
+FROM %s
 WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN (2, 3) AND %s
 GROUP BY 1, 2 ORDER BY 1, 2]]
 
@@ -151,40 +155,79 @@ local function trend(cur, prev)
   return "flat"
 end
 
--- Adds the window's figures: runs, failed (refresh), median_ms, p95_ms,
--- prev_median_ms, trend.
-local function add_aggregates(conn, views, ids, secs)
-  local by_id = {}
-  local sql = AGG_SQL:format(window_sql(secs), window_sql(secs, 2))
-  for _, r in ipairs(targets.query(conn, sql, id_array(ids))) do
-    by_id[r.id] = by_id[r.id] or {}
-    -- without a window every run is in it (cur is then always true)
-    by_id[r.id][(r.cur or not secs) and "cur" or "prev"] = r
-  end
-  for _, v in ipairs(views) do
-    local a = by_id[v.id] or {}
-    local cur, prev = a.cur or {}, a.prev or {}
-    v.refresh_runs = cur.runs or 0
-    v.refresh_failed = cur.failed or 0
-    v.median_ms, v.p95_ms, v.prev_median_ms = nn(cur.median_ms), nn(cur.p95_ms), nn(prev.median_ms)
-    v.trend = trend(v.median_ms, v.prev_median_ms)
-  end
-end
-
 -- Budget of chart points per view.
 local function view_budget(n)
   if n == 0 then return M.MAX_VIEW_POINTS end
   return math.max(M.MIN_VIEW_POINTS, math.min(M.MAX_VIEW_POINTS, M.MAX_POINTS // n))
 end
 
+-- The refresh run table in a FROM clause: whole, or a block sample of
+-- `fraction` of it (the same sample for the same table).
+local function refresh_from(fraction)
+  if not fraction then return "mat_view_refresh_runs r" end
+  return ("mat_view_refresh_runs r TABLESAMPLE SYSTEM (%.6f) REPEATABLE (7)"):format(fraction * 100)
+end
+
+-- The fraction of the refresh history the statistics read: nil (all of
+-- it) up to M.SAMPLE_ROWS runs (the planner's estimate), else about
+-- M.SAMPLE_ROWS of them.
+local function sample_fraction(conn)
+  local n = conn:query("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'mat_view_refresh_runs'::regclass")[1].n
+  if n <= M.SAMPLE_ROWS then return nil, n end
+  return M.SAMPLE_ROWS / n, n
+end
+
+-- Sets the window's figures of the views of ids from AGG_SQL over `from`:
+-- refresh_runs, refresh_failed, median_ms, p95_ms, prev_median_ms, trend;
+-- counts divided by fraction (an estimate) when from is a sample.
+local function aggregate(conn, by_id, ids, secs, fraction)
+  if #ids == 0 then return end
+  local sql = AGG_SQL:format(window_sql(secs), refresh_from(fraction), window_sql(secs, 2))
+  local got = {}
+  for _, r in ipairs(targets.query(conn, sql, id_array(ids))) do
+    got[r.id] = got[r.id] or {}
+    -- without a window every run is in it (cur is then always true)
+    got[r.id][(r.cur or not secs) and "cur" or "prev"] = r
+  end
+  for _, id in ipairs(ids) do
+    local v, a = by_id[id], got[id] or {}
+    local cur, prev = a.cur or {}, a.prev or {}
+    local scale = fraction and (1 / fraction) or 1
+    v.refresh_runs = math.floor((cur.runs or 0) * scale + 0.5)
+    v.refresh_failed = math.floor((cur.failed or 0) * scale + 0.5)
+    v.median_ms, v.p95_ms, v.prev_median_ms = nn(cur.median_ms), nn(cur.p95_ms), nn(prev.median_ms)
+    v.trend = trend(v.median_ms, v.prev_median_ms)
+    v.sampled = fraction and true or nil
+  end
+end
+
+-- Adds the window's figures to each view (see aggregate). On a long
+-- history a block sample is read first; the views it puts within their
+-- points budget (or does not see) are then read whole, through the
+-- (definition, created_at) index: what is read stays bounded.
+local function add_aggregates(conn, views, ids, secs, fraction)
+  local by_id = {}
+  for _, v in ipairs(views) do by_id[v.id] = v end
+  if not fraction then return aggregate(conn, by_id, ids, secs) end
+  aggregate(conn, by_id, ids, secs, fraction)
+  local exact, budget = {}, view_budget(#views)
+  for _, v in ipairs(views) do
+    if v.refresh_runs <= budget then exact[#exact + 1] = v.id end
+  end
+  aggregate(conn, by_id, exact, secs)
+end
+
 -- Adds `points` to each view: the refresh runs of the window, each one
 -- (mode "runs": t, id, status, ms, rows) or per time bucket (mode
--- "buckets": t, n, avg_ms, max_ms, failed, failed_ms, rows, bucket_s).
-local function add_points(conn, views, secs, window_s)
+-- "buckets": t, n, avg_ms, max_ms, failed, failed_ms, rows, bucket_s; from
+-- the sample for a sampled view, n then estimated).
+local function add_points(conn, views, secs, window_s, fraction)
   local budget = view_budget(#views)
-  local raw, bucketed = {}, {}
+  local raw, bucketed, sampled = {}, {}, {}
   for _, v in ipairs(views) do
-    if v.refresh_runs <= budget then raw[#raw + 1] = v.id else bucketed[#bucketed + 1] = v.id end
+    if v.sampled then sampled[#sampled + 1] = v.id
+    elseif v.refresh_runs <= budget then raw[#raw + 1] = v.id
+    else bucketed[#bucketed + 1] = v.id end
   end
   local by_id = {}
   for _, v in ipairs(views) do by_id[v.id] = v end
@@ -202,17 +245,20 @@ local function add_points(conn, views, secs, window_s)
       p.ms[i], p.rows[i] = r.duration_ms, r.rows_count
     end
   end
-  if #bucketed > 0 then
-    -- buckets of whole minutes, budget of them over the window
-    local width = math.max(60, math.ceil(window_s / budget / 60) * 60)
-    for _, id in ipairs(bucketed) do
+  -- buckets of whole minutes, budget of them over the window
+  local width = math.max(60, math.ceil(window_s / budget / 60) * 60)
+  for _, set in ipairs({ { bucketed }, { sampled, fraction } }) do
+    local ids, frac = set[1], set[2]
+    for _, id in ipairs(ids) do
       cols(by_id[id], "buckets", { n = {}, max_ms = {}, failed = {}, failed_ms = {}, bucket_s = width })
     end
-    for _, r in ipairs(targets.query(conn, BUCKET_SQL:format(window_sql(secs)), id_array(bucketed), width)) do
+    local scale = frac and (1 / frac) or 1
+    local sql = BUCKET_SQL:format(refresh_from(frac), window_sql(secs))
+    for _, r in ipairs(#ids > 0 and targets.query(conn, sql, id_array(ids), width) or {}) do
       local p = by_id[r.view_id].points
       local i = #p.t + 1
-      p.t[i], p.n[i], p.ms[i], p.max_ms[i] = r.t, r.n, r.avg_ms, r.max_ms
-      p.failed[i], p.failed_ms[i], p.rows[i] = r.failed, r.failed_ms, r.rows_count
+      p.t[i], p.n[i], p.ms[i], p.max_ms[i] = r.t, math.floor(r.n * scale + 0.5), r.avg_ms, r.max_ms
+      p.failed[i], p.failed_ms[i], p.rows[i] = math.floor(r.failed * scale + 0.5), r.failed_ms, r.rows_count
     end
   end
 end
@@ -291,7 +337,8 @@ end
 -- exists, populated, last_op, last_status, last_run_at, fresh_at,
 -- fresh_age_s, overdue, sql, comment, size_bytes, rows_count, refresh_runs,
 -- refresh_failed, failures (all ops), median_ms, p95_ms, prev_median_ms,
--- trend, points, recent.
+-- trend, sampled, points, recent. `sample` = { fraction, history_runs }
+-- when the statistics read a sample.
 function M.data(opts)
   opts = opts or {}
   local mv = require "matviews"
@@ -311,14 +358,15 @@ function M.data(opts)
   local ids = {}
   for i, v in ipairs(views) do ids[i] = v.id end
   add_definitions(conn, views, ids)
-  add_aggregates(conn, views, ids, secs)
+  local fraction, history = sample_fraction(conn)
+  add_aggregates(conn, views, ids, secs, fraction)
   local window_s = secs
   if not window_s then
     local first = conn:query([[SELECT floor(extract(epoch FROM now() - min(created_at)))::bigint AS s
       FROM mat_view_refresh_runs WHERE mat_view_definition_id = ANY ($1::bigint[])]], id_array(ids))[1].s
     window_s = math.max(60, nn(first) or 60)
   end
-  add_points(conn, views, secs, window_s)
+  add_points(conn, views, secs, window_s, fraction)
   add_recent(conn, views, ids)
   local fails, cut = failures(conn, views, ids, secs)
   local zone = (pcall(mv.config) and mv.config().time_zone) or nil
@@ -330,7 +378,8 @@ function M.data(opts)
   return {
     generated_at = now.at, now = now.t, since = secs and since or "all", window_s = window_s,
     views = views, failures = fails, failures_cut = cut or nil, graph = graph(conn, views),
-    limits = { max_points = M.MAX_POINTS, view_points = view_budget(#views), recent = M.RECENT,
+    sample = fraction and { fraction = fraction, history_runs = history } or nil,
+    limits = { sample_rows = M.SAMPLE_ROWS, max_points = M.MAX_POINTS, view_points = view_budget(#views), recent = M.RECENT,
                max_failure_groups = M.MAX_FAILURE_GROUPS, max_error_chars = M.MAX_ERROR_CHARS },
   }
 end

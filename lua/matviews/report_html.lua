@@ -84,13 +84,8 @@ local function ms_text(ms)
   return ("%.1f min"):format(ms / 60000)
 end
 
--- Bytes as "12 kB", "3.4 MB"; nil: "".
-local function size_text(b)
-  if b == nil then return "" end
-  local units, i = { "B", "kB", "MB", "GB", "TB" }, 1
-  while b >= 1024 and i < #units do b, i = b / 1024, i + 1 end
-  return i == 1 and ("%d B"):format(b) or ("%.1f %s"):format(b, units[i])
-end
+-- Bytes as "12.0 kB", "3.4 MB"; nil: "".
+local function size_text(b) return fmt.bytes(b) or "" end
 
 -- Seconds as "45s ago" .. "2d ago" (a clock a little ahead of the
 -- server's gives 0s); nil: "never".
@@ -199,6 +194,11 @@ M.MAX_ERROR_CHARS_TEXT = "100,000 characters"
 -- What a view's charts show, said under its title.
 local function points_note(v, data)
   local p = v.points
+  if p.mode == "buckets" and v.sampled then
+    return ("About %s in the window (estimated from a %.0f %% sample of the history): one point per %s (average "
+      .. "duration, maximum as a thin line; a red mark is the slowest sampled failure of the period)."):format(
+      M.count(v.refresh_runs, "refresh run"), data.sample.fraction * 100, period_text(p.bucket_s))
+  end
   if p.mode == "buckets" then
     return ("%s in the window: aggregated, one point per %s (average duration, maximum as a "
       .. "thin line; a red mark is the slowest failure of the period)."):format(M.count(v.refresh_runs, "refresh run"),
@@ -328,6 +328,15 @@ local function summary(data)
     s = s .. (" %d %s more than %d refresh runs in the window: %s aggregated per time period.")
       :format(bucketed, bucketed == 1 and "view has" or "views have", data.limits.view_points,
         bucketed == 1 and "its chart is" or "their charts are")
+  end
+  if data.sample then
+    local n = 0
+    for _, v in ipairs(data.views) do if v.sampled then n = n + 1 end end
+    if n > 0 then
+      s = s .. (" The refresh history holds about %s: the durations and charts of %s come from a %.0f %% sample of "
+        .. "it (their run counts are estimates); failures and last runs are exact."):format(
+        M.count(data.sample.history_runs, "run"), M.count(n, "view"), data.sample.fraction * 100)
+    end
   end
   if data.failures_cut then
     s = s .. (" Only the %d most frequent failure groups are listed."):format(data.limits.max_failure_groups)
