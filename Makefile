@@ -15,11 +15,11 @@ OBJS := $(SRCS:src/%.c=build/%.o)
 ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev graphviz prometheus curl
+DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev graphviz help2man man-db prometheus curl
 # The charting library `matviews report --html` inlines (package-lock.json).
 REPORT_LIB := node_modules/uplot/dist
 
-.PHONY: all deps browser-deps bench-deps asan test demo install clean fuzz
+.PHONY: all docs deps browser-deps bench-deps asan test demo install clean fuzz
 
 all: matviews
 
@@ -37,6 +37,21 @@ build/asan/%.o: src/%.c $(HDRS) | build
 
 build:
 	@mkdir -p build
+
+# The manual page and the shell completion scripts, from the CLI's own help
+# and its argparse parser (installed by `make install`).
+CLI_LUA := lua/matviews/cli.lua $(wildcard lua/matviews/commands/*.lua)
+DOCS := build/matviews.1 build/completion/matviews.bash build/completion/_matviews
+docs: $(DOCS)
+
+build/matviews.1: matviews tools/man.sh $(CLI_LUA) | build
+	@sh tools/man.sh ./matviews $@
+
+build/completion/matviews.bash: matviews $(CLI_LUA)
+	@mkdir -p build/completion && ./matviews completion bash >$@
+
+build/completion/_matviews: matviews $(CLI_LUA)
+	@mkdir -p build/completion && ./matviews completion zsh >$@
 
 # The same host with AddressSanitizer and UBSan, as ./matviews-asan.
 asan: matviews-asan
@@ -81,7 +96,7 @@ bench-deps: deps
 	@sh tools/deps.sh hyperfine postgresql-15 postgresql-client-15 time
 
 test: deps browser-deps
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all asan docs
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@MATVIEWS_BINS="./matviews ./matviews-asan" sh spec/run.sh
 
@@ -90,8 +105,13 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@./matviews run demo/demo.lua
 
-install: matviews node_modules/.package-lock.json
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews
+install: matviews node_modules/.package-lock.json $(DOCS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	install -m 644 build/matviews.1 $(DESTDIR)$(PREFIX)/share/man/man1/matviews.1
+	install -m 644 build/completion/matviews.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/matviews
+	install -m 644 build/completion/_matviews $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_matviews
 	install -m 755 matviews $(DESTDIR)$(PREFIX)/bin/matviews
 	cp -R lua/. $(DESTDIR)$(PREFIX)/share/matviews/lua/
 	install -m 644 $(REPORT_LIB)/uPlot.iife.min.js $(REPORT_LIB)/uPlot.min.css $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews/report/

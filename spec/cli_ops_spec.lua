@@ -90,7 +90,7 @@ describe("create, refresh and delete", function()
       assert.are.equal(0, r.code)
       assert.are.equal("refresh 1 materialized view: a\nProceed? [y/N] ", r.err)
       assert.are.same({ "refresh a" }, called(r))
-      assert.matches("^%[1/1%] refresh a: success in %d+ ms, 1 rows\n$", r.out)
+      assert.matches("^%[1/1%] refresh a: success in %d+ ms, 1 row\n$", r.out)
     end)
 
     it("aborts with exit 3 on n, an empty answer and EOF", function()
@@ -245,8 +245,8 @@ describe("create, refresh and delete", function()
       assert.are.same({ "refresh b", "refresh c", "refresh a" }, called(r))
       -- b and c count as configured (estimated: the ANALYZE after the
       -- refresh gives it), a exactly
-      assert.matches("^%[1/3%] refresh b: success in %d+ ms, 1 rows\n%[2/3%] refresh c: success in %d+ ms, 1 rows\n"
-        .. "%[3/3%] refresh a: success in %d+ ms, 1 rows\n$", r.out)
+      assert.matches("^%[1/3%] refresh b: success in %d+ ms, 1 row\n%[2/3%] refresh c: success in %d+ ms, 1 row\n"
+        .. "%[3/3%] refresh a: success in %d+ ms, 1 row\n$", r.out)
       assert.are.equal("", r.err)
       r = cli("delete --all --yes")
       assert.are.equal(0, r.code)
@@ -260,7 +260,7 @@ describe("create, refresh and delete", function()
       assert.are.equal(0, r.code)
       assert.truthy(r.out:find("\r\27[K[0/3] refreshing b  ", 1, true))
       assert.truthy(r.out:find("\r\27[K[2/3] refreshing a  ", 1, true))
-      assert.matches("%[3/3%] refresh a: success in %d+ ms, 1 rows", r.out)
+      assert.matches("%[3/3%] refresh a: success in %d+ ms, 1 row", r.out)
       assert.matches("3/3 done, 0 failed, %d+", r.out)
     end)
 

@@ -52,3 +52,105 @@ describe("matviews runs show", function()
     assert.are.equal("too many arguments", H.usage_message(r.err))
   end)
 end)
+
+describe("the shell completion scripts", function()
+  it("complete commands in bash, through compgen", function()
+    local file = H.tmpfile(".bash")
+    local r = H.mv("completion bash")
+    assert.are.equal(0, r.code, r.err)
+    H.write(file, r.out)
+    local function complete(words)
+      local out = H.sh(("bash -c %s"):format(H.q(("source %s; complete -p matviews; COMP_WORDS=(%s); COMP_CWORD=%d; "
+        .. "_matviews; printf '%%s\\n' \"${COMPREPLY[@]}\""):format(H.q(file), words, select(2, words:gsub(" ", " "))))))
+      assert.are.equal(0, out.code, out.err)
+      local lines = {}
+      for l in out.out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      table.remove(lines, 1)
+      table.sort(lines)
+      return lines, out.out
+    end
+    local words, all = complete("matviews re")
+    assert.matches("^complete %-o bashdefault %-o default %-F _matviews matviews\n", all)
+    assert.are.same({ "reconcile", "refresh", "repl", "report" }, words)
+    assert.are.same({ "--since" }, (complete("matviews report --si")))
+    assert.are.same({ "--parallel" }, (complete("matviews refresh --par")))
+  end)
+
+  it("exist for zsh and fish", function()
+    assert.matches("^#compdef matviews\n", H.mv("completion zsh").out)
+    assert.matches("complete %-c matviews", H.mv("completion fish").out)
+  end)
+end)
+
+describe("the manual page", function()
+  it("is made from the CLI's help and renders with man -l", function()
+    local page = H.tmpfile(".1")
+    local r = H.sh(("sh tools/man.sh %s %s"):format(H.q(H.bin), H.q(page)))
+    assert.are.equal(0, r.code, r.err)
+    r = H.sh(("MANWIDTH=100 man -P cat -l %s"):format(H.q(page)))
+    assert.are.equal(0, r.code, r.err)
+    assert.matches("\nNAME\n       matviews %- PostgreSQL materialized views, managed from Lua\n", r.out)
+    assert.matches("\nSYNOPSIS\n       matviews  %[%-h%]", r.out)
+    assert.matches("\nCOMMANDS\n   init\n       Usage: matviews init", r.out)
+    assert.matches("\n   report\n       Usage: matviews report ", r.out)
+  end)
+end)
+
+describe("every command's help", function()
+  it("names no Lua module", function()
+    for _, name in ipairs(require("matviews.cli").commands) do
+      local text = H.mv("help " .. name).out
+      for m in text:gmatch("matviews%.([%w_]+)") do
+        assert.is_nil(package.searchpath("matviews." .. m, package.path), name .. " --help names matviews." .. m)
+      end
+    end
+  end)
+end)
+
+describe("matviews migrate new", function()
+  it("writes the next migration with an up/down skeleton that migrate runs", function()
+    H.fresh_db("cli_polish_migrate")
+    local dir = H.tmpfile("_proj")
+    os.execute("mkdir -p " .. H.q(dir))
+    H.write(dir .. "/matviews.lua", "")
+    local function mvin(args) return H.sh("cd " .. H.q(dir) .. " && " .. H.q(mv.core.sys.getcwd() .. "/" .. H.bin) .. " " .. args) end
+    local r = mvin("migrate new add_source")
+    assert.are.equal(0, r.code, r.err)
+    assert.are.equal("created migrations/001_add_source.lua\n", r.out)
+    assert.are.equal("created migrations/002_backfill-x\n", mvin("migrate new backfill-x").out:gsub("%.lua\n$", "\n"))
+    local m = dofile(dir .. "/migrations/001_add_source.lua")
+    assert.are.equal("function", type(m.up))
+    assert.are.equal("function", type(m.down))
+    r = mvin("migrate up")
+    assert.are.equal(0, r.code, r.err)
+    assert.matches("^applied 001_add_source %(%d+ ms%)\napplied 002_backfill%-x %(%d+ ms%)\n$", r.out)
+    assert.are.equal(0, mvin("migrate down 2").code)
+  end)
+end)
+
+describe("the REPL's help", function()
+  it("prints a guide: mv functions, cancelling, leaving", function()
+    local r = H.mv("repl", { stdin = "help\nhelp()\n" })
+    assert.are.equal(0, r.code, r.err)
+    local guide = require("matviews.repl").GUIDE .. "\n"
+    assert.are.equal(guide .. guide, r.out)
+    assert.matches("mv.query(sql, ...)", guide, 1, true)
+    assert.matches("Ctrl-C cancels the running query or drops the line; Ctrl-D or os.exit() leaves.", guide, 1, true)
+  end)
+end)
+
+describe("numbers in tables", function()
+  it("stats prints durations in whole milliseconds", function()
+    H.fresh_db("cli_polish_stats")
+    mv.init()
+    mv.definitions.save({ name = "v", sql = "SELECT 1 AS x" })
+    mv.exec([[INSERT INTO mat_view_refresh_runs (mat_view_definition_id, status, started_at, finished_at, duration_ms,
+        rows_count, created_at)
+      SELECT d.id, 2, now() - make_interval(mins => g::int), now() - make_interval(mins => g::int), ms, 1, now() - make_interval(mins => g::int)
+      FROM mat_view_definitions d, unnest(ARRAY[395, 396, 395, 395, 395]) WITH ORDINALITY AS u(ms, g)]])
+    local r = H.mv("stats")
+    assert.are.equal(0, r.code, r.err)
+    assert.matches("\nv +5 +0 +395 +395 +396 +396 +success +395 +1 ", r.out)    -- AVG 395.2, P95 395.8
+    assert.are.equal(395.2, mv.json.decode(H.mv("--json stats").out)[1].avg_ms)
+  end)
+end)

@@ -11,7 +11,7 @@ M.commands = {
   "create", "refresh", "delete",
   "list", "runs", "stats", "report", "metrics", "validate", "deps", "schedule",
   "enqueue", "queue", "worker", "scheduler", "reconcile",
-  "db", "run", "repl", "version",
+  "db", "run", "repl", "version", "completion",
 }
 
 local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }

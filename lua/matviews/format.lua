@@ -61,6 +61,9 @@ function M.time(iso)
   return iso
 end
 
+-- "1 row", "3 rows": n and word, plural but for 1.
+function M.count(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
+
 -- Bytes -> "512 B", "8.0 kB", "327.4 MB"; nil -> nil.
 function M.bytes(b)
   if b == nil or b == null then return nil end

@@ -50,6 +50,40 @@ function M.scan(dir, shown_dir, sys)
   return list
 end
 
+-- Writes a new migration, the next version after the highest one, named
+-- name (letters, digits, _ and -), with an up/down skeleton; creates the
+-- directory if needed. Returns the path as configured ("migrations/004_x.lua").
+function M.new(mv, name)
+  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+    require("matviews.targets").usage(name == nil and "migrate new: give the migration's name (letters, digits, _ and -)"
+      or ("migrate new: '%s' is not a migration name (letters, digits, _ and -)"):format(name))
+  end
+  local dir, shown = M.dir(mv)
+  local list = M.scan(dir, shown, mv.core.sys)
+  local version = (#list > 0 and list[#list].version or 0) + 1
+  local id = ("%03d_%s"):format(version, name)
+  if not os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") then core.error("cannot create " .. shown) end
+  local path = dir .. "/" .. id .. ".lua"
+  if require("matviews.files").exists(path) then core.error(("%s/%s.lua exists already"):format(shown, id)) end
+  local f, err = io.open(path, "w")
+  if not f then core.error(("cannot write %s/%s.lua: %s"):format(shown, id, tostring(err))) end
+  f:write(([[
+-- Migration %s. `matviews migrate` runs up in a transaction of its own and
+-- records it; `matviews migrate down` runs down. conn is the transaction's
+-- connection (mv.query runs in it too); an error rolls everything back.
+return {
+  up = function(conn, mv)
+    -- conn:exec("ALTER TABLE events ADD COLUMN source text")
+  end,
+  down = function(conn, mv)
+    -- conn:exec("ALTER TABLE events DROP COLUMN source")
+  end,
+}
+]]):format(id))
+  f:close()
+  return shown .. "/" .. id .. ".lua"
+end
+
 local function read_file(path)
   local s, err = require("matviews.files").read(path)
   if not s then core.error(err) end

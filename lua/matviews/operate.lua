@@ -88,7 +88,7 @@ function M.result_text(op, name, run)
   if run.queued then return ("%s %s: queued (job %s)"):format(op, name, tostring(run.job_id)) end
   local s = ("%s %s: %s"):format(op, name, tostring(run.status))
   if math.type(run.duration_ms) == "integer" then s = s .. (" in %d ms"):format(run.duration_ms) end
-  if math.type(run.rows_count) == "integer" then s = s .. (", %d rows"):format(run.rows_count) end
+  if math.type(run.rows_count) == "integer" then s = s .. ", " .. require("matviews.format").count(run.rows_count, "row") end
   if run.status ~= "success" and run.error ~= nil and run.error ~= output.null then
     s = s .. ": " .. tostring(run.error)
   end

@@ -145,8 +145,30 @@ function M.rows_text(rows)
   return text .. ("(%d row%s)"):format(#rows, #rows == 1 and "" or "s")
 end
 
+-- The guide `help` prints.
+M.GUIDE = [[
+matviews REPL: Lua 5.4 with `mv` connected. A few of its functions:
+  mv.query(sql, ...)                    rows of a query ($1, $2 ... are the values given)
+  mv.exec(sql, ...)                     run a statement; the number of rows it touched
+  mv.transaction(function(conn) ... end)  commit, or roll back on error
+  mv.create(NAME), mv.refresh(NAME), mv.delete(NAME)  recorded runs
+  mv.refresh_all{ parallel = 4 }        every view in dependency order
+  mv.runs{ view = NAME, limit = 10 }, mv.stats{}, mv.report{}, mv.prune{ dry_run = true }
+  mv.definitions.list(), mv.services.create_view(NAME), mv.db.status()
+An expression prints its value (query results as tables); an unfinished chunk continues on the
+next line. Tab completes names and fields (mv.st<Tab>).
+Ctrl-C cancels the running query or drops the line; Ctrl-D or os.exit() leaves.]]
+
+-- `help` in the REPL: prints the guide when called, and is it as a value.
+M.HELP = setmetatable({}, {
+  __name = "matviews.help",
+  __call = function() io.stdout:write(M.GUIDE, "\n") end,
+  __tostring = function() return M.GUIDE end,
+})
+
 -- The text printed for a value a chunk returned.
 function M.format(v)
+  if v == M.HELP then return M.GUIDE end
   if type(v) == "string" then return v end
   if M.is_rows(v) then return M.rows_text(v) end
   return M.pretty(v)
@@ -298,6 +320,7 @@ function M.run(opts)
   local tty = opts.tty
   if tty == nil then tty = core.sys.isatty(0) end
   _G.mv = mv
+  if _G.help == nil then _G.help = M.HELP end
   local read, add
   if tty then
     local hist = M.history_path()

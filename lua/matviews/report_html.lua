@@ -95,8 +95,7 @@ local function age_text(s) return fmt.age(s and math.max(0, s)) end
 -- nil: "".
 local function when(iso) return ((fmt.time(iso) or ""):gsub("^(%d+%-%d+%-%d+)T", "%1 ")) end
 
--- "1 view", "3 views".
-function M.count(n, word) return ("%d %s%s"):format(n, word, n == 1 and "" or "s") end
+M.count = fmt.count -- "1 view", "3 views"
 
 -- A period in seconds as "4 h", "1 d", "30 min".
 local function period_text(s)

@@ -205,7 +205,7 @@ function M.render(results)
       speedup = r.speedup_avg and ("%.1fx"):format(r.speedup_avg) or "",
       rows_baseline = r.rows_baseline, rows_mv = r.rows_mv,
       contents = r.contents == "match" and "match"
-        or ("mismatch (%d rows)"):format(r.differing_rows),
+        or ("mismatch (%s)"):format(require("matviews.format").count(r.differing_rows, "row")),
     }
   end
   return require("matviews.output").table(rows, {

@@ -1,20 +1,22 @@
--- `matviews migrate [up [N]|down [N]|status]`: scripted migrations
+-- `matviews migrate [up [N]|down [N]|status|new NAME]`: scripted migrations
 -- (lua/matviews/migrate.lua). up applies the pending ones (all, or N), down
 -- reverts the last applied (1, or N), status lists each with applied,
 -- pending, changed (file edited after it was applied) or missing (file gone).
 -- A failing migration leaves nothing of itself applied, stops the run and
--- exits 1 naming it. Bad N: exit 2.
+-- exits 1 naming it. Bad N: exit 2. new NAME writes the next
+-- migrations/NNN_NAME.lua with an up/down skeleton.
 local migrate = require "matviews.migrate"
 local output = require "matviews.output"
 
 local M = {
   name = "migrate",
-  summary = "Run scripted migrations: up [N] (default), down [N], status.",
+  summary = "Run scripted migrations: up [N] (default), down [N], status; new NAME writes one.",
 }
 
 function M.configure(cmd)
-  cmd:argument("action", "up (default), down or status."):choices({ "up", "down", "status" }):args("?")
-  cmd:argument("count", "How many: up applies all pending by default, down reverts 1."):args("?")
+  cmd:argument("action", "up (default), down, status or new."):choices({ "up", "down", "status", "new" }):args("?")
+  cmd:argument("count", "How many: up applies all pending by default, down reverts 1; "
+    .. "after new, the name of the migration to write."):args("?")
 end
 
 -- One JSON document; empty lists under keys stay arrays (cjson would write {}).
@@ -60,6 +62,10 @@ end
 
 function M.run(args, ctx)
   local action = args.action or "up"
+  if action == "new" then
+    print("created " .. migrate.new(ctx.mv, args.count))
+    return 0
+  end
   local n
   if args.count then
     n = math.tointeger(tonumber(args.count))

@@ -12,7 +12,7 @@ local M = {
 function M.configure(cmd)
   operate.configure_targets(cmd)
   operate.configure_row_count(cmd, "Row count after refreshing (env MATVIEWS_ROW_COUNT_STRATEGY).")
-  cmd:option("--parallel", "Refresh in dependency order on N processes (matviews.parallel).")
+  cmd:option("--parallel", "Refresh in dependency order, N views at a time (each in a process of its own).")
   cmd:flag("--upstream", "First refresh what the views read, recursively.")
   cmd:flag("--downstream", "Afterwards refresh what reads the views, recursively.")
 end

@@ -40,8 +40,8 @@ function M.run(args, ctx)
   local page = require("matviews.report_html").render(data)
   if args.html == "-" then io.stdout:write(page); return 0 end
   write_file(args.html, page)
-  local html = require "matviews.report_html"
-  io.write(("wrote %s: %s, %d kB\n"):format(args.html, html.count(#data.views, "view"), (#page + 1023) // 1024))
+  io.write(("wrote %s: %s, %d kB\n"):format(args.html, require("matviews.format").count(#data.views, "view"),
+    (#page + 1023) // 1024))
   return 0
 end
 

@@ -31,6 +31,10 @@ function M.run(args, ctx)
   local rows = ctx.mv.stats({ view = args.name, since = args.since, op = args.op })
   output.emit(ctx, output.array(rows), function(list)
     for _, r in ipairs(list) do
+      -- whole milliseconds, as MIN, MAX and LAST MS (--json keeps the decimal)
+      for _, k in ipairs({ "avg_ms", "p95_ms" }) do
+        if type(r[k]) == "number" then r[k] = math.floor(r[k] + 0.5) end
+      end
       r.fresh = fmt.age(r.fresh_age_s)
       r.slow_mark = r.slow and "slow" or ""
     end

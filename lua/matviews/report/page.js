@@ -102,7 +102,7 @@
         " · " + arr(p.failed)[i] + " failed" + " · rows " + (arr(p.rows)[i] == null ? "-" : p.rows[i]);
     }
     return "run " + arr(p.id)[i] + " · " + arr(p.status)[i] + " · " + fmtMs(arr(p.ms)[i]) +
-      " · " + (arr(p.rows)[i] == null ? "-" : p.rows[i]) + " rows · " + fmtTime(p.t[i]);
+      " · " + (arr(p.rows)[i] == null ? "-" : p.rows[i]) + (arr(p.rows)[i] === 1 ? " row · " : " rows · ") + fmtTime(p.t[i]);
   }
 
   var charts = [];
