@@ -154,3 +154,54 @@ describe("numbers in tables", function()
     assert.are.equal(395.2, mv.json.decode(H.mv("--json stats").out)[1].avg_ms)
   end)
 end)
+
+describe("errors that say what to do next", function()
+  local config
+  setup(function()
+    H.fresh_db("cli_polish_errors")
+    mv.init()
+    mv.definitions.save({ name = "base_v", sql = "SELECT 1 AS x" })
+    mv.definitions.save({ name = "top_v", sql = "SELECT x FROM base_v" })
+    mv.definitions.save({ name = "never_v", sql = "SELECT 2 AS x" })
+    assert.are.equal("success", mv.create("base_v").status)
+    assert.are.equal("success", mv.create("top_v").status)
+    config = H.write(H.tmpfile(".lua"), "lock_timeout_ms = 100\nretry = { attempts = 2, base_ms = 10, max_ms = 20 }\n")
+  end)
+
+  it("create of an existing view names --force", function()
+    local r = H.mv("create base_v --yes")
+    assert.are.equal(1, r.code)
+    assert.matches("^%[1/1%] create base_v: failed in %d+ ms: materialized view public.base_v already exists: "
+      .. "`matviews create %-%-force public.base_v` %(force = true from Lua%) drops and recreates it\n$", r.out)
+  end)
+
+  it("create --force of a view with dependents names them and the way out", function()
+    local r = H.mv("create base_v --force --yes")
+    assert.are.equal(1, r.code)
+    assert.matches("create base_v: failed in %d+ ms: cannot recreate materialized view public.base_v: other objects "
+      .. "depend on it %(materialized view public.top_v%); `matviews delete %-%-cascade public.base_v` %(cascade = true "
+      .. "from Lua%) drops them too, then `matviews create %-%-all` creates them again\n$", r.out)
+    assert.are.equal(1, mv.query("SELECT count(*) AS n FROM pg_matviews WHERE matviewname = 'top_v'")[1].n)
+  end)
+
+  it("refresh of a view never created says to create it", function()
+    local r = H.mv("refresh never_v --yes")
+    assert.are.equal(1, r.code)
+    assert.matches("refresh never_v: failed in %d+ ms: materialized view public.never_v does not exist: "
+      .. "`matviews create public.never_v` creates it\n$", r.out)
+  end)
+
+  it("a lock timeout names the attempts and the pid and application holding the lock", function()
+    local holder = mv.connect("dbname=" .. H.dbname .. " application_name=spec_holder")
+    holder:exec("BEGIN")
+    holder:query("SELECT * FROM base_v")
+    local pid = holder:query("SELECT pg_backend_pid() AS p")[1].p
+    local r = H.mv("--config " .. H.q(config) .. " refresh base_v --yes")
+    holder:exec("ROLLBACK")
+    holder:close()
+    assert.are.equal(1, r.code)
+    assert.matches(("refresh base_v: failed in %%d+ ms: canceling statement due to lock timeout after 2 attempts; "
+      .. "public.base_v is locked by pid %d %%(spec_holder, idle in transaction%%): wait for it, or end it with "
+      .. "SELECT pg_terminate_backend%%(%d%%)\n$"):format(pid, pid), r.out)
+  end)
+end)

@@ -133,7 +133,7 @@ describe("jobs", function()
   it("records a failed refresh: status, error and meta", function()
     local run = mv.refresh("mv_never")
     assert.are.equal("failed", run.status)
-    assert.are.equal("materialized view public.mv_never does not exist", run.error)
+    assert.are.equal("materialized view public.mv_never does not exist: `matviews create public.mv_never` creates it", run.error)
     local row = P.runs("refresh", "mv_never")[1]
     assert.are.equal(3, row.status)
     assert.are.equal(run.error, row.error)

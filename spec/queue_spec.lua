@@ -108,7 +108,7 @@ describe("the job queue", function()
     local doc = cjson.decode(r.out)
     assert.are.equal(1, #doc.processed)
     assert.are.equal("failed", doc.processed[1].status)
-    assert.are.equal("materialized view public.mv_never does not exist", doc.processed[1].error)
+    assert.are.equal("materialized view public.mv_never does not exist: `matviews create public.mv_never` creates it", doc.processed[1].error)
     local j = jobs()[1]
     assert.are.same({ 3, doc.processed[1].error, doc.processed[1].run_id }, { j.status, j.error, j.run_id })
   end)

@@ -87,6 +87,6 @@ describe("mv.services.concurrent_refresh", function()
 
   it("answers an error for a missing view", function()
     local r = mv.services.concurrent_refresh({ name = "mv_gone" })
-    assert.are.equal("materialized view public.mv_gone does not exist", r.error.message)
+    assert.are.equal("materialized view public.mv_gone does not exist: `matviews create public.mv_gone` creates it", r.error.message)
   end)
 end)

@@ -157,7 +157,7 @@ describe("mv.services.swap_refresh", function()
 
   it("answers errors for a missing view and inside a transaction block", function()
     local r = mv.services.swap_refresh({ name = "mv_none", sql = "select 1" })
-    assert.are.equal("materialized view public.mv_none does not exist", r.error.message)
+    assert.are.equal("materialized view public.mv_none does not exist: `matviews create public.mv_none` creates it", r.error.message)
     local c <close> = mv.connect("dbname=" .. H.dbname)
     c:exec("begin")
     r = mv.services.swap_refresh(D, { conn = c })

@@ -84,6 +84,32 @@ static int create_steps(MvSvc *s, int replace) {
   return 0;
 }
 
+/* After a refused DROP (of delete, or of create --force: verb "delete" or
+ * "recreate"): names what depends on the view and the command that drops
+ * them too. */
+static void explain_dependents(MvSvc *s, const MvRel *rel, const char *verb) {
+  char oid[16], msg[2048];
+  const char *vals[1] = { oid };
+  snprintf(oid, sizeof oid, "%u", rel->oid);
+  PGresult *res = pg_exec(s->conn,
+    "SELECT string_agg(DISTINCT what, ', ') FROM ("
+    " SELECT CASE WHEN r.oid IS NOT NULL THEN"
+    "   CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' ELSE 'relation ' END"
+    "   || n.nspname || '.' || c.relname"
+    "  ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END AS what"
+    " FROM pg_depend d LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
+    " LEFT JOIN pg_class c ON c.oid = r.ev_class LEFT JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::oid AND d.deptype = 'n'"
+    "   AND r.ev_class IS DISTINCT FROM $1::oid) x", 1, vals);
+  const char *list = pg_ok(res) && pg_nrows(res) == 1 ? pg_value(res, 0, 0) : NULL;
+  snprintf(msg, sizeof msg, "cannot %s materialized view %s: other objects depend on it (%s); "
+           "`matviews delete --cascade %s` (cascade = true from Lua) drops them too%s", verb, s->r->view,
+           list ? list : "see detail", s->r->view,
+           strcmp(verb, "recreate") == 0 ? ", then `matviews create --all` creates them again" : "");
+  svc_fail(s, msg, SQLSTATE_DEPENDENT_OBJECTS, s->r->err_detail, NULL);
+  pg_clear(res);
+}
+
 /* create_view once the definition is valid and the schema known. */
 static void create_in(MvSvc *s) {
   char msg[512];
@@ -92,14 +118,20 @@ static void create_in(MvSvc *s) {
   if (found < 0) return;
   if (found && rel.relkind != 'm') { svc_require_matview(s, found, &rel); return; }
   if (found && !s->o->force) {
-    snprintf(msg, sizeof msg, "materialized view %s already exists; use force to drop and recreate it", s->r->view);
+    snprintf(msg, sizeof msg, "materialized view %s already exists: `matviews create --force %s` "
+             "(force = true from Lua) drops and recreates it", s->r->view, s->r->view);
     svc_fail(s, msg, SQLSTATE_DUPLICATE_TABLE, NULL, NULL);
     return;
   }
   if (found) s->r->before = svc_count(s, &rel);
   if (svc_tx_begin(s, 1) < 0) return;
   int ok = create_steps(s, found) == 0;
-  if (svc_tx_end(s, 1, ok) < 0 || !ok) return;
+  if (svc_tx_end(s, 1, ok) < 0) return;
+  if (!ok) {
+    if (found && s->r->err_sqlstate && strcmp(s->r->err_sqlstate, SQLSTATE_DEPENDENT_OBJECTS) == 0)
+      explain_dependents(s, &rel, "recreate");
+    return;
+  }
   if (svc_lookup(s, &rel) == 1) s->r->after = svc_count_after(s, &rel);
   s->r->status = MV_ST_CREATED;
 }
@@ -134,28 +166,6 @@ void svc_regular_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r)
   svc_close(&s);
 }
 
-/* After a refused DROP: names what depends on the view and suggests cascade. */
-static void explain_dependents(MvSvc *s, const MvRel *rel) {
-  char oid[16], msg[2048];
-  const char *vals[1] = { oid };
-  snprintf(oid, sizeof oid, "%u", rel->oid);
-  PGresult *res = pg_exec(s->conn,
-    "SELECT string_agg(DISTINCT what, ', ') FROM ("
-    " SELECT CASE WHEN r.oid IS NOT NULL THEN"
-    "   CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' ELSE 'relation ' END"
-    "   || n.nspname || '.' || c.relname"
-    "  ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END AS what"
-    " FROM pg_depend d LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
-    " LEFT JOIN pg_class c ON c.oid = r.ev_class LEFT JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::oid AND d.deptype = 'n'"
-    "   AND r.ev_class IS DISTINCT FROM $1::oid) x", 1, vals);
-  const char *list = pg_ok(res) && pg_nrows(res) == 1 ? pg_value(res, 0, 0) : NULL;
-  snprintf(msg, sizeof msg, "cannot delete materialized view %s: other objects depend on it (%s); "
-           "use cascade to drop them too", s->r->view, list ? list : "see detail");
-  svc_fail(s, msg, SQLSTATE_DEPENDENT_OBJECTS, s->r->err_detail, NULL);
-  pg_clear(res);
-}
-
 /* delete_view once the definition is valid and the schema known. */
 static void delete_in(MvSvc *s) {
   char msg[512];
@@ -167,6 +177,12 @@ static void delete_in(MvSvc *s) {
     s->r->status = MV_ST_SKIPPED;
     return;
   }
+  if (found == 0) {
+    snprintf(msg, sizeof msg, "materialized view %s does not exist (`matviews delete --if-exists` skips "
+             "a view that is missing)", s->r->view);
+    svc_fail(s, msg, SQLSTATE_UNDEFINED_TABLE, NULL, NULL);
+    return;
+  }
   if (svc_require_matview(s, found, &rel) < 0) return;
   s->r->before = svc_count(s, &rel);
   if (run_bracketed(s, mv_fmt("DROP MATERIALIZED VIEW %s %s", s->qview,
@@ -175,7 +191,7 @@ static void delete_in(MvSvc *s) {
     return;
   }
   if (s->r->err_sqlstate && strcmp(s->r->err_sqlstate, SQLSTATE_DEPENDENT_OBJECTS) == 0)
-    explain_dependents(s, &rel);
+    explain_dependents(s, &rel, "delete");
 }
 
 void svc_delete_view(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {

@@ -202,7 +202,8 @@ int svc_require_matview(MvSvc *s, int found, const MvRel *rel) {
   char msg[512];
   if (found < 0) return -1;
   if (found == 0) {
-    snprintf(msg, sizeof msg, "materialized view %s does not exist", s->r->view);
+    snprintf(msg, sizeof msg, "materialized view %s does not exist: `matviews create %s` creates it",
+             s->r->view, s->r->view);
     svc_fail(s, msg, SQLSTATE_UNDEFINED_TABLE, NULL, NULL);
     return -1;
   }

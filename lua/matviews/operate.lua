@@ -91,6 +91,8 @@ function M.result_text(op, name, run)
   if math.type(run.rows_count) == "integer" then s = s .. ", " .. require("matviews.format").count(run.rows_count, "row") end
   if run.status ~= "success" and run.error ~= nil and run.error ~= output.null then
     s = s .. ": " .. tostring(run.error)
+    local note = require("matviews.run_detail").lock_note(run)
+    if note then s = s .. " " .. note end
   end
   return s
 end

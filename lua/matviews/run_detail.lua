@@ -69,6 +69,28 @@ local function indent(text)
   return "  " .. tostring(text):gsub("\n", "\n  ")
 end
 
+-- For a run that failed on a lock timeout (SQLSTATE 55P03): how many
+-- attempts were made and who holds a lock on the view now (pg_locks), with
+-- what to do; nil for any other run.
+function M.lock_note(run, conn)
+  local meta = type(run.meta) == "table" and run.meta or {}
+  if type(meta.error) ~= "table" or meta.error.sqlstate ~= "55P03" or type(meta.view) ~= "string" then return nil end
+  local n = type(meta.attempts) == "table" and math.max(1, #meta.attempts) or 1
+  local ok, rows = pcall(function()
+    return (conn or require("matviews").conn()):query([[
+SELECT DISTINCT a.pid, coalesce(nullif(a.application_name, ''), '?') AS app, coalesce(a.state, '?') AS state
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.relation = to_regclass($1) AND l.pid <> pg_backend_pid()
+ORDER BY a.pid LIMIT 3]], meta.view)
+  end)
+  local s = "after " .. fmt.count(n, "attempt")
+  if not ok or #rows == 0 then return s .. "; the lock was released since: run it again" end
+  local who = {}
+  for i, r in ipairs(rows) do who[i] = ("pid %d (%s, %s)"):format(r.pid, r.app, r.state) end
+  return ("%s; %s is locked by %s: wait for it, or end it with SELECT pg_terminate_backend(%d)"):format(
+    s, meta.view, table.concat(who, ", "), rows[1].pid)
+end
+
 -- The run as text, every field in full.
 function M.text(r)
   local meta = type(r.meta) == "table" and r.meta or {}
