@@ -209,7 +209,7 @@ describe("jobs", function()
     assert.are.equal(msg, done.error)
     assert.is_true(mv.json.decode(done.meta).orphaned)
     assert.are.same({}, mv.jobs.orphaned_runs())
-    assert.are.same({ runs = {}, jobs = {}, dropped = {} }, mv.reconcile())
+    assert.are.same({ runs = {}, jobs = {}, dropped = {}, skipped = {} }, mv.reconcile())
   end)
 
   it("drops the relations interrupted swaps left, once their session is gone", function()

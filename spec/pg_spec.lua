@@ -213,14 +213,16 @@ describe("SIGINT during a query", function()
 
   -- The query catches the first cancel and says so in its application_name,
   -- so the second SIGINT surely arrives while the first is still pending.
+  -- Each SIGINT waits until the backend is inside pg_sleep: a cancel that
+  -- came before the exception block was entered would end the query.
   it("exits 130 on a second SIGINT during the same query", function()
     local sql = [[DO $$ BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN
       PERFORM set_config('application_name', 'caught', false); PERFORM pg_sleep(30); END $$ /* sigint2 */]]
     local p = P.spawn("-e " .. H.q("mv.exec(" .. ("%q"):format(sql) .. ")"))
     local pid = P.pid(p)
-    P.wait_query("%sigint2%")
+    P.wait_query("%sigint2%", nil, "PgSleep")
     P.kill(pid, "INT")
-    P.wait_query("%sigint2%", "caught")
+    P.wait_query("%sigint2%", "caught", "PgSleep")
     P.kill(pid, "INT")
     local r = P.wait(p)
     assert.are.equal(130, r.code, r.err)

@@ -23,11 +23,13 @@ function P.pid(p)
 end
 
 -- Waits until a backend other than this one runs a query LIKE pattern and,
--- when app is given, has that application_name.
-function P.wait_query(pattern, app)
+-- when given, has that application_name and waits on that wait_event (e.g.
+-- "PgSleep": inside pg_sleep, not merely received).
+function P.wait_query(pattern, app, event)
   return P.wait_for("a query like " .. pattern, function()
     return mv.query([[SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active'
-      AND pid <> pg_backend_pid() AND ($2::text IS NULL OR application_name = $2)]], pattern, app)[1]
+      AND pid <> pg_backend_pid() AND ($2::text IS NULL OR application_name = $2)
+      AND ($3::text IS NULL OR wait_event = $3)]], pattern, app, event)[1]
   end)
 end
 

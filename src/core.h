@@ -22,5 +22,6 @@ void mv_register_proc(lua_State *L);     /* proc.c: into core.sys */
 void mv_register_services(lua_State *L); /* lservices.c */
 void mv_register_jobs(lua_State *L);     /* jobs.c */
 void mv_register_repl(lua_State *L);     /* repl.c */
+void mv_register_budget(lua_State *L);   /* budget.c */
 
 #endif

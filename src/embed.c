@@ -4,7 +4,12 @@
  * initdb and started with pg_ctl from the installed server. As root the
  * server programs run as the postgres OS user (the server refuses root), so
  * the data directory must be reachable by that user: when BASE is not, the
- * cluster lives under /var/tmp/matviews-<hash of BASE> instead.
+ * cluster lives under /var/tmp/matviews-<hash of BASE> instead. Such shared
+ * places (that directory, the /tmp socket directory of a long path) are
+ * predictable, so whoever made them first would control pgdata and the
+ * files we write: they are used only when they are real directories owned
+ * by us (or the server's user) and writable by nobody else, and every file
+ * is opened with O_NOFOLLOW.
  * Starting is serialised with flock on BASE/embed.lock, so two processes
  * starting it at once do not both run initdb.
  * Registers embed_ensure / embed_stop / embed_status in the core table.
@@ -34,6 +39,7 @@ typedef struct {
   char base[3000], data[PATH_MAX], sock[PATH_MAX], lock[PATH_MAX], log[PATH_MAX];
   char bindir[PATH_MAX];
   int as_root;
+  int shared_base, shared_sock; /* in /var/tmp or /tmp: checked before use */
   uid_t uid;
   gid_t gid;
 } Embed;
@@ -78,15 +84,19 @@ static int embed_paths(Embed *e, const char *dir, char *err, size_t errlen) {
   }
   if (strlen(abs) >= 2900) { snprintf(err, errlen, "path too long: %.200s...", abs); return -1; }
   snprintf(e->base, sizeof e->base, "%.2900s", abs);
-  if (e->as_root && !reachable_by_others(abs))
+  if (e->as_root && !reachable_by_others(abs)) {
     snprintf(e->base, sizeof e->base, "/var/tmp/matviews-%08lx", path_hash(abs));
+    e->shared_base = 1;
+  }
   snprintf(e->data, sizeof e->data, "%s/pgdata", e->base);
   snprintf(e->lock, sizeof e->lock, "%s/embed.lock", e->base);
   snprintf(e->log, sizeof e->log, "%s/embed.log", e->base);
   if (strlen(e->data) + sizeof "/.s.PGSQL." EMBED_PORT < 100)
     snprintf(e->sock, sizeof e->sock, "%s", e->data);
-  else
+  else {
     snprintf(e->sock, sizeof e->sock, "/tmp/matviews-sock-%08lx", path_hash(abs));
+    e->shared_sock = 1;
+  }
   const char *bin = getenv("MATVIEWS_PG_BINDIR");
   snprintf(e->bindir, sizeof e->bindir, "%s", bin && *bin ? bin : MV_PG_BINDIR);
   return 0;
@@ -134,7 +144,7 @@ static int run_prog(const Embed *e, const char *prog, const char *const *args) {
   argv[n++] = path;
   for (; *args && n < 15; args++) argv[n++] = *args;
   argv[n] = NULL;
-  int logfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int logfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
   pid_t pid = fork();
   if (pid < 0) { if (logfd >= 0) close(logfd); return -1; }
   if (pid == 0) {
@@ -158,10 +168,47 @@ static int run_prog(const Embed *e, const char *prog, const char *const *args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-/* Makes dir (mode); for_server: owned by the server's user when root. */
-static int make_dir(const Embed *e, const char *dir, mode_t mode, int for_server) {
-  if (mkdir(dir, mode) != 0 && errno != EEXIST) return -1;
-  if (for_server && e->as_root && chown(dir, e->uid, e->gid) != 0) return -1;
+/* A directory in a shared place must be private: a real directory (not a
+ * symlink), owned by us or the server's user, writable by no one else.
+ * Returns 0 (also when it does not exist yet), or -1 with err set. */
+static int private_dir(const Embed *e, const char *dir, char *err, size_t errlen) {
+  struct stat st;
+  const char *why = NULL;
+  char buf[64];
+  if (lstat(dir, &st) != 0) {
+    if (errno == ENOENT) return 0;
+    snprintf(err, errlen, "cannot use %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode)) why = "it is not a directory";
+  else if (st.st_uid != geteuid() && !(e->as_root && st.st_uid == e->uid)) {
+    snprintf(buf, sizeof buf, "it is owned by uid %u", (unsigned)st.st_uid);
+    why = buf;
+  } else if (st.st_mode & (S_IWGRP | S_IWOTH)) why = "others may write to it";
+  if (why == NULL) return 0;
+  snprintf(err, errlen, "refusing to use %s for the embedded database: %s (remove it, or set MATVIEWS_HOME"
+           " to a directory of your own)", dir, why);
+  return -1;
+}
+
+/* Checks the shared directories e uses (see the header comment). */
+static int check_shared(const Embed *e, char *err, size_t errlen) {
+  if (e->shared_base && private_dir(e, e->base, err, errlen) != 0) return -1;
+  if (e->shared_sock && private_dir(e, e->sock, err, errlen) != 0) return -1;
+  return 0;
+}
+
+/* Makes dir (mode); for_server: owned by the server's user when root. An
+ * existing shared one is checked before it is taken over. */
+static int make_dir(const Embed *e, const char *dir, mode_t mode, int for_server, char *err, size_t errlen) {
+  if (mkdir(dir, mode) != 0) {
+    if (errno != EEXIST) { snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno)); return -1; }
+    if (check_shared(e, err, errlen) != 0) return -1;
+  }
+  if (for_server && e->as_root && chown(dir, e->uid, e->gid) != 0) {
+    snprintf(err, errlen, "cannot give %s to the server's user: %s", dir, strerror(errno));
+    return -1;
+  }
   return 0;
 }
 
@@ -169,8 +216,9 @@ static int make_dir(const Embed *e, const char *dir, mode_t mode, int for_server
 static int write_settings(const Embed *e) {
   char conf[PATH_MAX + 32];
   snprintf(conf, sizeof conf, "%s/postgresql.conf", e->data);
-  FILE *f = fopen(conf, "a");
-  if (f == NULL) return -1;
+  int fd = open(conf, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+  FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+  if (f == NULL) { if (fd >= 0) close(fd); return -1; }
   fprintf(f, "\n# matviews embedded cluster\nlisten_addresses = ''\nport = " EMBED_PORT "\nunix_socket_directories = '");
   for (const char *p = e->sock; *p; p++) { if (*p == '\'') fputc('\'', f); fputc(*p, f); }
   fprintf(f, "'\n");
@@ -182,14 +230,14 @@ static int embed_start(const Embed *e, char *err, size_t errlen) {
   char version[PATH_MAX + 16];
   snprintf(version, sizeof version, "%s/PG_VERSION", e->data);
   if (access(version, F_OK) != 0) {
-    if (make_dir(e, e->data, 0700, 1) != 0) { snprintf(err, errlen, "cannot create %s: %s", e->data, strerror(errno)); return -1; }
+    if (make_dir(e, e->data, 0700, 1, err, errlen) != 0) return -1;
     const char *args[] = {"-D", e->data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", NULL};
     if (run_prog(e, "initdb", args) != 0 || write_settings(e) != 0) {
       snprintf(err, errlen, "initdb failed for %s (see %s)", e->data, e->log);
       return -1;
     }
   }
-  if (strcmp(e->sock, e->data) != 0) make_dir(e, e->sock, 0755, 1);
+  if (strcmp(e->sock, e->data) != 0 && make_dir(e, e->sock, 0755, 1, err, errlen) != 0) return -1;
   char logarg[PATH_MAX + 16];
   snprintf(logarg, sizeof logarg, "%s/server.log", e->data);
   const char *args[] = {"-D", e->data, "-l", logarg, "-w", "-t", "60", "start", NULL};
@@ -203,9 +251,10 @@ static int embed_start(const Embed *e, char *err, size_t errlen) {
 /* Ensures the cluster runs; writes its conninfo. Fast path: one PQping. */
 static int embed_ensure(const Embed *e, char *ci, size_t cilen, char *err, size_t errlen) {
   embed_conninfo(e, ci, cilen);
+  if (check_shared(e, err, errlen) != 0) return -1; /* before its socket is trusted */
   if (pg_ping(ci)) return 0;
-  if (make_dir(e, e->base, 0755, 0) != 0) { snprintf(err, errlen, "cannot create %s: %s", e->base, strerror(errno)); return -1; }
-  int fd = open(e->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (make_dir(e, e->base, 0755, 0, err, errlen) != 0) return -1;
+  int fd = open(e->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) { snprintf(err, errlen, "cannot open %s: %s", e->lock, strerror(errno)); return -1; }
   while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {}
   int rc = pg_ping(ci) ? 0 : embed_start(e, err, errlen);
@@ -248,7 +297,7 @@ static int raise_startup(lua_State *L, const char *msg) {
 /* Resolves the paths for the base dir argument or raises. */
 static void check_paths(lua_State *L, Embed *e) {
   char err[512];
-  if (embed_paths(e, luaL_checkstring(L, 1), err, sizeof err) != 0)
+  if (embed_paths(e, luaL_checkstring(L, 1), err, sizeof err) != 0 || check_shared(e, err, sizeof err) != 0)
     raise_startup(L, err);
 }
 

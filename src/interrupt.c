@@ -1,8 +1,13 @@
 /*
- * interrupt.c: the SIGINT handler. During a query it only counts (pg.c
- * polls the count and sends PQcancel); a second SIGINT during the same query
- * exits. Outside a query it sets a hook that raises "interrupted!" at the
- * next Lua instruction, like lua.c's laction/lstop; a second one exits.
+ * interrupt.c: the SIGINT and SIGTERM handler. During a query it only counts
+ * (pg.c polls the count and sends PQcancel); a second signal during the same
+ * query exits 128 + the signal. Outside a query it sets a hook that raises
+ * "interrupted!" at the next Lua instruction, like lua.c's laction/lstop; a
+ * second one exits. SIGTERM is handled as SIGINT, so `timeout` or a service
+ * manager stopping a refresh gets the query cancelled and the run recorded
+ * as failed instead of an orphan. The last signal stays noted (stop_signal)
+ * until cleared: a batch stops starting views once one arrived, and the host
+ * exits 128 + that signal.
  */
 #include <unistd.h>
 #include <string.h>
@@ -12,6 +17,7 @@
 static lua_State *hookL = NULL;
 static volatile sig_atomic_t in_query = 0;
 static volatile sig_atomic_t hits = 0;
+static volatile sig_atomic_t stop_sig = 0;
 
 /* The hook set by the handler: clear itself and raise in Lua. */
 static void lstop(lua_State *L, lua_Debug *ar) {
@@ -22,13 +28,13 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 }
 
 /* Async-signal-safe: flags, lua_sethook (as lua.c does), _exit. */
-static void on_sigint(int sig) {
-  (void)sig;
+static void on_signal(int sig) {
   hits = hits + 1;
+  stop_sig = sig;
   if (hits >= 2) {
     static const char msg[] = "\nmatviews: interrupted\n";
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do */ }
-    _exit(130);
+    _exit(128 + sig);
   }
   if (!in_query && hookL != NULL)
     lua_sethook(hookL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
@@ -38,10 +44,11 @@ void mv_interrupt_install(lua_State *L) {
   struct sigaction sa;
   hookL = L;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0; /* no SA_RESTART: poll() in pg.c must see EINTR */
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 void mv_query_begin(void) { hits = 0; in_query = 1; }
@@ -52,6 +59,10 @@ void mv_query_end(void) {
 }
 
 int mv_query_interrupted(void) { return hits > 0; }
+
+int mv_stop_signal(void) { return stop_sig; }
+
+void mv_stop_clear(void) { stop_sig = 0; }
 
 /* The hook is armed on the main state (hookL), whatever thread L is. */
 int mv_interrupt_take(lua_State *L) {

@@ -1,5 +1,5 @@
 /*
- * interrupt.h: SIGINT handling shared by the host and the libpq unit.
+ * interrupt.h: SIGINT/SIGTERM handling shared by the host and the libpq unit.
  * The handler only sets flags or a Lua hook (as lua.c does); pg.c notices
  * the flag while it waits for a result and sends PQcancel itself.
  */
@@ -19,5 +19,8 @@ int mv_query_interrupted(void);
  * was pending (the caller then raises "interrupted!" itself once it is safe:
  * jobs finalise their run row first). */
 int mv_interrupt_take(lua_State *L);
+/* The last SIGINT/SIGTERM received since mv_stop_clear (0: none). */
+int mv_stop_signal(void);
+void mv_stop_clear(void);
 
 #endif

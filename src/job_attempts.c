@@ -99,7 +99,9 @@ static int service_timeouts(Job *job, PGconn *svc, char saved[2][32], int restor
     snprintf(state, 8, "%s", pg_sqlstate(res) ? pg_sqlstate(res) : "");
   }
   pg_clear(res);
-  const char *v[2] = {job->lock_timeout, job->statement_timeout};
+  /* no statement_timeout of the definition or configuration: set back the
+   * session's own, so a database or role setting stays in force */
+  const char *v[2] = {job->lock_timeout, job->statement_timeout[0] ? job->statement_timeout : saved[1]};
   return ok && job_exec_simple(svc, set, 2, v, err, errlen, state);
 }
 

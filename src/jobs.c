@@ -99,7 +99,9 @@ static void read_definition(Job *job, PGresult *res, long long def_lock, long lo
   long long lt = pg_value(res, 0, 3) ? strtoll(pg_value(res, 0, 3), NULL, 10) : def_lock;
   long long st = pg_value(res, 0, 4) ? strtoll(pg_value(res, 0, 4), NULL, 10) : def_stmt;
   snprintf(job->lock_timeout, sizeof job->lock_timeout, "%lldms", lt < 0 ? 0 : lt);
-  snprintf(job->statement_timeout, sizeof job->statement_timeout, "%lldms", st < 0 ? 0 : st);
+  /* none set (< 0): the session keeps the server's, role's or database's */
+  if (st < 0) job->statement_timeout[0] = '\0';
+  else snprintf(job->statement_timeout, sizeof job->statement_timeout, "%lldms", st);
   snprintf(job->row_count, sizeof job->row_count, "%s", pg_value(res, 0, 5) ? pg_value(res, 0, 5) : "");
   if (strcmp(job->op, "refresh") == 0)
     snprintf(job->service, sizeof job->service, "%s_refresh", job->strategy ? job->strategy : "regular");
@@ -125,7 +127,7 @@ static void resolve_definition(lua_State *L, Job *job) {
   }
   /* read before the result is held: job_opt_int may raise */
   long long def_lock = job_opt_int(L, SLOT_SPEC, "default_lock_timeout_ms", 5000);
-  long long def_stmt = job_opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", 0);
+  long long def_stmt = job_opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", -1);
   PGresult *res = pg_exec(job->rec,
       "SELECT id, name, refresh_strategy, options->>'lock_timeout_ms', options->>'statement_timeout_ms',"
       " options->>'row_count', schema_name FROM mat_view_definitions"
@@ -355,6 +357,7 @@ static void finalise(lua_State *L, Job *job, int *interrupted) {
   sigset_t block, old;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
   sigprocmask(SIG_BLOCK, &block, &old);
   *interrupted = mv_interrupt_take(L);
   final_error(L, err, sizeof err);

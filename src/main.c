@@ -281,6 +281,10 @@ int main(int argc, char **argv) {
   int status = lua_pcall(L, 2, 1, 0);
   int code = status == LUA_OK ? (int)lua_tointeger(L, -1) : 1;
   if (status != LUA_OK) report(L, status);
+  /* stopped by SIGINT/SIGTERM (handled, so not killed by it): say so in the
+   * exit code as a shell would, 130 or 143; a script that caught the
+   * interrupt and ended well keeps its 0 */
+  if (code != 0 && mv_stop_signal() != 0) code = 128 + mv_stop_signal();
   fflush(stdout);
   lua_close(L);
   return code;

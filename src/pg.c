@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 #include <ctype.h>
 #include <lauxlib.h>
 #include "ticker.h"
@@ -84,6 +86,52 @@ static void session_setup(PGconn *conn) {
   if (PQserverVersion(conn) < 140000) return;
   pg_clear(pg_exec(conn, "SELECT set_config('client_connection_check_interval', '1000', false)"
                    " WHERE current_setting('client_connection_check_interval') = '0'", 0, NULL));
+  /* The sessions matviews holds sit idle by design: the recorder while the
+   * service connection refreshes for minutes, a worker between polls, the
+   * lock session for the whole run. A server-wide idle_session_timeout
+   * would end them and lose the run's outcome or its lock, so they never end
+   * for idleness. Our transactions are never left idle on purpose, but a
+   * loaded client may pause between two statements: a very short
+   * idle_in_transaction_session_timeout is raised to 5 minutes (a dead
+   * client is caught by the check above instead). */
+  pg_clear(pg_exec(conn, "SELECT set_config('idle_session_timeout', '0', false),"
+                   " set_config('idle_in_transaction_session_timeout', CASE WHEN setting::int BETWEEN 1 AND 299999"
+                   " THEN '300000' ELSE setting END, false)"
+                   " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'", 0, NULL));
+}
+
+/* How long a connection refused for lack of slots is tried again. */
+#define SLOT_WAIT_MS 30000
+
+/* The server refused for lack of connection slots (max_connections, a
+ * role's or database's CONNECTION LIMIT; SQLSTATE 53300, which libpq gives
+ * only as text): a burst of parallel jobs should wait for a slot, not fail. */
+static int refused_for_slots(PGconn *c) {
+  const char *m = c ? PQerrorMessage(c) : "";
+  return PQstatus(c) != CONNECTION_OK && (strstr(m, "too many clients") || strstr(m, "too many connections")
+                                          || strstr(m, "remaining connection slots"));
+}
+
+/* Connects with keys/vals (conninfo when keys is NULL), trying again with
+ * backoff (50 ms doubling to 2 s, SLOT_WAIT_MS in all) while the server
+ * refuses for lack of slots, said once on stderr; a SIGINT/SIGTERM ends
+ * the wait. Returns the last attempt (NULL: out of memory). */
+static PGconn *connect_waiting(const char *conninfo, const char *const *keys, const char *const *vals) {
+  long wait = 50, waited = 0;
+  for (;;) {
+    PGconn *c = keys ? PQconnectdbParams(keys, vals, 0) : PQconnectdb(conninfo);
+    if (!refused_for_slots(c) || waited >= SLOT_WAIT_MS || mv_stop_signal()) return c;
+    if (waited == 0) {
+      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %d s\n",
+              SLOT_WAIT_MS / 1000);
+      fflush(stderr);
+    }
+    PQfinish(c);
+    struct timespec ts = { wait / 1000, (wait % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+    waited += wait;
+    wait = wait * 2 > 2000 ? 2000 : wait * 2;
+  }
 }
 
 PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
@@ -101,7 +149,7 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
     return NULL;
   }
   PQconninfoFree(opts);
-  PGconn *conn = PQconnectdb(conninfo);
+  PGconn *conn = connect_waiting(conninfo, NULL, NULL);
   if (conn == NULL) {
     snprintf(err, errlen, "out of memory while connecting");
     return NULL;
@@ -130,7 +178,7 @@ PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
   for (PQconninfoOption *o = opts; o->keyword && n < 63; o++)
     if (o->val != NULL && *o->val) { keys[n] = o->keyword; vals[n] = o->val; n++; }
   keys[n] = vals[n] = NULL;
-  PGconn *c = PQconnectdbParams(keys, vals, 0);
+  PGconn *c = connect_waiting(NULL, keys, vals);
   PQconninfoFree(opts);
   if (c == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
   if (PQstatus(c) != CONNECTION_OK) {

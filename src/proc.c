@@ -91,7 +91,7 @@ static char **build_env(lua_State *L, int opts) {
 /* Adds a redirection of fd to opts[key] (a path) when it is set. */
 static void redirect(lua_State *L, int opts, const char *key, int fd, posix_spawn_file_actions_t *fa) {
   if (lua_getfield(L, opts, key) == LUA_TSTRING)
-    posix_spawn_file_actions_addopen(fa, fd, lua_tostring(L, -1), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(fa, fd, lua_tostring(L, -1), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
   lua_pop(L, 1);
 }
 
@@ -130,6 +130,16 @@ static int l_wait_any(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Number timeout = luaL_optnumber(L, 2, -1), waited = 0;
   int n = (int)luaL_len(L, 1);
+  /* a pid that is no positive integer would reach waitpid as 0 or -1,
+   * which reap any child: refuse it before waiting at all */
+  for (int i = 1; i <= n; i++) {
+    lua_geti(L, 1, i);
+    int ok = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok || lua_type(L, -1) != LUA_TNUMBER || v <= 0 || v > INT_MAX)
+      return luaL_error(L, "wait_any: pid %d is not a positive integer (%s)", i, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
   for (;;) {
     for (int i = 1; i <= n; i++) {
       lua_geti(L, 1, i);

@@ -10,7 +10,8 @@
  *      indexes into place, restores owner, grants and comments, and
  *      rebuilds the dependents with theirs. response.lock_ms is its length.
  * On any failure the swap transaction rolls back (old view untouched) and
- * the temp relation is dropped. Temp naming: see swap.h.
+ * the temp relation is dropped. Temp naming: see swap.h. Swaps of views
+ * that read one another are ordered by advisory locks (swap_guard.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ static void fail_lock_timeout(MvSvc *s) {
 }
 
 /* Step 2: the short transaction that puts the new relation in place. */
-static int swap_tx(MvSvc *s, const SwapPlan *p) {
+static int swap_tx(MvSvc *s, const MvRel *rel, const SwapPlan *p) {
   char set[64];
   snprintf(set, sizeof set, "SET LOCAL lock_timeout = %d", s->o->lock_timeout_ms);
   char *qname = pg_quote_ident(s->conn, s->d->name);
@@ -100,7 +101,8 @@ static int swap_tx(MvSvc *s, const SwapPlan *p) {
   char *rename = qname ? mv_fmt("ALTER MATERIALIZED VIEW %s RENAME TO %s", p->qtmp, qname) : NULL;
   long long t0 = mv_now_ms();
   int ok = drop_old && rename && svc_run(s, "BEGIN", 0) == 0;
-  ok = ok && svc_run(s, set, 1) == 0 && run_list(s, &p->drops) == 0 && svc_run(s, drop_old, 1) == 0;
+  ok = ok && svc_run(s, set, 1) == 0 && swap_guard_exclusive(s, rel) == 0;
+  ok = ok && run_list(s, &p->drops) == 0 && svc_run(s, drop_old, 1) == 0;
   ok = ok && svc_run(s, rename, 1) == 0 && run_list(s, &p->renames) == 0;
   ok = ok && run_list(s, &p->attrs) == 0 && run_list(s, &p->rebuild) == 0;
   ok = ok && svc_run(s, "COMMIT", 0) == 0;
@@ -136,9 +138,10 @@ static void swap_in(MvSvc *s) {
   if (preflight(s, &rel) < 0) return;
   s->r->before = svc_count(s, &rel);
   s->r->refresh = mv_strdup("swap");
-  if (swap_plan_build(s, &rel, &p) == 0 && build(s, &p) == 0) {
+  swap_guard_drop_dead(s, &rel);
+  if (swap_plan_build(s, &rel, &p) == 0 && swap_guard_upstreams(s, &rel, &p) == 0 && build(s, &p) == 0) {
     s->r->temp_relation = mv_strdup(p.tmp);
-    if (swap_plan_attrs(s, &rel, &p) == 0 && swap_tx(s, &p) == 0) {
+    if (swap_plan_attrs(s, &rel, &p) == 0 && swap_tx(s, &rel, &p) == 0) {
       for (int i = 0; i < p.rebuilt.n; i++) mv_strlist_add(&s->r->rebuilt, p.rebuilt.v[i]);
       if (svc_lookup(s, &rel) == 1) s->r->after = svc_count_after(s, &rel);
       s->r->status = MV_ST_UPDATED;
@@ -146,6 +149,7 @@ static void swap_in(MvSvc *s) {
       drop_temp(s, &p);
     }
   }
+  swap_guard_release(s, &p); /* after the swap: the build relation is gone */
   swap_plan_free(&p);
 }
 

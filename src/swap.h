@@ -24,6 +24,7 @@ typedef struct {
   MvStrList attrs;       /* owner, grants, comments of the swapped-in view */
   MvStrList rebuild;     /* CREATE, indexes, owner, grants, comments of each dependent */
   MvStrList rebuilt;     /* dependents' names, "schema.rel" */
+  MvStrList upstream_keys; /* advisory keys shared-locked while building (swap_guard.c) */
 } SwapPlan;
 
 /* The temp name for the view (suffix "" for the relation, "_i<n>" for an index). */
@@ -40,5 +41,12 @@ int swap_plan_attrs(MvSvc *s, const MvRel *rel, SwapPlan *p);
 /* Appends the attribute statements of relation oid (columns checked against
  * cols_oid) to out. */
 int swap_attr_sql(MvSvc *s, unsigned oid, const char *cols_oid, MvStrList *out);
+
+/* swap_guard.c: shared locks on the upstreams from build to swap, the
+ * exclusive lock on the view in its swap transaction, dead builds dropped. */
+int swap_guard_upstreams(MvSvc *s, const MvRel *rel, SwapPlan *p);
+void swap_guard_release(MvSvc *s, const SwapPlan *p);
+int swap_guard_exclusive(MvSvc *s, const MvRel *rel);
+void swap_guard_drop_dead(MvSvc *s, const MvRel *rel);
 
 #endif

@@ -32,6 +32,7 @@ void swap_temp_name(char *out, size_t outlen, const char *name, int pid, const c
 }
 
 void swap_plan_free(SwapPlan *p) {
+  mv_strlist_free(&p->upstream_keys);
   free(p->qtmp); free(p->create);
   p->qtmp = p->create = NULL;
   mv_strlist_free(&p->build_idx); mv_strlist_free(&p->renames); mv_strlist_free(&p->drops);

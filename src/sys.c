@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <lauxlib.h>
 #include "core.h"
+#include "interrupt.h"
 
 /* getcwd() -> path */
 static int l_getcwd(lua_State *L) {
@@ -49,6 +50,22 @@ static int l_monotonic_ms(lua_State *L) {
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
+}
+
+/* stop_signal() -> the SIGINT (2) or SIGTERM (15) received since the last
+ * clear_stop(), or nil: a batch checks it before starting each view. */
+static int l_stop_signal(lua_State *L) {
+  int sig = mv_stop_signal();
+  if (sig == 0) lua_pushnil(L);
+  else lua_pushinteger(L, sig);
+  return 1;
+}
+
+/* clear_stop() */
+static int l_clear_stop(lua_State *L) {
+  (void)L;
+  mv_stop_clear();
+  return 0;
 }
 
 /* sleep_ms(ms) */
@@ -106,7 +123,7 @@ static int l_listdir(lua_State *L) {
 static const luaL_Reg sys_funcs[] = {
   {"getcwd", l_getcwd}, {"getpid", l_getpid}, {"hostname", l_hostname},
   {"monotonic_ms", l_monotonic_ms}, {"isatty", l_isatty}, {"sleep_ms", l_sleep_ms},
-  {"listdir", l_listdir},
+  {"listdir", l_listdir}, {"stop_signal", l_stop_signal}, {"clear_stop", l_clear_stop},
   {NULL, NULL}
 };
 

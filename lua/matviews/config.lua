@@ -16,13 +16,16 @@ M.defaults = {
   schema = nil,                   -- schema of definitions that name none (else current_schema())
   job_adapter = "inline",         -- "inline" or "queue"
   lock_timeout_ms = 5000,         -- bound of the swap transaction's locks
-  statement_timeout_ms = 0,       -- 0: no limit
+  statement_timeout_ms = nil,     -- nil: the server's (role's, database's); 0: no limit
   lock_wait_ms = 30000,           -- how long a job waits for another on the same view
   record_timeout_ms = 10000,      -- how long writing a run row waits for locks on the run tables
   retry = { attempts = 3, base_ms = 200, max_ms = 5000 },
   retention = { keep_last = 500, keep_days = nil, keep_failures = true },
   time_zone = "UTC",              -- schedules are read in this zone
   row_count = "estimated",        -- default row count strategy
+  -- instructions a definition file or a retention function may run (0: no
+  -- bound); a few ms of work is well under it, `while true do end` is not
+  user_code_budget = 100000000,
   analyze = true,                 -- ANALYZE a view after create and refresh
 }
 
@@ -86,8 +89,15 @@ M.types = {
   retention = function(v) return require("matviews.retention").check(v) end,
   time_zone = kind("string"),
   row_count = one_of(table.unpack(require("matviews.definitions").ROW_COUNT_LIST)),
+  user_code_budget = count,
   analyze = kind("boolean"),
 }
+
+-- Calls fn(...) as user code `what` (e.g. "definition file") under the
+-- configured instruction budget (core.budget); returns fn's results.
+function M.bounded(what, fn, ...)
+  return require("matviews.core").budget.run(M.load().user_code_budget, what, fn, ...)
+end
 
 -- Levenshtein distance between two strings.
 local function distance(a, b)

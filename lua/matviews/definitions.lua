@@ -129,6 +129,39 @@ local function cron_check(field, v)
   return v
 end
 
+-- The options jobs read (jobs.c reads the timeouts as integers in ms; the
+-- server takes at most 2147483647) and, for every other key, JSON data:
+-- finite numbers, strings, booleans, tables of those.
+local TIMEOUT_MAX = 2147483647
+local function json_data(v, path)
+  local t = type(v)
+  if t == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+    invalid("options", path .. " must be a finite number")
+  elseif t == "table" then
+    for k, x in pairs(v) do json_data(x, path .. "." .. tostring(k)) end
+  elseif t ~= "number" and t ~= "string" and t ~= "boolean" and not is_null(v) then
+    invalid("options", ("%s must be JSON data, not a %s"):format(path, t))
+  end
+end
+local function options_check(o)
+  local rc = o.row_count
+  if rc ~= nil and not M.ROW_COUNTS[rc] then
+    invalid("options", 'row_count must be "none", "estimated" or "exact"')
+  end
+  if o.analyze ~= nil and type(o.analyze) ~= "boolean" then
+    invalid("options", "analyze must be a boolean")
+  end
+  for _, k in ipairs({ "lock_timeout_ms", "statement_timeout_ms" }) do
+    local v = o[k]
+    if v ~= nil and (type(v) ~= "number" or math.tointeger(v) == nil or v < 0 or v > TIMEOUT_MAX) then
+      invalid("options", ("%s must be a whole number of milliseconds from 0 to %d, got %s")
+        :format(k, TIMEOUT_MAX, type(v) == "string" and ("%q"):format(v) or tostring(v)))
+    end
+    if v ~= nil then o[k] = math.tointeger(v) end
+  end
+  for k, v in pairs(o) do json_data(v, tostring(k)) end
+end
+
 -- Validates tbl and returns the normalised definition (no SQL runs).
 -- stored: tbl is a catalog row, checked for shape only (a concurrent one
 -- may rely on a unique index made by hand).
@@ -162,20 +195,7 @@ function M.validate(tbl, stored)
   if strategy == "concurrent" and #d.unique_index_columns == 0 and not stored then
     invalid("unique_index_columns", "a concurrent refresh needs at least one unique index column")
   end
-  local rc = d.options.row_count
-  if rc ~= nil and not M.ROW_COUNTS[rc] then
-    invalid("options", 'row_count must be "none", "estimated" or "exact"')
-  end
-  if d.options.analyze ~= nil and type(d.options.analyze) ~= "boolean" then
-    invalid("options", "analyze must be a boolean")
-  end
-  for _, k in ipairs({ "lock_timeout_ms", "statement_timeout_ms" }) do
-    local v = d.options[k]
-    local n = type(v) == "number" and math.tointeger(v) -- JSON may give 5000.0
-    if v ~= nil and not (n and n >= 0) then
-      invalid("options", k .. " must be a non-negative integer (milliseconds)")
-    end
-  end
+  options_check(d.options)
   if d.schedule_cron then
     local parsed, why = core.cron_parse(d.schedule_cron)
     if not parsed then invalid("schedule_cron", why) end

@@ -339,7 +339,7 @@ function M.load_dir(dir)
       state.errors[#state.errors + 1] = err
     else
       state.pending = {}
-      local ok, e = pcall(chunk)
+      local ok, e = pcall(config.bounded, "definition file", chunk)
       if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e)
       else
         local calls = {}

@@ -149,19 +149,23 @@ end
 
 -- Finalises orphaned runs as failed, fails queue jobs whose worker died, and
 -- drops the relations interrupted swaps left. Returns
--- { runs = {...}, jobs = {...}, dropped = { "schema.rel", ... } }.
+-- { runs = {...}, jobs = {...}, dropped = { "schema.rel", ... },
+--   skipped = { { relation = "schema.rel", error = "..." }, ... } }.
 function M.reconcile(conn)
   conn = conn or mv().conn()
   local out = { runs = reconcile_runs(conn) }
   out.jobs = require("matviews.queue").reconcile(conn)
-  out.dropped = M.drop_swap_leftovers(conn)
+  out.dropped, out.skipped = M.drop_swap_leftovers(conn)
   return out
 end
 
 -- The relations interrupted swaps left: a swap builds into
 -- mv_swap_<name>_<backend pid> (<name> cut so it fits in 63 bytes; see
--- src/swap.h) and drops it itself on failure, so one whose backend is gone
--- was left by a session that died mid-swap. Returns { schema, relname, view }.
+-- src/swap.h), in the schema of its view, and drops it itself on failure,
+-- so one whose backend is gone was left by a session that died mid-swap.
+-- Only such relations of known definitions, in their own schema, count: a
+-- relation of that pattern elsewhere is someone else's. Returns
+-- { schema, relname, view }.
 function M.swap_leftovers(conn)
   conn = conn or mv().conn()
   return conn:query([[SELECT n.nspname AS schema, c.relname, d.name AS view
@@ -169,21 +173,27 @@ function M.swap_leftovers(conn)
     CROSS JOIN LATERAL (SELECT (regexp_match(c.relname, '_([0-9]+)$'))[1] AS pid) p
     JOIN mat_view_definitions d
       ON c.relname = 'mv_swap_' || left(d.name, 63 - 8 - length('_' || p.pid)) || '_' || p.pid
-     AND d.schema_name = n.nspname
+      AND n.nspname = d.schema_name
     WHERE c.relkind = 'm' AND c.relname LIKE 'mv\_swap\_%'
       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p.pid::int)
     ORDER BY 1, 2]])
 end
 
--- Drops the relations interrupted swaps left; returns their "schema.rel".
+-- Drops the relations interrupted swaps left. One that cannot be dropped
+-- (another role's view reads it, no privilege) is skipped, so runs and
+-- jobs are still reconciled and workers still start. Returns the dropped
+-- "schema.rel" and the skipped { relation, error }.
 function M.drop_swap_leftovers(conn)
   conn = conn or mv().conn()
-  local dropped = {}
+  local dropped, skipped = {}, {}
   for _, r in ipairs(M.swap_leftovers(conn)) do
-    conn:exec(("DROP MATERIALIZED VIEW IF EXISTS %s.%s"):format(conn:quote_ident(r.schema), conn:quote_ident(r.relname)))
-    dropped[#dropped + 1] = r.schema .. "." .. r.relname
+    local rel = r.schema .. "." .. r.relname
+    local ok, e = pcall(conn.exec, conn, ("DROP MATERIALIZED VIEW IF EXISTS %s.%s")
+      :format(conn:quote_ident(r.schema), conn:quote_ident(r.relname)))
+    if ok then dropped[#dropped + 1] = rel
+    else skipped[#skipped + 1] = { relation = rel, error = type(e) == "table" and e.message or tostring(e) } end
   end
-  return dropped
+  return dropped, skipped
 end
 
 return M

@@ -124,7 +124,17 @@ function M.run(op, args, ctx, jopts, verbs)
   if not (mv.jobs and mv.jobs[op]) then mv.error({ message = "jobs are not available in this build" }) end
   local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json, op = op })
   local results, failed = output.array(), 0
-  for _, d in ipairs(defs) do
+  local sys = mv.core.sys
+  sys.clear_stop()
+  for i, d in ipairs(defs) do
+    -- a Ctrl-C or SIGTERM cancelled the running view (its run is recorded as
+    -- failed): the batch stops there, the rest gets no run
+    if sys.stop_signal() then
+      p:close(failed)
+      io.stderr:write(("interrupted: %d not started\n"):format(#defs - i + 1))
+      if ctx.options.json then output.json(results) end
+      return 128 + sys.stop_signal()
+    end
     p:start(d.name, d.id)
     local run = run_one(mv, op, d, jopts)
     if not run.queued and run.status ~= "success" then failed = failed + 1 end
@@ -132,6 +142,7 @@ function M.run(op, args, ctx, jopts, verbs)
     p:finish(M.result_text(op, d.name, run))
   end
   p:close(failed)
+  if sys.stop_signal() then return 128 + sys.stop_signal() end
   if ctx.options.json then
     -- in the one timestamp format; as recorded when the database is gone
     pcall(require("matviews.format").iso_fields, mv.conn(), results, { "started_at", "finished_at", "created_at" })

@@ -26,8 +26,13 @@ function M.parse_duration(s)
     if not n then return nil, bad end
     total, rest = total + tonumber(n) * UNIT[u], tail
   end
-  return total
+  -- now() minus more than this leaves PostgreSQL's timestamp range (22008)
+  if total > M.MAX_DURATION_S then
+    return nil, ("invalid duration %q: at most 1000 years (use all for the whole history)"):format(s)
+  end
+  return math.tointeger(total) or total
 end
+M.MAX_DURATION_S = 1000 * 36525 * 864 -- 1000 years of 365.25 days
 
 -- The window mv.stats aggregates over when no `since` is given: the run
 -- history grows without bound, the last week of it stays small enough to

@@ -11,7 +11,8 @@
 -- file) replaces it for that view.
 --
 -- A custom policy is function(runs, ctx) returning the runs to keep (an
--- array of run tables or of ids, or a set of ids). runs: that view's runs of
+-- array of run tables or of ids, or a set { [id] = true }, all of them from
+-- runs: any other result is an error and nothing is deleted). runs: that view's runs of
 -- one table, newest first, each { id, status = "success"|..., created_at,
 -- started_at, finished_at (text), age_s (seconds since created_at),
 -- duration_ms, error }; ctx = { view = name, op = "create"|"refresh"|"delete",
@@ -94,27 +95,61 @@ SELECT def_id, count(*) FILTER (WHERE NOT doomed) AS keep,
        string_agg(id::text, ',' ORDER BY id) FILTER (WHERE doomed) AS ids
 FROM judged GROUP BY def_id]]
 
+-- A value as a message shows it: strings quoted, tables as JSON.
+local function show(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  if type(v) == "table" then
+    local ok, text = pcall(require("cjson").encode, v)
+    if ok then return text end
+  end
+  return tostring(v)
+end
+
+-- The ids a custom policy keeps, from its result ret: an array of run ids
+-- or of the run tables it was given, or a set { [id] = true }, every id one
+-- of runs. Anything else raises naming the policy (where), so that a
+-- mistaken result ({ [id] = 1 }, string ids) deletes nothing.
+local function kept_ids(ret, runs, where)
+  local given = {}
+  for _, r in ipairs(runs) do given[r.id] = r end
+  local function bad(why)
+    raise({ message = ("%s returned %s: return the runs to keep (an array of their ids or of the run tables given)")
+      :format(where, why) })
+  end
+  if type(ret) ~= "table" then bad("a " .. type(ret)) end
+  local keep, n = {}, #ret
+  for k, v in pairs(ret) do
+    local id = v
+    if v == true then id = k                                        -- a set of ids
+    elseif math.type(k) ~= "integer" or k < 1 or k > n then         -- not an array
+      bad(("an entry [%s] = %s"):format(show(k), show(v)))
+    elseif type(v) == "table" then id = v.id                        -- a run table
+      if given[id] ~= v then bad(("an entry %s that is not one of the run tables given"):format(show(v))) end
+    end
+    if math.type(id) ~= "integer" or not given[id] then
+      bad(("%s, which is not the id of a run it was given"):format(show(id)))
+    end
+    keep[id] = true
+  end
+  return keep
+end
+
 -- Applies a custom policy to one view's runs of one table; returns the ids
--- to delete and the count kept.
+-- to delete and the count kept. The function runs under the configured
+-- instruction budget.
 local function custom(conn, fn, tbl, d)
   local runs = conn:query(("SELECT id, status, created_at::text, started_at::text, finished_at::text,"
     .. " extract(epoch FROM now() - created_at)::float8 AS age_s, duration_ms, error"
     .. " FROM %s WHERE mat_view_definition_id = $1 ORDER BY created_at DESC, id DESC"):format(tbl.table), d.id)
   for _, r in ipairs(runs) do r.status = STATUS[r.status] or r.status end
-  local ok, ret = pcall(fn, runs, { view = d.name, op = tbl.op, table = tbl.table })
+  local where = "retention policy of " .. d.name
+  local ok, ret = pcall(require("matviews.config").bounded, where, fn, runs,
+    { view = d.name, op = tbl.op, table = tbl.table })
   if not ok then
-    raise({ message = ("retention policy of %s (%s): %s"):format(d.name, tbl.table,
-      type(ret) == "table" and tostring(ret.message) or tostring(ret)) })
+    raise({ message = ("%s (%s): %s"):format(where, tbl.table,
+      type(ret) == "table" and ret.message ~= nil and tostring(ret.message) or type(ret) == "string" and ret or show(ret)) })
   end
-  if type(ret) ~= "table" then
-    raise({ message = ("retention policy of %s returned %s, not the runs to keep"):format(d.name, type(ret)) })
-  end
-  local keep = {}
-  for k, v in pairs(ret) do
-    if v == true then keep[k] = true               -- a set of ids
-    elseif type(v) == "table" then keep[v.id] = true -- run tables
-    else keep[v] = true end                          -- ids
-  end
+  local keep = kept_ids(ret, runs, ("%s (%s)"):format(where, tbl.table))
   local doomed, kept = {}, 0
   for _, r in ipairs(runs) do
     if keep[r.id] or r.status == "pending" or r.status == "running" then kept = kept + 1

@@ -126,7 +126,7 @@ function M.report(ctx, doc, r, said)
   for _, c in ipairs(r.claimed) do
     local entry = { view = c.name, slot = require("matviews.format").iso_epochs(require("matviews").conn(), { c.slot })[1],
       job_id = type(c.job) == "table" and c.job.job_id or nil }
-    doc.scheduled[#doc.scheduled + 1] = entry
+    if ctx.options.json then doc.scheduled[#doc.scheduled + 1] = entry end -- a long run keeps none
     if not ctx.options.json then
       print(("scheduled refresh of %s for %s (job %s)"):format(entry.view, entry.slot, tostring(entry.job_id)))
       io.stdout:flush()

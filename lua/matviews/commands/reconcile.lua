@@ -13,7 +13,9 @@ function M.run(_, ctx)
     for _, r in ipairs(d.runs) do print(("%s run %d of %s: %s"):format(r.op, r.id, r.view, r.error)) end
     for _, j in ipairs(d.jobs) do print(("job %d %s %s: %s"):format(j.job_id, j.op, j.view, j.error)) end
     for _, name in ipairs(d.dropped) do print("dropped " .. name) end
-    print(("reconciled %d run(s), %d job(s); dropped %d relation(s)"):format(#d.runs, #d.jobs, #d.dropped))
+    for _, s in ipairs(d.skipped) do print(("skipped %s: %s"):format(s.relation, s.error)) end
+    print(("reconciled %d run(s), %d job(s); dropped %d relation(s)"):format(#d.runs, #d.jobs, #d.dropped)
+      .. (#d.skipped > 0 and ("; skipped %d (drop them by hand)"):format(#d.skipped) or ""))
   end)
   return 0
 end

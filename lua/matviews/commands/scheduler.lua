@@ -20,7 +20,8 @@ end
 -- Milliseconds to wait for the next turn: just past the next whole second
 -- of the database's clock, so 1-second schedules get one turn per slot.
 local function until_next_second(conn)
-  local frac = conn:query("SELECT extract(epoch FROM clock_timestamp())::float8 % 1 AS f")[1].f
+  -- numeric % (there is no float8 % operator)
+  local frac = conn:query("SELECT (extract(epoch FROM clock_timestamp()) % 1)::float8 AS f")[1].f
   return math.floor((1 - frac) * 1000) + 20
 end
 
@@ -40,17 +41,24 @@ function M.run(args, ctx)
     io.stderr:write(("matviews scheduler: pid %d on %s, schedules read in %s\n"):format(
       sys.getpid(), sys.hostname(), schedule.zone()))
   end
-  while true do
-    local now = args.clock and read_clock(args.clock)
-    if not args.clock or (now and now ~= last) then
-      schedule.report(ctx, doc, schedule.tick(now), said)
-      if args.clock then last = now; print("turn " .. now); io.stdout:flush() end
-    end
-    if args.once then break end
-    sys.sleep_ms(args.clock and 20 or until_next_second(mv.conn()))
+  local reconnect = require "matviews.reconnect"
+  while not sys.stop_signal() do
+    -- a lost connection is reopened with backoff, said once (reconnect.step)
+    local ok, wait = reconnect.step(mv, "scheduler", function()
+      local now = args.clock and read_clock(args.clock)
+      if not args.clock or (now and now ~= last) then
+        schedule.report(ctx, doc, schedule.tick(now), said)
+        if args.clock then last = now; print("turn " .. now); io.stdout:flush() end
+      end
+      if args.once then return nil end
+      return args.clock and 20 or until_next_second(mv.conn())
+    end)
+    if not ok or args.once then break end
+    if wait then sys.sleep_ms(wait) end
   end
   if ctx.options.json then require("matviews.output").json(doc) end
-  return 0
+  local sig = sys.stop_signal()
+  return sig and 128 + sig or 0
 end
 
 return M

@@ -44,11 +44,15 @@ local function spawn(args, ctx, n)
 end
 
 -- Waits for the children; merges their documents; returns how many failed.
+-- A SIGINT/SIGTERM that stopped this worker is passed on to them first: a
+-- signal sent to the parent alone would leave them polling under init.
 local function reap(kids, doc)
-  local bad = 0
+  local sys = require("matviews").core.sys
+  local sig, bad = sys.stop_signal(), 0
+  if sig then for _, kid in ipairs(kids) do sys.kill(kid.pid, sig) end end
   for _, kid in ipairs(kids) do
-    local _, code = require("matviews").core.sys.wait_any({ kid.pid })
-    if code ~= 0 then bad = bad + 1 end
+    local _, code = sys.wait_any({ kid.pid })
+    if code ~= 0 and not (sig and code == 128 + sig) then bad = bad + 1 end
     if kid.out then
       local text = require("matviews.files").take(kid.out)
       local dok, kdoc = pcall(require("cjson").decode, text)
@@ -65,26 +69,35 @@ local function report_reconcile(rec)
   for _, r in ipairs(rec.runs) do print(("reconciled %s run %d of %s: %s"):format(r.op, r.id, r.view, r.error)) end
   for _, j in ipairs(rec.jobs) do print(("reconciled job %d %s %s: %s"):format(j.job_id, j.op, j.view, j.error)) end
   for _, d in ipairs(rec.dropped) do print("dropped " .. d) end
+  for _, s in ipairs(rec.skipped or {}) do print(("skipped %s: %s"):format(s.relation, s.error)) end
 end
 
--- Claims and runs jobs until the queue is empty (--once) or forever.
+-- Claims and runs jobs until the queue is empty (--once), a SIGINT or
+-- SIGTERM arrives, or forever; a lost connection is reopened.
 local function loop(args, ctx, doc)
   local queue = require "matviews.queue"
+  local sys = ctx.mv.core.sys
   local failed = 0
   local tick = args.schedule and require("matviews.schedule").ticker(ctx, doc)
-  while true do
-    if tick then tick() end
-    local r = queue.work_one()
-    if r then
-      doc.processed[#doc.processed + 1] = r
+  while not sys.stop_signal() do
+    -- a lost connection is reopened, then the jobs of its session failed
+    local ok, r = require("matviews.reconnect").step(ctx.mv, "worker", function()
+      if tick then tick() end
+      return queue.work_one()
+    end, queue.reconcile)
+    if not ok then return failed
+    elseif r then
+      -- only a --json document lists them: a long-running worker keeps none
+      if ctx.options.json then doc.processed[#doc.processed + 1] = r end
       if r.status ~= "success" then failed = failed + 1 end
       if not ctx.options.json then print(line(r)); io.stdout:flush() end
     elseif args.once then
       return failed
     else
-      ctx.mv.core.sys.sleep_ms(args.poll_ms)
+      sys.sleep_ms(args.poll_ms)
     end
   end
+  return failed
 end
 
 function M.run(args, ctx)
@@ -101,7 +114,11 @@ function M.run(args, ctx)
   local kids = spawn(args, ctx, n)
   local ok, failed = pcall(loop, args, ctx, doc)
   local bad = reap(kids, doc)
+  local sig = ctx.mv.core.sys.stop_signal()
+  -- stopped by SIGINT/SIGTERM between two jobs: no error to report
+  if not ok and sig and tostring(failed):match("interrupted!$") then return 128 + sig end
   if not ok then error(failed, 0) end
+  if sig then return 128 + sig end
   if ctx.options.json then require("matviews.output").json(doc) end
   return (failed > 0 or bad > 0) and 1 or 0
 end
