@@ -64,8 +64,10 @@ view "st_broken" { sql = "SELECT id FROM orders", strategy = "broken" }
     local r = run("apply")
     assert.are.equal(0, r.code, r.err .. r.out)
     for _, v in ipairs({ "st_guarded", "st_reader", "st_vacuumed", "st_broken" }) do
-      r = run("--yes create " .. v)
-      assert.are.equal(0, r.code, r.err .. r.out)
+      if mv.query("SELECT to_regclass($1) IS NULL AS missing", v)[1].missing then -- apply may have made it
+        r = run("--yes create " .. v)
+        assert.are.equal(0, r.code, r.err .. r.out)
+      end
     end
   end)
 

@@ -122,8 +122,8 @@ static char *begin_sql(int op, const char *columns) {
   if (op == MV_OP_REFRESH)
     snprintf(meta, sizeof meta, "jsonb_set($4::jsonb, '{strategy}', coalesce(to_jsonb((ARRAY['%s', '%s', '%s'])"
              "[d.refresh_strategy + 1]), 'null'))", strategies[0], strategies[1], strategies[2]);
-  const char *fmt = "WITH c AS (SELECT %s FROM mat_view_definitions WHERE id = $1::bigint"
-    " OR (name = $2 AND ($5::text IS NULL OR schema_name = $5))),"
+  const char *fmt = "WITH c AS (SELECT %s FROM mat_view_definitions WHERE (id = $1::bigint"
+    " OR (name = $2 AND ($5::text IS NULL OR schema_name = $5))) AND deleted_at IS NULL),"
     " d AS (SELECT * FROM c WHERE (SELECT count(*) FROM c) = 1),"
     " r AS (INSERT INTO %s (mat_view_definition_id, status, started_at, backend_pid, hostname, process_pid,"
     " meta, created_at, updated_at) SELECT d.id, %d, clock_timestamp(), pg_backend_pid(), $3, %d, %s,"
