@@ -32,7 +32,7 @@ bench_start() {
 listen_addresses = ''
 unix_socket_directories = '$BENCH_TMP'
 port = $BENCH_PORT
-shared_buffers = 256MB
+$( [ "${BENCH_SHARED_BUFFERS:-256MB}" = default ] || echo "shared_buffers = ${BENCH_SHARED_BUFFERS:-256MB}" )
 max_connections = 50
 CONF
   $AS "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -l "$BENCH_TMP/server.log" -w start >/dev/null

@@ -106,7 +106,15 @@ function M.apply(defs, opts)
       end
     end
     table.sort(views, function(a, b) return a.name < b.name end)
-    return { views = views, counts = counts }
+    local tracked = {}
+    for _, def in ipairs(defs) do
+      if def.refresh_when == "changed" then
+        local fc = plan.file_catalog(c, def, default_schema)
+        tracked[#tracked + 1] = { schema = fc.schema_name, name = fc.name }
+      end
+    end
+    local tracking = require("matviews.changes").install(c, tracked)
+    return { views = views, counts = counts, tracking = tracking }
   end, conn)
 end
 

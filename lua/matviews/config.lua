@@ -27,6 +27,7 @@ M.defaults = {
   -- bound); a few ms of work is well under it, `while true do end` is not
   user_code_budget = 100000000,
   analyze = true,                 -- ANALYZE a view after create and refresh
+  on_overlap = "wait",            -- when another run of the view is in progress: wait, skip or queue
 }
 
 local loaded -- cache: { path = ..., config = ... }
@@ -91,6 +92,7 @@ M.types = {
   row_count = one_of(table.unpack(require("matviews.definitions").ROW_COUNT_LIST)),
   user_code_budget = count,
   analyze = kind("boolean"),
+  on_overlap = one_of("wait", "skip", "queue"),
 }
 
 -- Calls fn(...) as user code `what` (e.g. "definition file") under the

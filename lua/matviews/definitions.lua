@@ -149,6 +149,12 @@ local function options_check(o)
   if o.analyze ~= nil and type(o.analyze) ~= "boolean" then
     invalid("options", "analyze must be a boolean")
   end
+  if o.refresh_when ~= nil and o.refresh_when ~= "always" and o.refresh_when ~= "changed" then
+    invalid("options", 'refresh_when must be "always" or "changed"')
+  end
+  if o.on_overlap ~= nil and not require("matviews.overlap").POLICIES[o.on_overlap] then
+    invalid("options", 'on_overlap must be "wait", "skip" or "queue"')
+  end
   for _, k in ipairs({ "lock_timeout_ms", "statement_timeout_ms" }) do
     local v = o[k]
     if v ~= nil and (type(v) ~= "number" or math.tointeger(v) == nil or v < 0 or v > TIMEOUT_MAX) then

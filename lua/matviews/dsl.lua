@@ -19,10 +19,10 @@ local PRIVILEGES = definitions.PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
 M.KEYS = { "sql", "schema", "strategy", "unique", "indexes", "depends_on", "schedule",
-  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze", "audit" }
+  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze", "audit", "on_overlap", "refresh_when" }
 -- The keys kept in the catalog's `options` (jsonb), under the same names;
 -- the file owns them (apply writes them, plan compares them).
-M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze", "audit" }
+M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze", "audit", "on_overlap", "refresh_when" }
 local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
@@ -200,6 +200,16 @@ local function millis(v)
   return v
 end
 normalise.lock_timeout_ms = millis
+
+function normalise.refresh_when(v)
+  if v ~= "always" and v ~= "changed" then return nil, 'one of "always", "changed"' end
+  return v
+end
+
+function normalise.on_overlap(v)
+  if not require("matviews.overlap").POLICIES[v] then return nil, 'one of "wait", "skip", "queue"' end
+  return v
+end
 
 function normalise.analyze(v)
   if type(v) ~= "boolean" then return nil, "a boolean" end

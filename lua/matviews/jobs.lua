@@ -258,9 +258,26 @@ local function run_body(job, row, opts, cfg)
     local resp = error_response(job.view or row.name, why, true)
     return outcome(job, resp, { { attempt = 1, status = "error", error = jsonable(resp.error) } })
   end
-  local locked, why = job.run:lock(opts.lock_wait_ms or cfg.lock_wait_ms)
+  local overlap = require "matviews.overlap"
+  local policy, wait = overlap.policy(opts, defn.options, cfg), opts.lock_wait_ms or cfg.lock_wait_ms
+  local locked, why = job.run:lock(policy == "wait" and wait or 0)
+  if not locked and policy ~= "wait" then
+    local skipped
+    locked, skipped, why = overlap.busy(job, policy, wait)
+    if skipped then return { status = "success", meta = skipped } end
+  end
   if not locked then return outcome(job, error_response(job.view, why), {}) end
-  return outcome(job, attempts(job))
+  -- skip-unchanged (matviews.changes): only a view that asks pays for it
+  local changes = require "matviews.changes"
+  local track = job.op ~= "delete" and changes.wanted(opts, defn.options)
+  if track and job.op == "refresh" then
+    local skip = changes.check(job.options.conn, defn)
+    if skip then return { status = "success", meta = skip } end
+  end
+  local snap = track and changes.snapshot(job.options.conn) or nil
+  local o = outcome(job, attempts(job))
+  if o.status == "success" then o.meta.snapshot = snap end
+  return o
 end
 
 -- One recorded run; returns the finalised run.

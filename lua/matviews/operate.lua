@@ -25,6 +25,13 @@ function M.configure_targets(cmd)
   cmd:epilog("Unknown names, or a schema-qualified materialized view without a definition, exit 2 before anything runs.")
 end
 
+-- Adds --on-overlap wait|skip|queue (over the definition's and the
+-- configuration's on_overlap; see matviews.overlap).
+function M.configure_overlap(cmd)
+  cmd:option("--on-overlap", "When another run of the view is in progress: wait, skip (record it skipped) or queue (one follow-up).")
+    :choices(require("matviews.overlap").LIST)
+end
+
 -- Adds --row-count S (see M.row_count); help says when it is counted.
 function M.configure_row_count(cmd, help)
   cmd:option("--row-count", help):choices(require("matviews.definitions").ROW_COUNT_LIST)
@@ -45,6 +52,17 @@ function M.env_bool(name)
   if TRUE[l] then return true end
   if FALSE[l] then return false end
   targets.usage(("%s must be 1 or 0 (true/false, yes/no), not %q"):format(name, v))
+end
+
+-- A boolean option without an environment default: true (--key), false
+-- (--no-key) or nil (neither); both is a usage error.
+function M.flag_or_nil(args, key)
+  local k = key:gsub("-", "_")
+  local yes, no = args[k], args["no_" .. k]
+  if yes and no then targets.usage(("give --%s or --no-%s, not both"):format(key, key)) end
+  if yes then return true end
+  if no then return false end
+  return nil
 end
 
 -- A boolean option: --key or --no-key, else env, else false.
@@ -94,6 +112,12 @@ end
 -- print the same line.
 function M.result_text(op, name, run)
   if run.queued then return ("%s %s: queued (job %s)"):format(op, name, tostring(run.job_id)) end
+  if run.status == "success" and type(run.meta) == "table" and run.meta.skipped == "unchanged" then
+    return ("%s %s: skipped: no source changed since the last refresh"):format(op, name)
+  end
+  if run.status == "success" and type(run.meta) == "table" and run.meta.skipped then
+    return ("%s %s: %s"):format(op, name, require("matviews.overlap").describe(run.meta))
+  end
   local s = ("%s %s: %s"):format(op, name, tostring(run.status))
   if math.type(run.duration_ms) == "integer" then s = s .. (" in %d ms"):format(run.duration_ms) end
   if math.type(run.rows_count) == "integer" then s = s .. ", " .. require("matviews.format").count(run.rows_count, "row") end

@@ -51,6 +51,8 @@ local function catalog_only(args, ctx)
       print(("%-9s  %s%s"):format(v.action, v.name, extra))
       for _, sql in ipairs(v.live.sql) do print("           " .. sql) end
     end
+    for _, t in ipairs(d.tracking and d.tracking.installed or {}) do print("tracking  " .. t) end
+    for _, w in ipairs(d.tracking and d.tracking.warnings or {}) do io.stderr:write("matviews: warning: ", w, "\n") end
     local c = d.counts
     print(("%d inserted, %d updated, %d unchanged, %d deleted"):format(c.inserted, c.updated, c.unchanged, c.deleted))
   end)

@@ -9,6 +9,7 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
+  operate.configure_overlap(cmd)
   operate.configure_flag(cmd, "force", operate.ENV.force, "Drop and re-create a view that exists")
   cmd:flag("--no-data", "Create the view WITH NO DATA (not populated).")
   operate.configure_row_count(cmd, "Row count after creating (env MATVIEWS_ROW_COUNT_STRATEGY).")
@@ -16,6 +17,7 @@ end
 
 function M.run(args, ctx)
   local opts = {
+    on_overlap = args.on_overlap,
     force = operate.flag(args, "force", operate.ENV.force),
     no_data = args.no_data or false,
     row_count_strategy = operate.row_count(args),

@@ -9,12 +9,14 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
+  operate.configure_overlap(cmd)
   operate.configure_flag(cmd, "cascade", operate.ENV.cascade, "Drop the objects that depend on the view too")
   cmd:flag("--if-exists", "A missing view is skipped, not an error.")
 end
 
 function M.run(args, ctx)
   local opts = {
+    on_overlap = args.on_overlap,
     cascade = operate.flag(args, "cascade", operate.ENV.cascade),
     if_exists = args.if_exists or false,
   }

@@ -48,6 +48,7 @@ function M.run(args, ctx)
     end
     doc.deleted = retention.delete(items, opts)
   end
+  if not args.dry_run then doc.changes_pruned = require("matviews.changes").prune() end
   for _, it in ipairs(items) do it.ids = nil end
   output.emit(ctx, doc, render)
   return 0

@@ -11,7 +11,10 @@ local M = {
 
 function M.configure(cmd)
   operate.configure_targets(cmd)
+  operate.configure_overlap(cmd)
   operate.configure_row_count(cmd, "Row count after refreshing (env MATVIEWS_ROW_COUNT_STRATEGY).")
+  cmd:flag("--if-changed", "Skip (record as skipped) a view no committed change of its sources touched since its last refresh.")
+  cmd:flag("--no-if-changed", "Refresh even a view that says refresh_when = \"changed\".")
   cmd:option("--parallel", "Refresh in dependency order, N views at a time (on N long-lived workers).")
   cmd:option("--arg", "KEY=VALUE for the view's strategy (ctx.args); repeatable."):args(1):count("*")
   cmd:flag("--upstream", "First refresh what the views read, recursively.")
@@ -19,7 +22,8 @@ function M.configure(cmd)
 end
 
 function M.run(args, ctx)
-  local opts = { row_count_strategy = operate.row_count(args) }
+  local opts = { row_count_strategy = operate.row_count(args), on_overlap = args.on_overlap,
+    if_changed = require("matviews.operate").flag_or_nil(args, "if-changed") }
   for _, kv in ipairs(args.arg or {}) do
     local k, v = kv:match("^([^=]+)=(.*)$")
     if not k then require("matviews.targets").usage(("--arg takes KEY=VALUE, got %q"):format(kv)) end

@@ -1,0 +1,217 @@
+-- Skip-unchanged refresh (refresh --if-changed, refresh_when = "changed"):
+-- a refresh is skipped, recorded with meta.skipped = "unchanged", only when
+-- no committed transaction changed any relation the view reads (directly,
+-- or through plain views and materialized views) since the snapshot of the
+-- run that last filled it. Exact by transactions, not clocks or counters:
+--   * apply installs a statement-level trigger on each base table a tracked
+--     view reads; it records (table, writer's xid8) in the writer's own
+--     transaction (matviews_table_changes): a rollback leaves nothing, a
+--     writer in flight is invisible until it commits;
+--   * REFRESH/CREATE/ALTER of a materialized view is recorded the same way
+--     by an event trigger (when apply may create one, i.e. as a superuser);
+--   * a refresh or create of a view that asks (refresh_when = "changed",
+--     --if-changed) records in meta.snapshot the snapshot taken on its
+--     connection before the service starts (pg_current_snapshot(): what the
+--     refresh may have missed counts as not seen); a view without one is
+--     refreshed, so --if-changed skips from its second use on;
+--   * the check takes one statement's snapshot C and looks for a change row
+--     of a source whose xid is not visible in the baseline snapshot B
+--     (pg_visible_in_snapshot). None: skipped, and C is the new baseline;
+--     a writer in flight at C is not visible in C, so it is seen later.
+-- A source whose tracking is missing (no trigger, tracking installed after
+-- B, a foreign table, a user function in the query, no event trigger for a
+-- materialized view source) is never skipped.
+local M = {}
+
+local function mv() return require "matviews" end
+
+M.TRIGGER = "matviews_track_changes"
+M.EVENT_TRIGGER = "matviews_track_matviews"
+M.MATVIEWS_RELID = 0 -- matviews_tracked_relations row of the event trigger
+
+-- The relations a view reads, transitively through plain views and
+-- materialized views: rows { relid, relkind, name }; plus user functions
+-- its query (or a view it reads) calls.
+local SOURCES = [[
+WITH RECURSIVE deps(relid, kind, depth) AS (
+  SELECT c.oid, c.relkind, 0 FROM pg_class c
+   WHERE c.oid = to_regclass(quote_ident($1) || '.' || quote_ident($2))
+  UNION
+  SELECT d.refobjid, c2.relkind, deps.depth + 1
+    FROM deps
+    JOIN pg_rewrite rw ON rw.ev_class = deps.relid
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                    AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> deps.relid
+    JOIN pg_class c2 ON c2.oid = d.refobjid
+   WHERE deps.kind IN ('v', 'm') AND deps.depth < 64
+)
+SELECT DISTINCT x.relid::bigint AS relid, x.kind::text AS relkind,
+       format('%I.%I', n.nspname, c.relname) AS name, x.depth = 0 AS self,
+       (SELECT count(*) FROM deps v JOIN pg_rewrite rw ON rw.ev_class = v.relid
+          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                          AND d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384
+         WHERE v.kind IN ('v', 'm'))::int AS user_functions
+  FROM deps x JOIN pg_class c ON c.oid = x.relid JOIN pg_namespace n ON n.oid = c.relnamespace]]
+
+-- The sources of the view schema.name: { tables = { {relid, name} },
+-- matviews = { ... }, untracked = { "why", ... }, exists = bool }.
+-- Partitions of a partitioned table count as tables of their own.
+function M.sources(conn, schema, name)
+  local out = { tables = {}, matviews = {}, untracked = {}, exists = false }
+  local rows = conn:query(SOURCES, schema, name)
+  for _, r in ipairs(rows) do
+    if r.self then
+      out.exists = true
+      if r.user_functions > 0 then out.untracked[#out.untracked + 1] = "its query calls user functions" end
+    elseif r.relkind == "r" then
+      out.tables[#out.tables + 1] = { relid = r.relid, name = r.name }
+    elseif r.relkind == "p" then
+      out.tables[#out.tables + 1] = { relid = r.relid, name = r.name }
+      for _, p in ipairs(conn:query([[WITH RECURSIVE parts(relid) AS (
+          SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::oid
+          UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts ON i.inhparent = parts.relid)
+        SELECT p.relid::bigint AS relid, format('%I.%I', n.nspname, c.relname) AS name
+          FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r']], r.relid)) do
+        out.tables[#out.tables + 1] = { relid = p.relid, name = p.name }
+      end
+    elseif r.relkind == "m" then
+      out.matviews[#out.matviews + 1] = { relid = r.relid, name = r.name }
+    elseif r.relkind ~= "v" then
+      out.untracked[#out.untracked + 1] = r.name .. " (relkind " .. r.relkind .. ")"
+    end
+  end
+  return out
+end
+
+-- The snapshot of a statement on conn, as text (nil if it cannot be read).
+function M.snapshot(conn)
+  local ok, rows = pcall(conn.query, conn, "SELECT pg_current_snapshot()::text AS s")
+  return ok and rows[1] and rows[1].s or nil
+end
+
+-- Runs fn(c) in a savepoint of the transaction on c; returns ok, error.
+local function guarded(c, fn)
+  c:exec("SAVEPOINT matviews_track")
+  local ok, err = pcall(fn, c)
+  if ok then c:exec("RELEASE SAVEPOINT matviews_track")
+  else c:exec("ROLLBACK TO SAVEPOINT matviews_track"); c:exec("RELEASE SAVEPOINT matviews_track") end
+  return ok, err
+end
+
+-- Installs tracking on c (inside apply's transaction) for views, an array
+-- of { schema, name } (those that say refresh_when = "changed"): the
+-- statement trigger on each base table they read, and the event trigger
+-- when one reads a materialized view. Returns { installed = { names },
+-- warnings = { text } }.
+function M.install(c, views)
+  local out = { installed = {}, warnings = {} }
+  local fn = c:query("SELECT quote_ident(current_schema()) AS s")[1].s
+  local done, want_event = {}, false
+  for _, def in ipairs(views) do
+    do
+      local src = M.sources(c, def.schema, def.name)
+      for _, t in ipairs(src.tables) do
+        if not done[t.relid] then
+          done[t.relid] = true
+          local have = c:query("SELECT 1 FROM pg_trigger WHERE tgrelid = $1::oid AND tgname = $2", t.relid, M.TRIGGER)
+          if #have == 0 then
+            local ok, err = guarded(c, function(g)
+              g:exec(("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s.matviews_note_change()")
+                :format(M.TRIGGER, t.name, fn))
+              g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
+                ON CONFLICT (relid) DO UPDATE SET tracked_since = EXCLUDED.tracked_since, installed_at = now()]], t.relid)
+            end)
+            if ok then out.installed[#out.installed + 1] = t.name
+            else out.warnings[#out.warnings + 1] = ("%s: cannot track changes of %s (%s): it is always refreshed")
+              :format(def.name, t.name, tostring(type(err) == "table" and err.message or err)) end
+          elseif #c:query("SELECT 1 FROM matviews_tracked_relations WHERE relid = $1::oid", t.relid) == 0 then
+            c:exec("INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())", t.relid)
+          end
+        end
+      end
+      if #src.matviews > 0 then want_event = true end
+    end
+  end
+  if want_event and #c:query("SELECT 1 FROM pg_event_trigger WHERE evtname = $1", M.EVENT_TRIGGER) == 0 then
+    local ok, err = guarded(c, function(g)
+      g:exec(("CREATE EVENT TRIGGER %s ON ddl_command_end WHEN TAG IN ('REFRESH MATERIALIZED VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW') EXECUTE FUNCTION %s.matviews_note_matview()")
+        :format(M.EVENT_TRIGGER, fn))
+      g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
+        ON CONFLICT (relid) DO UPDATE SET tracked_since = EXCLUDED.tracked_since, installed_at = now()]], M.MATVIEWS_RELID)
+    end)
+    if ok then out.installed[#out.installed + 1] = "(event trigger) " .. M.EVENT_TRIGGER
+    else out.warnings[#out.warnings + 1] = ("cannot track refreshes of materialized views (%s): views reading one are always refreshed")
+      :format(tostring(type(err) == "table" and err.message or err)) end
+  end
+  return out
+end
+
+-- The baseline of definition id: the snapshot of the latest successful run
+-- that filled the view (a refresh, one skipped as unchanged, or a create
+-- that populated it), or nil.
+function M.baseline(conn, id)
+  local rows = conn:query([[SELECT snap FROM (
+      (SELECT meta->>'snapshot' AS snap, created_at, id FROM mat_view_refresh_runs
+        WHERE mat_view_definition_id = $1 AND status = 2 AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
+        ORDER BY created_at DESC, id DESC LIMIT 1)
+      UNION ALL
+      (SELECT meta->>'snapshot', created_at, id FROM mat_view_create_runs
+        WHERE mat_view_definition_id = $1 AND status = 2
+          AND coalesce(meta->>'no_data', meta->'request'->>'no_data', 'false') <> 'true'
+        ORDER BY created_at DESC, id DESC LIMIT 1)) x
+    ORDER BY created_at DESC, id DESC LIMIT 1]], id)
+  local s = rows[1] and rows[1].snap
+  if s == nil or s == mv().null then return nil end
+  return s
+end
+
+-- Whether a refresh of defn may be skipped. Returns the meta of the skipped
+-- run ({ skipped = "unchanged", snapshot = C, sources = n }) when nothing
+-- changed, else nil and why it must run.
+function M.check(conn, defn)
+  local base = M.baseline(conn, defn.id)
+  if not base then return nil, "no earlier refresh recorded a snapshot" end
+  local src = M.sources(conn, defn.schema_name or "public", defn.name)
+  if not src.exists then return nil, "the view does not exist" end
+  if #src.untracked > 0 then return nil, "not tracked: " .. table.concat(src.untracked, ", ") end
+  local ids, tracked = {}, {}
+  for _, t in ipairs(src.tables) do ids[#ids + 1] = t.relid; tracked[#tracked + 1] = t.relid end
+  for _, m in ipairs(src.matviews) do ids[#ids + 1] = m.relid end
+  if #src.matviews > 0 then tracked[#tracked + 1] = M.MATVIEWS_RELID end
+  local list = function(t) return "{" .. table.concat(t, ",") .. "}" end
+  local r = conn:query([[SELECT pg_current_snapshot()::text AS snap,
+      (SELECT count(*) FROM matviews_tracked_relations t WHERE t.relid = ANY ($3::oid[])
+          AND pg_visible_in_snapshot(t.tracked_since, $1::pg_snapshot))::int AS tracked,
+      EXISTS (SELECT 1 FROM matviews_table_changes c WHERE c.relid = ANY ($2::oid[])
+          AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot)) AS changed]], base, list(ids), list(tracked))[1]
+  if r.tracked < #tracked then return nil, "tracking of a source began after the last refresh" end
+  if r.changed then return nil, "a source changed" end
+  return { view = defn.name, skipped = "unchanged", snapshot = r.snap, sources = #ids }
+end
+
+-- Deletes the change rows that every baseline already sees: xids below the
+-- smallest xmin of the latest baseline of each definition that has one
+-- (without any, below the current xmin). Returns how many it deleted.
+function M.prune(conn)
+  conn = conn or mv().conn()
+  local low
+  for _, d in ipairs(conn:query("SELECT id FROM mat_view_definitions")) do
+    local b = M.baseline(conn, d.id)
+    if b then
+      local x = conn:query("SELECT pg_snapshot_xmin($1::pg_snapshot)::text AS x", b)[1].x
+      if low == nil or tonumber(x) < tonumber(low) then low = x end
+    end
+  end
+  low = low or conn:query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x")[1].x
+  return conn:exec("DELETE FROM matviews_table_changes WHERE xid < $1::xid8", low)
+end
+
+-- Whether a job asks to skip an unchanged view: opts.if_changed, else the
+-- definition's refresh_when = "changed".
+function M.wanted(opts, dopts)
+  if opts.if_changed ~= nil then return opts.if_changed and true or false end
+  return type(dopts) == "table" and dopts.refresh_when == "changed"
+end
+
+return M

@@ -1,0 +1,123 @@
+-- Skip-unchanged refresh: refresh --if-changed and refresh_when = "changed"
+-- skip a view (a success with meta.skipped = "unchanged") only when no
+-- committed transaction changed a table it reads, directly or through plain
+-- views and materialized views, since the snapshot of its last refresh.
+local H = require "spec.helper"
+local mv = require "matviews"
+local cjson = require "cjson"
+
+local function refresh(name, args)
+  local r = H.mv("refresh " .. name .. " --yes --json " .. (args or ""))
+  assert.are.equal(0, r.code, r.err .. r.out)
+  return cjson.decode(r.out)[1]
+end
+
+local function skipped(name, args)
+  local run = refresh(name, "--if-changed " .. (args or ""))
+  return run.meta.skipped == "unchanged"
+end
+
+describe("refresh --if-changed", function()
+  local dir
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE TABLE ch_base (id int PRIMARY KEY, v int)")
+    mv.exec("INSERT INTO ch_base SELECT g, g FROM generate_series(1, 10) g")
+    mv.exec("CREATE TABLE ch_other (id int)")
+    -- top reads mid (a materialized view) through a plain view; mid reads ch_base
+    mv.exec("CREATE VIEW ch_plain AS SELECT id, v FROM ch_base")
+    dir = H.tmpfile("_defs")
+    assert(os.execute("mkdir -p " .. H.q(dir)))
+    H.write(dir .. "/v.lua", [[
+view "ch_mid" { sql = "SELECT id, v FROM ch_plain", refresh_when = "changed" }
+view "ch_top" { sql = "SELECT sum(v) AS total FROM ch_mid_v", refresh_when = "changed", depends_on = { "ch_mid" } }
+view "ch_direct" { sql = "SELECT count(*) AS n FROM ch_base", refresh_when = "changed" }
+view "ch_plain_only" { sql = "SELECT count(*) AS n FROM ch_other" }
+]])
+    assert.are.equal(0, H.mv("apply --definitions " .. H.q(dir)).code)
+    assert.are.equal(0, H.mv("create ch_mid ch_direct ch_plain_only --yes").code)
+    mv.exec("CREATE VIEW ch_mid_v AS SELECT id, v FROM ch_mid")
+    assert.are.equal(0, H.mv("create ch_top --yes").code)
+    local r = H.mv("apply --definitions " .. H.q(dir)) -- now that every source exists
+    assert.are.equal(0, r.code, r.err)
+  end)
+
+  it("installs statement triggers on the base tables, and skips an unchanged view", function()
+    assert.are.same({ { tgname = "matviews_track_changes" } },
+      mv.query("SELECT tgname FROM pg_trigger WHERE tgrelid = 'ch_base'::regclass AND NOT tgisinternal"))
+    assert.is_false(skipped("ch_direct")) -- tracking began after its create's snapshot
+    assert.is_true(skipped("ch_direct"))
+    local r = H.mv("refresh ch_direct --if-changed --yes")
+    assert.matches("refresh ch_direct: skipped: no source changed since the last refresh", r.out)
+  end)
+
+  it("refreshes a view after a change two levels below (through a plain view and a materialized view)", function()
+    refresh("ch_mid"); refresh("ch_top")
+    assert.is_true(skipped("ch_top"))
+    mv.exec("UPDATE ch_base SET v = v + 1 WHERE id = 1")
+    assert.is_false(skipped("ch_mid"))   -- ch_mid reads ch_base through ch_plain
+    assert.is_false(skipped("ch_top"))   -- ch_mid was refreshed since ch_top's snapshot
+    assert.are.same({ { total = 56 } }, mv.query("SELECT total FROM ch_top"))
+    assert.is_true(skipped("ch_top"))
+  end)
+
+  it("is not forced by a change that rolled back", function()
+    refresh("ch_direct")
+    assert.is_true(skipped("ch_direct"))
+    pcall(mv.transaction, function(c)
+      c:exec("INSERT INTO ch_base VALUES (100, 100)")
+      error("roll back")
+    end)
+    assert.is_true(skipped("ch_direct"))
+  end)
+
+  it("never misses a committed change with two writers in flight", function()
+    assert.is_true(skipped("ch_direct"))
+    local w1 <close> = mv.connect("dbname=" .. H.dbname)
+    local w2 <close> = mv.connect("dbname=" .. H.dbname)
+    w1:exec("BEGIN"); w1:exec("INSERT INTO ch_base VALUES (201, 1)")
+    w2:exec("BEGIN"); w2:exec("INSERT INTO ch_base VALUES (202, 1)")
+    -- both in flight: nothing committed, the refresh may be skipped
+    assert.is_true(skipped("ch_direct"))
+    w1:exec("COMMIT")
+    assert.is_false(skipped("ch_direct")) -- w1's change is seen
+    assert.are.same({ { n = 11 } }, mv.query("SELECT n FROM ch_direct"))
+    w2:exec("COMMIT")
+    assert.is_false(skipped("ch_direct")) -- and w2's, committed after that refresh began
+    assert.are.same({ { n = 12 } }, mv.query("SELECT n FROM ch_direct"))
+    assert.is_true(skipped("ch_direct"))
+  end)
+
+  it("never skips a view whose tracking is missing", function()
+    refresh("ch_plain_only")
+    assert.is_false(skipped("ch_plain_only")) -- ch_other has no trigger
+    assert.is_false(skipped("ch_plain_only"))
+    mv.exec("DROP TRIGGER matviews_track_changes ON ch_base")
+    mv.exec("DELETE FROM matviews_tracked_relations WHERE relid = 'ch_base'::regclass")
+    assert.is_false(skipped("ch_direct"))
+    assert.is_false(skipped("ch_direct"))
+  end)
+
+  it("follows refresh_when = \"changed\" without --if-changed", function()
+    assert.are.equal(0, H.mv("apply --definitions " .. H.q(dir)).code) -- reinstalls the trigger
+    refresh("ch_direct")
+    assert.are.equal("unchanged", refresh("ch_direct").meta.skipped)
+    assert.is_nil(refresh("ch_plain_only").meta.skipped)
+    assert.is_nil(refresh("ch_direct", "--no-if-changed").meta.skipped)
+  end)
+
+  it("prune deletes the change rows every baseline already sees", function()
+    mv.exec("UPDATE ch_base SET v = v + 1 WHERE id = 2")
+    assert.is_true(mv.query("SELECT count(*)::int AS n FROM matviews_table_changes")[1].n > 0)
+    for _, v in ipairs({ "ch_mid", "ch_top", "ch_direct", "ch_plain_only" }) do refresh(v) end
+    local r = H.mv("prune --yes --json")
+    assert.are.equal(0, r.code, r.err)
+    assert.is_true(cjson.decode(r.out).changes_pruned > 0)
+    -- the update's row is gone (the refreshes' own rows are newer than some baseline)
+    assert.are.equal(0, mv.query("SELECT count(*)::int AS n FROM matviews_table_changes WHERE relid = 'ch_base'::regclass")[1].n)
+    assert.is_true(skipped("ch_direct"))
+    mv.exec("INSERT INTO ch_base VALUES (300, 1)")
+    assert.is_false(skipped("ch_direct"))
+  end)
+end)
