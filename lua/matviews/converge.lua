@@ -86,6 +86,19 @@ end
 -- Applies: opts { conn, definitions (dir) or defs (loaded), prune, cascade, dry_run }.
 -- Returns the plan (see matviews.actions.plan) with each action's status
 -- ("success" | "failed" | nil: not run), run_id and error, and ok.
+-- Installs change tracking (matviews.changes) for the live definitions that
+-- say refresh_when = "changed", once their views exist: p.tracking =
+-- { installed, warnings }.
+local function track(mv, conn, p)
+  local views = {}
+  for _, r in ipairs(conn:query([[SELECT schema_name, name FROM mat_view_definitions
+      WHERE deleted_at IS NULL AND options->>'refresh_when' = 'changed' ORDER BY schema_name, name]])) do
+    views[#views + 1] = { schema = r.schema_name, name = r.name }
+  end
+  if #views == 0 then return end
+  p.tracking = mv.transaction(function(c) return require("matviews.changes").install(c, views) end, conn)
+end
+
 function M.apply(opts)
   opts = opts or {}
   local mv = require "matviews"
@@ -94,6 +107,7 @@ function M.apply(opts)
   local p = actions.plan({ conn = conn, definitions = opts.definitions, defs = opts.defs, prune = opts.prune,
     cascade = opts.cascade })
   p.ok = p.valid
+  if p.valid and not opts.dry_run and #p.actions == 0 then track(mv, conn, p) end
   if not p.valid or opts.dry_run or #p.actions == 0 then return p end
   save_all(mv, conn, p)
   for _, a in ipairs(p.actions) do
@@ -101,6 +115,7 @@ function M.apply(opts)
   end
   p.applied = array()
   for _, a in ipairs(p.actions) do if a.status then p.applied[#p.applied + 1] = a end end
+  if p.ok then track(mv, conn, p) end
   return p
 end
 

@@ -88,7 +88,9 @@ function M.run(args, ctx)
   opts.dry_run = args.dry_run
   local p = converge.apply(opts)
   if not p.valid then return plan_cmd.report_errors(ctx, p, "nothing applied") end
+  for _, w in ipairs(p.tracking and p.tracking.warnings or {}) do io.stderr:write("matviews: warning: ", w, "\n") end
   output.emit(ctx, plan_cmd.document(p), function()
+    for _, t in ipairs(p.tracking and p.tracking.installed or {}) do print("tracking changes of " .. t) end
     if #p.actions == 0 then print("nothing to do") return end
     if args.dry_run then plan_cmd.print_actions(p) print("dry run: nothing applied") return end
     for _, a in ipairs(p.actions) do if a.status then print(outcome(a)) end end
