@@ -4,18 +4,19 @@
 -- reports what it saw: no console error, no request, no dialog (the planted
 -- alert() stays text), 3 overview rows, charts drawn, sorting and filtering,
 -- the hover line, the graph (Graphviz's and the page's own), a screenshot
--- that is not blank.
+-- that is not blank; on a desktop in light and on a phone in dark.
 local H = require "spec.helper"
 local mv = require "matviews"
 local html = require "matviews.report_html"
 local fixture = require "spec.fixtures.report_history"
 
 -- Runs the checker on page text; returns its JSON document.
-local function check(page, size)
+local function check(page, size, scheme)
   local file = H.tmpfile(".html")
   H.write(file, page)
   local shot = file:gsub("%.html$", ".png")
-  local r = H.sh(("node spec/browser/check_report.js %s %s %s"):format(H.q(file), H.q(shot), size or "1280x900"))
+  local r = H.sh(("node spec/browser/check_report.js %s %s %s %s"):format(H.q(file), H.q(shot), size or "1280x900",
+    scheme or "light"))
   local ok, doc = pcall(mv.json.decode, r.out)
   assert(ok and r.code == 0, ("check_report.js failed (exit %s): %s\n%s"):format(tostring(r.code), r.out, r.err))
   doc.shot = shot
@@ -67,8 +68,8 @@ describe("the report in headless Chromium", function()
     assert.is_true(d.screenshot.colours > 50, "blank screenshot: " .. d.screenshot.colours .. " colours")
   end)
 
-  it("draws the graph itself where Graphviz is not used, and fits a phone", function()
-    local d = check(html.render(mv.report(), { graphviz = false }), "390x844")
+  it("draws the graph itself where Graphviz is not used, and fits a phone in the dark", function()
+    local d = check(html.render(mv.report(), { graphviz = false }), "390x844", "dark")
     assert.are.same({}, d.errors)
     assert.are.same({}, d.requests)
     assert.are.equal("page", d.graph.renderer)

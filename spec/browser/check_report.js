@@ -6,7 +6,7 @@
 // charts' canvas sizes, the order after sorting, the rows after filtering,
 // the hover line, the dependency graph's size, and a screenshot (written to
 // the given file) with its number of distinct colours.
-//   node check_report.js REPORT.html SHOT.png [WIDTHxHEIGHT]
+//   node check_report.js REPORT.html SHOT.png [WIDTHxHEIGHT] [light|dark]
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");
@@ -14,7 +14,7 @@ const os = require("os");
 const path = require("path");
 const zlib = require("zlib");
 
-const [file, shot, size = "1280x900"] = process.argv.slice(2);
+const [file, shot, size = "1280x900", scheme = "light"] = process.argv.slice(2);
 const [width, height] = size.split("x").map(Number);
 const url = "file://" + path.resolve(file);
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "matviews-chromium-"));
@@ -159,6 +159,7 @@ const PROBE = `(() => {
   const s = (m, p) => send(m, p, sessionId);
   await Promise.all([s("Runtime.enable"), s("Log.enable"), s("Network.enable"), s("Page.enable")]);
   await s("Emulation.setDeviceMetricsOverride", { width, height, deviceScaleFactor: 1, mobile: width < 600 });
+  await s("Emulation.setEmulatedMedia", { features: [{ name: "prefers-color-scheme", value: scheme }] });
   const loaded = waitFor("Page.loadEventFired");
   await s("Page.navigate", { url });
   await loaded;
