@@ -223,10 +223,11 @@ static PGresult *fatal_result(PGconn *conn) {
 }
 
 /* Collects the results of the statement(s) just sent; keeps the first
- * error, else the last result. */
+ * error, else the last result. The query window (mv_query_begin) opened
+ * before the statement was sent: a SIGINT that arrives once the server
+ * runs it, but before we wait, must cancel it too, not wait for its end. */
 static PGresult *collect(PGconn *conn) {
   PGresult *last = NULL, *r;
-  mv_query_begin();
   for (;;) {
     if (wait_ready(conn) < 0) {
       if (last) PQclear(last);
@@ -245,14 +246,20 @@ static PGresult *collect(PGconn *conn) {
 }
 
 PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
-  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0))
+  mv_query_begin();
+  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0)) {
+    mv_query_end();
     return fatal_result(conn);
+  }
   return collect(conn);
 }
 
 PGresult *pg_exec_script(PGconn *conn, const char *sql) {
-  if (!PQsendQuery(conn, sql))
+  mv_query_begin();
+  if (!PQsendQuery(conn, sql)) {
+    mv_query_end();
     return fatal_result(conn);
+  }
   return collect(conn);
 }
 
