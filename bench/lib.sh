@@ -48,7 +48,28 @@ q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 define() {
   q -c "INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns)
         VALUES ('$1', \$\$$2\$\$, $3, '[\"$4\"]')
-        ON CONFLICT (name) DO UPDATE SET sql = excluded.sql, refresh_strategy = excluded.refresh_strategy"
+        ON CONFLICT (schema_name, name) DO UPDATE SET sql = excluded.sql, refresh_strategy = excluded.refresh_strategy"
+}
+
+# Prints "p99 p99.9 max count" (ms) of the latencies in the pgbench logs $1.*
+latencies() {
+  cat "$1".* | awk '{ print $3 / 1000 }' | sort -n | awk '
+    function at(q) { i = int(NR * q); return v[i < 1 ? 1 : i] }
+    { v[NR] = $1 } END { printf "%.2f %.2f %.2f %d\n", at(0.99), at(0.999), v[NR], NR }'
+}
+
+# Makes the server log every lock wait of 10 ms or more ("still waiting"),
+# so a round can say whether any reader waited on a lock that long.
+log_lock_waits() {
+  q -c "ALTER SYSTEM SET log_lock_waits = on" -c "ALTER SYSTEM SET deadlock_timeout = '10ms'" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# The 1,000,000-row source table the reader benchmarks read through views:
+# big_src (id primary key, k in 0..99, v in 0..999).
+big_source() {
+  q -c "CREATE TABLE big_src AS SELECT g AS id, g % 100 AS k, (g * 7) % 1000 AS v FROM generate_series(1, 1000000) g" \
+    -c "ALTER TABLE big_src ADD PRIMARY KEY (id)"
 }
 
 # Prints the machine: CPU model, cores, memory, kernel, PostgreSQL version.

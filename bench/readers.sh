@@ -13,9 +13,8 @@
 CLIENTS=${1:-2}
 bench_start
 machine
+big_source
 q <<'SQL'
-CREATE TABLE big_src AS SELECT g AS id, g % 100 AS k, (g * 7) % 1000 AS v FROM generate_series(1, 1000000) g;
-ALTER TABLE big_src ADD PRIMARY KEY (id);
 CREATE MATERIALIZED VIEW big_mv AS SELECT id, k, v FROM big_src;
 CREATE UNIQUE INDEX big_mv_id ON big_mv (id);
 VACUUM ANALYZE;
@@ -23,19 +22,11 @@ SQL
 define big_mv 'SELECT id, k, v FROM big_src' 0 id
 # Every lock wait of 10 ms or more is logged ("still waiting"), so each round
 # can say whether any reader (or the refresh) waited on a lock that long.
-q -c "ALTER SYSTEM SET log_lock_waits = on" -c "ALTER SYSTEM SET deadlock_timeout = '10ms'" \
-  -c "SELECT pg_reload_conf()" >/dev/null
+log_lock_waits
 cat >"$BENCH_TMP/read.sql" <<'SQL'
 \set id random(1, 1000000)
 SELECT id, k, v FROM big_mv WHERE id = :id;
 SQL
-
-# Prints "p99 p99.9 max count" (ms) of the latencies in the pgbench logs $1.*
-latencies() {
-  cat "$1".* | awk '{ print $3 / 1000 }' | sort -n | awk '
-    function at(q) { i = int(NR * q); return v[i < 1 ? 1 : i] }
-    { v[NR] = $1 } END { printf "%.2f %.2f %.2f %d\n", at(0.99), at(0.999), v[NR], NR }'
-}
 
 # Refreshes big_mv with strategy $1 (after changing 1% of the source rows);
 # prints the wall time in ms.

@@ -1,10 +1,14 @@
 -- The demo (`make demo`): on the default database (the embedded cluster when
 -- nothing else is set), seeds users, accounts, events and sessions, applies
--- the four definitions of definitions/, creates the views with their unique
--- indexes, refreshes each with its strategy (regular, concurrent and swap are
--- all used), then prints the run summary and the validation table, and
--- writes the run history as report.html (`matviews report --html`).
--- Run again, it reuses the data and the views that exist.
+-- the four definitions of definitions/ (mv.apply: the views are created
+-- with their unique indexes), refreshes each with its strategy (regular,
+-- concurrent and swap are all used), then prints the run summary and the
+-- validation table, and writes the run history as report.html
+-- (`matviews report --html`).
+-- Run again, it reuses the data and the views that exist, and deploys a
+-- change: mv_user_accounts alternates between its file and a variant with
+-- one more column (first_account_at), which apply replaces without blocking
+-- the view's readers.
 --
 --   matviews run demo/demo.lua [--users N]      (or DEMO_USERS=N make demo)
 local mv = require "matviews"
@@ -23,25 +27,51 @@ local function step(what, detail, ms)
   print(("%-8s %-66s %7.0f ms"):format(what, detail, ms or 0))
 end
 
--- Reads the definition files and saves them into the catalog as `matviews
--- apply` does (matviews.dsl + matviews.apply). Returns the definitions
--- (name, refresh_strategy, ...) of the demo's views, in DEMO order.
-local function apply_definitions()
-  local dsl, apply = require "matviews.dsl", require "matviews.apply"
-  local defs, errs = dsl.load_dir(root .. "/definitions")
-  if not defs then error(mv.error({ message = table.concat(errs, "\n") }), 0) end
-  local r = apply.apply(defs)
-  local by_name, out = {}, {}
-  for _, d in ipairs(defs) do by_name[d.name] = dsl.to_catalog(d) end
-  for _, name in ipairs(DEMO) do
-    out[#out + 1] = by_name[name] or error(mv.error({ message = "definitions/ has no view " .. name }), 0)
+-- The definitions directory to deploy: definitions/ on the first run and
+-- every other run after it; on the others a copy where mv_user_accounts
+-- has one more column (so each run after the first shows a replace).
+local function definitions_dir()
+  local live = mv.query([[SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('mv_user_accounts')
+    AND attname = 'first_account_at']])
+  local exists = mv.query("SELECT to_regclass('mv_user_accounts') IS NOT NULL AS ok")[1].ok
+  if not exists or #live > 0 then return root .. "/definitions" end
+  local dir = os.tmpname() .. "_defs"
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local files = require "matviews.files"
+  for _, f in ipairs(mv.core.sys.listdir(root .. "/definitions")) do
+    local text = assert(files.read(root .. "/definitions/" .. f))
+    if f == "mv_user_accounts.lua" then
+      text = text:gsub("max%(a%.plan%) AS top_plan", "max(a.plan) AS top_plan,\n           min(a.created_at) AS first_account_at")
+    end
+    local out = assert(io.open(dir .. "/" .. f, "w"))
+    out:write(text)
+    out:close()
   end
-  return out, r
+  return dir, true
 end
 
--- True when the materialized view exists.
-local function view_exists(name)
-  return mv.query("SELECT to_regclass($1) IS NOT NULL AS ok", mv.conn():quote_ident(name))[1].ok
+-- Deploys the definitions (mv.apply: save, create, replace, indexes,
+-- grants), printing one step per action. Returns the catalog definitions
+-- of the demo's views, in DEMO order.
+local function apply_definitions()
+  local dir, variant = definitions_dir()
+  local t = clock()
+  local p = mv.apply({ definitions = dir })
+  if not p.valid or not p.ok then
+    local why = #p.errors > 0 and table.concat(p.errors, "\n") or "an action failed"
+    for _, a in ipairs(p.actions) do if a.status == "failed" then why = a.line .. ": " .. tostring(a.error) end end
+    error(mv.error({ message = why }), 0)
+  end
+  if #p.actions == 0 then step("apply", "nothing to do: the views are what the files say", clock() - t) end
+  for _, a in ipairs(p.actions) do
+    if a.action ~= "save" then step(a.action:match("^%S+"), (a.line:gsub("^%s*%S+%s+", "")), a.duration_ms or 0) end
+  end
+  if variant then step("apply", "(a variant of definitions/: mv_user_accounts has one more column)", 0) end
+  local out = {}
+  for _, name in ipairs(DEMO) do
+    out[#out + 1] = mv.definitions.get(name) or error(mv.error({ message = "definitions/ has no view " .. name }), 0)
+  end
+  return out
 end
 
 -- Runs op ("create"|"refresh") on name as a recorded job (mv.create,
@@ -62,20 +92,7 @@ local function main(args)
   step("seed", ("%d users, %d accounts, %d events, %d sessions%s"):format(
     s.users, c.accounts, c.events, c.sessions, s.seeded and "" or " (reused)"), s.ms)
 
-  local t = clock()
-  local defs, applied = apply_definitions()
-  local c2 = applied.counts
-  step("apply", ("%d definitions: %d inserted, %d updated, %d unchanged"):format(#defs,
-    c2.inserted, c2.updated, c2.unchanged), clock() - t)
-
-  for _, d in ipairs(defs) do
-    if view_exists(d.name) then
-      step("create", d.name .. " (exists)", 0)
-    else
-      local run = job("create", d.name)
-      step("create", d.name, run.duration_ms)
-    end
-  end
+  local defs = apply_definitions()
   for _, d in ipairs(defs) do
     local run = job("refresh", d.name)
     local strategy = run.meta and run.meta.strategy or d.refresh_strategy

@@ -21,6 +21,11 @@ local CASES = {
   { "apply", "apply extra", "too many arguments" },
   { "plan", "plan --definitions", "option '--definitions' requires an argument" },
   { "plan", "plan extra", "too many arguments" },
+  { "history", "history", "missing argument 'name'" },
+  { "history", "history a b", "too many arguments" },
+  { "rollback", "rollback", "missing argument 'name'" },
+  { "rollback", "rollback x --to abc", "malformed argument 'abc'" },
+  { "rollback", "rollback x", "rollback needs --to N (see matviews history NAME)" },
   { "prune", "prune --batch 0", "--batch needs a positive integer" },
   { "prune", "prune --view", "option '--view' requires an argument" },
   { "prune", "prune extra", "too many arguments" },
@@ -197,10 +202,10 @@ describe("definitions that are refused before any SQL runs", function()
         { r.status, r.success, r.error.message, r.error.sqlstate, r.response.sql }, sql)
 
       r = apply_file("view \"v\" {\n  sql = " .. lua_literal(sql) .. ",\n}\n")
-      assert.are.equal(1, r.code, sql)
+      assert.are.equal(2, r.code, sql)
       local msg = c[1]:match("^%s*$") and [[key 'sql' must be a non-empty SELECT, got ]] .. ("%q"):format(sql)
         or ("key 'sql': " .. c[2])
-      assert.are.equal(("%s/v.lua:2: view 'v': %s\n1 error in definition files; nothing applied\n"):format(dir, msg),
+      assert.are.equal(("%s/v.lua:2: view 'v': %s\n1 error in definitions; nothing applied\n"):format(dir, msg),
         r.err, sql)
       untouched(sql)
     end
@@ -219,8 +224,8 @@ describe("definitions that are refused before any SQL runs", function()
       assert.are.same({ "error", want }, { r.status, r.error.message }, name)
 
       r = apply_file("view " .. lua_literal(name) .. " { sql = \"SELECT 1 AS a\" }\n")
-      assert.are.equal(1, r.code, name)
-      assert.are.equal(("%s/v.lua:1: %s\n1 error in definition files; nothing applied\n"):format(dir, want), r.err, name)
+      assert.are.equal(2, r.code, name)
+      assert.are.equal(("%s/v.lua:1: %s\n1 error in definitions; nothing applied\n"):format(dir, want), r.err, name)
       untouched(name)
     end
     for _, c in ipairs(BAD_NAMES) do

@@ -29,7 +29,7 @@ describe("the instruction budget of user code", function()
     local dir = project("user_code_budget = 100000\n",
       { ["a.lua"] = 'view "bx" { sql = "SELECT 1" }\nwhile true do end\n' })
     local r = cli(dir, "apply --yes")
-    assert.are.equal(1, r.code, r.out)
+    assert.are.equal(2, r.code, r.out) -- an invalid definition file: exit 2, nothing applied
     assert.matches("definitions/a%.lua:2: definition file used up its budget of 100000 instructions "
       .. "%(user_code_budget in the configuration%)", r.err)
   end)

@@ -20,6 +20,13 @@ ORDER BY r.started_at, r.op, r.id]]
 -- Runs the CLI on a run history emptied first; returns the result with the
 -- runs it recorded (r.runs: { op, name, status, meta = table }).
 -- opts.tty: run with a terminal on stdin (H.tty), opts.stdin typed at it.
+-- An empty definitions directory (apply --prune then drops every view).
+local function empty_dir()
+  local d = H.tmpfile("_nodefs")
+  os.execute("mkdir -p " .. H.q(d))
+  return d
+end
+
 local function cli(args, opts)
   mv.exec("TRUNCATE mat_view_create_runs, mat_view_refresh_runs, mat_view_delete_runs")
   local r = (opts and opts.tty) and H.tty(args, opts) or H.mv(args, opts)
@@ -99,7 +106,7 @@ describe("create, refresh and delete", function()
 
     it("refuses at once without a terminal and without --yes, touching nothing", function()
       for _, cmd in ipairs({ "delete a b", "refresh --all", "refresh a --parallel 2", "create a --force",
-                             "prune", "apply --prune" }) do
+                             "prune", "apply --prune --definitions " .. H.q(empty_dir()) }) do
         for _, env in ipairs({ {}, { YES = "1" }, { MATVIEWS_YES = "0" } }) do
           local r = cli(cmd, { stdin = "y\n", env = env })
           assert.are.equal(3, r.code, cmd)

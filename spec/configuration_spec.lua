@@ -89,7 +89,7 @@ describe("per-definition lock and statement timeouts", function()
     H.write(dir .. "/v.lua", [[
 view "cfg_v" { sql = "SELECT x, pg_sleep(0.3)::text AS s FROM cfg_src", statement_timeout_ms = 100, lock_timeout_ms = 50 }
 ]])
-    local r = H.mv("apply --definitions " .. H.q(dir))
+    local r = H.mv("apply --catalog-only --definitions " .. H.q(dir))
     assert.are.equal(0, r.code, r.err)
     local d = mv.definitions.get("cfg_v")
     assert.are.same({ 100, 50 }, { math.tointeger(d.options.statement_timeout_ms), math.tointeger(d.options.lock_timeout_ms) })
@@ -101,7 +101,7 @@ view "cfg_v" { sql = "SELECT x, pg_sleep(0.3)::text AS s FROM cfg_src", statemen
     H.write(dir .. "/v.lua", [[
 view "cfg_v" { sql = "SELECT x, pg_sleep(0.3)::text AS s FROM cfg_src", statement_timeout_ms = 0, lock_timeout_ms = 50 }
 ]])
-    r = H.mv("apply --definitions " .. H.q(dir))
+    r = H.mv("apply --catalog-only --definitions " .. H.q(dir))
     assert.matches("updated +cfg_v %(statement_timeout_ms%)", r.out)
     assert.are.equal("success", mv.create("cfg_v").status)
   end)
@@ -111,7 +111,7 @@ view "cfg_v" { sql = "SELECT x, pg_sleep(0.3)::text AS s FROM cfg_src", statemen
     assert(os.execute("mkdir -p " .. H.q(dir)))
     H.write(dir .. "/v.lua", 'view "cfg_w" {\n  sql = "SELECT 1",\n  lock_timeout_ms = -5,\n}\n')
     local r = H.mv("apply --definitions " .. H.q(dir))
-    assert.are.equal(1, r.code)
+    assert.are.equal(2, r.code)
     assert.matches("v.lua:3: view 'cfg_w': key 'lock_timeout_ms' must be a non%-negative integer %(milliseconds%), got number", r.err)
   end)
 end)

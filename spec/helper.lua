@@ -105,4 +105,12 @@ function H.tmpfile(suffix)
   return ("%s/f%d_%d%s"):format(H.tmp, math.floor(mv.core.sys.monotonic_ms() * 1000) % 1000000000, n, suffix or "")
 end
 
+-- A fresh definitions directory holding files { [name] = text }.
+function H.defs_dir(files)
+  local dir = H.tmpfile("_defs")
+  os.execute("mkdir -p " .. H.q(dir))
+  for name, text in pairs(files or {}) do H.write(dir .. "/" .. name, text) end
+  return dir
+end
+
 return H

@@ -1,6 +1,7 @@
--- `matviews plan`: changes nothing; file vs catalog, catalog vs the live
--- view (missing, SQL changed as normalised by the server, indexes missing or
--- extra, grants differing); exit 0 in sync, 1 on drift.
+-- `matviews plan`: changes nothing; one line per action apply would run
+-- (save, create, replace, index add, grant, revoke; notes for what only
+-- --prune changes), the SQL compared as the server normalises it; exit 0 in
+-- sync, 1 on drift, 2 on invalid definitions.
 local H = require "spec.helper"
 local mv = require "matviews"
 local cjson = require "cjson"
@@ -36,15 +37,13 @@ describe("matviews plan", function()
   it("says what apply would insert before the first apply", function()
     local r = H.mv("plan --definitions " .. dir)
     assert.are.equal(1, r.code)
-    assert.are.equal(([[
-catalog not installed (matviews init): every definition is new
-mv_p (%s/p.lua:1):
-  apply would insert the definition
-  index missing: apply would create mv_p_id_key (id)
-  index missing: apply would create mv_p_cat_idx (cat)
-  grant missing: apply would GRANT SELECT TO mv_spec_reader
-drift
-]]):format(dir), r.out)
+    assert.are.equal([[
+save mv_p (new)
+index add mv_p_id_key on mv_p
+index add mv_p_cat_idx on mv_p
+grant SELECT on mv_p to mv_spec_reader
+drift: 4 actions
+]], r.out)
     assert.are.same({ { t = mv.null } }, mv.query("SELECT to_regclass('mat_view_definitions') AS t"))
   end)
 
@@ -52,7 +51,7 @@ drift
     assert.are.equal(0, H.mv("apply --definitions " .. dir).code)
     local r = H.mv("plan --definitions " .. dir)
     assert.are.equal("", r.err)
-    assert.are.equal("mv_p: in sync\nin sync\n", r.out)
+    assert.are.equal("in sync\n", r.out)
     assert.are.equal(0, r.code)
   end)
 
@@ -65,30 +64,32 @@ drift
     local catalog = mv.query("SELECT name, sql, updated_at::text FROM mat_view_definitions")
     local r = H.mv("plan --definitions " .. dir)
     assert.are.equal(1, r.code)
-    assert.are.equal(([[
-mv_p (%s/p.lua:1):
-  SQL changed: refresh would replace the view with a swap
-  index missing: apply would create mv_p_cat_idx (cat)
-  index not declared: by_hand_cat_id (apply leaves it)
-  grant missing: apply would GRANT SELECT TO mv_spec_reader
-  grant not declared: apply would REVOKE SELECT FROM mv_spec_app
-  grant not declared: apply would REVOKE UPDATE FROM mv_spec_app
-drift
-]]):format(dir), r.out)
+    assert.are.equal([[
+replace mv_p: SQL changed, same columns
+index add mv_p_cat_idx on mv_p
+grant SELECT on mv_p to mv_spec_reader
+revoke SELECT on mv_p from mv_spec_app
+revoke UPDATE on mv_p from mv_spec_app
+note: index by_hand_cat_id on mv_p is not declared (apply --prune drops it)
+note: a replace builds the new SQL beside the live view; readers wait only for the final swap transaction (bounded by lock_timeout_ms), never for the build
+drift: 5 actions
+]], r.out)
     r = H.mv("plan --json --definitions " .. dir)
     assert.are.equal(1, r.code)
-    local v = cjson.decode(r.out).views[1]
-    assert.are.same({ exists = true, relation = "public.mv_p", sql_changed = true,
-      indexes_missing = { { name = "mv_p_cat_idx", columns = { "cat" }, unique = false } },
-      indexes_extra = { { name = "by_hand_cat_id", definition = "CREATE INDEX by_hand_cat_id ON public.mv_p USING btree (cat, id)" } },
-      grants_missing = { { role = "mv_spec_reader", privilege = "SELECT" } },
-      grants_extra = { { role = "mv_spec_app", privilege = "SELECT" }, { role = "mv_spec_app", privilege = "UPDATE" } },
-    }, v.live)
-    assert.are.equal("same", v.catalog)
+    local doc = cjson.decode(r.out)
+    local lines = {}
+    for i, a in ipairs(doc.actions) do lines[i] = a.action .. " " .. a.view .. " " .. (a.sql or "") end
+    assert.are.same({ "replace mv_p ",
+      'index add mv_p CREATE INDEX "mv_p_cat_idx" ON "public"."mv_p" USING btree ("cat")',
+      'grant mv_p GRANT SELECT ON "public"."mv_p" TO "mv_spec_reader"',
+      'revoke mv_p REVOKE SELECT ON "public"."mv_p" FROM "mv_spec_app"',
+      'revoke mv_p REVOKE UPDATE ON "public"."mv_p" FROM "mv_spec_app"' }, lines)
+    r = H.mv("plan --prune --definitions " .. dir)
+    assert.matches("index drop by_hand_cat_id on mv_p\n", r.out, 1, true)
     -- nothing changed: no catalog write, no temporary view, no new index or grant
     assert.are.same(catalog, mv.query("SELECT name, sql, updated_at::text FROM mat_view_definitions"))
     assert.are.same({ { n = 2 } }, mv.query("SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'mv_p'"))
-    assert.are.same({}, mv.query("SELECT relname FROM pg_class WHERE relname = 'matviews_plan_candidate'"))
+    assert.are.same({}, mv.query("SELECT relname FROM pg_class WHERE relname LIKE 'mv_rehearsal%'"))
   end)
 
   it("reports file changes, files gone and views missing", function()
@@ -100,12 +101,14 @@ drift
     local doc = cjson.decode(r.out)
     assert.is_false(doc.in_sync)
     local got = {}
-    for _, v in ipairs(doc.views) do got[v.name] = { catalog = v.catalog, changed = v.changed, actions = v.actions } end
-    assert.are.same({ catalog = "changed", changed = { "strategy", "schedule" } },
-      { catalog = got.mv_p.catalog, changed = got.mv_p.changed })
-    assert.are.same({ catalog = "missing", changed = {}, actions = {
-      "apply would insert the definition", "view missing: create would create it" } }, got.mv_q)
-    assert.are.same({ catalog = "orphan", changed = {}, actions = {
-      "its file is gone: apply --prune would delete the definition", "view missing: create would create it" } }, got.mv_gone)
+    for _, a in ipairs(doc.actions) do got[#got + 1] = a.line end
+    assert.are.same({ "save mv_p (strategy, schedule)",
+      "replace mv_p: SQL changed, same columns", "index add mv_p_cat_idx on mv_p",
+      "grant SELECT on mv_p to mv_spec_reader", "revoke SELECT on mv_p from mv_spec_app",
+      "revoke UPDATE on mv_p from mv_spec_app", "save mv_q (new)", "create mv_q" }, got)
+    assert.are.same({ "index by_hand_cat_id on mv_p is not declared (apply --prune drops it)",
+      "mv_gone has a definition but no file (apply --prune drops it)",
+      "a replace builds the new SQL beside the live view; readers wait only for the final swap transaction (bounded by lock_timeout_ms), never for the build" },
+      doc.notes)
   end)
 end)

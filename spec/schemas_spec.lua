@@ -33,7 +33,7 @@ view "mv_y" { schema = "analytics", sql = "SELECT x FROM analytics.mv_x" }
   end)
 
   it("stores the schema of `view \"s.n\"`, `schema = ...` and the default", function()
-    local r = H.mv("apply --definitions " .. H.q(dir))
+    local r = H.mv("apply --catalog-only --definitions " .. H.q(dir))
     assert.are.equal(0, r.code, r.err)
     local rows = mv.query("SELECT schema_name || '.' || name AS q FROM mat_view_definitions ORDER BY 1")
     assert.are.same({ "analytics.mv_x", "analytics.mv_y", "public.mv_x" }, { rows[1].q, rows[2].q, rows[3].q })

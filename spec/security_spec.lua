@@ -283,15 +283,15 @@ describe("definitions trying to run SQL of their own", function()
 }
 ]]):format(comment))
     r = H.mv("apply --definitions " .. H.q(dir))
-    assert.are.equal(1, r.code)
+    assert.are.equal(2, r.code) -- refused by the rehearsal, which builds the index in a rolled-back transaction
     assert.matches('column "a"%); DROP TABLE victim; %-%-" does not exist', r.err)
     H.write(dir .. "/v.lua", ([[view "sec_v" {
   sql = "SELECT a FROM base", comment = %q, grants = { ["x; DROP TABLE victim"] = "SELECT" },
 }
 ]]):format(comment))
     r = H.mv("apply --definitions " .. H.q(dir))
-    assert.are.equal(1, r.code)
-    assert.matches('GRANT SELECT ON "public"."sec_v" TO "x; DROP TABLE victim": role "x; DROP TABLE victim" does not exist', r.err, 1, true)
+    assert.are.equal(2, r.code)
+    assert.matches("view 'sec_v': grants: role x; DROP TABLE victim does not exist", r.err, 1, true)
     victim_intact()
   end)
 

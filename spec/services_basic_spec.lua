@@ -312,7 +312,7 @@ describe("create_view with declared indexes", function()
     local dir = H.tmpfile("_ixdefs")
     os.execute("mkdir -p " .. H.q(dir))
     H.write(dir .. "/v.lua", 'view "mv_ix2" { sql = "select a, b from ix_items", unique = { "a" }, indexes = { { "b" } } }\n')
-    assert.are.equal(0, H.mv("apply --definitions " .. H.q(dir)).code)
+    assert.are.equal(0, H.mv("apply --catalog-only --definitions " .. H.q(dir)).code)
     assert.are.equal("success", mv.create("mv_ix2").status)
     local names = mv.query([[select i.relname as name from pg_index x join pg_class i on i.oid = x.indexrelid
       where x.indrelid = 'mv_ix2'::regclass order by 1]])

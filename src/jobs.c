@@ -130,7 +130,8 @@ static void resolve_definition(lua_State *L, Job *job) {
   long long def_stmt = job_opt_int(L, SLOT_SPEC, "default_statement_timeout_ms", -1);
   PGresult *res = pg_exec(job->rec,
       "SELECT id, name, refresh_strategy, options->>'lock_timeout_ms', options->>'statement_timeout_ms',"
-      " options->>'row_count', schema_name FROM mat_view_definitions WHERE id = $1::bigint OR name = $2", 2, vals);
+      " options->>'row_count', schema_name FROM mat_view_definitions"
+      " WHERE (id = $1::bigint OR name = $2) AND deleted_at IS NULL", 2, vals);
   if (!pg_ok(res)) {
     const char *st = pg_sqlstate(res);
     if (st && strcmp(st, SQLSTATE_UNDEFINED_TABLE) == 0) {

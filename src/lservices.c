@@ -142,13 +142,15 @@ static void read_defn(lua_State *L, MvDefn *d) {
   d->indexes = lua_newuserdatauv(L, sizeof(char **) * (size_t)(n + 1), 0);
   d->index_names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
   d->index_unique = lua_newuserdatauv(L, sizeof(int) * (size_t)(n + 1), 0);
-  lua_rotate(L, -4, 3);                                /* [.. ud ud2 ud3 ud4 indexes] */
+  d->index_tails = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  lua_rotate(L, -5, 4);                                /* [.. ud ud2 ud3 ud4 ud5 indexes] */
   luaL_checkstack(L, n + 8, "too many indexes");
   for (int i = 0; i < n; i++) {
     if (lua_geti(L, -1, i + 1) != LUA_TTABLE)         /* [.. indexes entry] */
       raise_msg(L, "each of indexes must be an array of column names");
     d->index_names[i] = opt_string_field(L, lua_gettop(L), "name", NULL, &d->nul_field);
     d->index_unique[i] = opt_bool(L, lua_gettop(L), "unique");
+    d->index_tails[i] = opt_string_field(L, lua_gettop(L), "tail", NULL, &d->nul_field);
     if (lua_getfield(L, -1, "columns") == LUA_TTABLE) lua_remove(L, -2);
     else lua_pop(L, 1);                                /* [.. indexes columns] */
     string_array(L, "indexes", &d->indexes[i], &d->nul_field); /* [.. indexes ud_i columns] */
@@ -186,6 +188,7 @@ static PGconn *read_opts(lua_State *L, MvOpts *o) {
   o->no_data = opt_bool(L, 2, "no_data");
   o->cascade = opt_bool(L, 2, "cascade");
   o->if_exists = opt_bool(L, 2, "if_exists");
+  o->replace = opt_bool(L, 2, "replace");
   o->analyze = lua_getfield(L, 2, "analyze") == LUA_TNIL || lua_toboolean(L, -1); /* default on */
   lua_pop(L, 1);
   lua_getfield(L, 2, "lock_timeout_ms");

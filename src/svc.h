@@ -41,6 +41,7 @@ typedef struct {
   const char ***indexes;         /* n_indexes arrays of columns, NULL-terminated */
   const char **index_names;      /* n_indexes declared names (NULL: <view>_idx<n>) */
   int *index_unique;             /* n_indexes flags: declared unique */
+  const char **index_tails;      /* n_indexes: "USING ... (keys) ..." built by the Lua side, or NULL (columns) */
   int n_indexes;
   const char *comment;           /* NULL for none */
   const char **grant_roles;      /* n_grants roles ("PUBLIC" means the keyword) */
@@ -52,6 +53,7 @@ typedef struct {
 typedef struct {
   MvRowCount row_count;
   int force, no_data, cascade, if_exists;
+  int replace;                   /* swap_refresh replacing the view's SQL (apply): old indexes on dropped columns go */
   int lock_timeout_ms;
   int analyze;                   /* ANALYZE the view after filling it (default 1) */
 } MvOpts;

@@ -20,8 +20,12 @@ static char *plain_index_sql(MvSvc *s, int i) {
   const char *name = s->d->index_names[i] ? s->d->index_names[i] : idx;
   char *cols = svc_column_list(s, s->d->indexes[i], -1);
   char *qidx = pg_quote_ident(s->conn, name);
-  char *sql = qidx && cols ? mv_fmt("CREATE %sINDEX %s ON %s (%s)", s->d->index_unique[i] ? "UNIQUE " : "",
-                                    qidx, s->qview, cols) : NULL;
+  const char *tail = s->d->index_tails ? s->d->index_tails[i] : NULL;
+  char *sql = NULL;
+  if (qidx && tail) /* method, expressions, INCLUDE, WHERE: composed by matviews.indexes */
+    sql = mv_fmt("CREATE %sINDEX %s ON %s %s", s->d->index_unique[i] ? "UNIQUE " : "", qidx, s->qview, tail);
+  else if (qidx && cols)
+    sql = mv_fmt("CREATE %sINDEX %s ON %s (%s)", s->d->index_unique[i] ? "UNIQUE " : "", qidx, s->qview, cols);
   pg_free(qidx);
   free(cols);
   return sql;

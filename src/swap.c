@@ -38,13 +38,43 @@ static void drop_temp(MvSvc *s, const SwapPlan *p) {
   free(sql);
 }
 
+#define SQLSTATE_UNDEFINED_COLUMN "42703"
+
+/* The old indexes on the build relation when replacing the view's SQL
+ * (opts.replace, from `apply`): an index on a column the new SQL no longer
+ * has is left out (with a warning) instead of failing the replace; its
+ * rename is dropped from the plan. */
+static int build_indexes_replacing(MvSvc *s, SwapPlan *p) {
+  for (int i = 0; i < p->build_idx.n; i++) {
+    if (svc_run(s, "SAVEPOINT matviews_index", 0) < 0) return -1;
+    if (svc_run(s, p->build_idx.v[i], 1) == 0) { if (svc_run(s, "RELEASE SAVEPOINT matviews_index", 0) < 0) return -1; continue; }
+    if (s->r->err_sqlstate == NULL || strcmp(s->r->err_sqlstate, SQLSTATE_UNDEFINED_COLUMN) != 0) return -1;
+    char *warn = mv_fmt("an index of the old view is not kept: %s", s->r->err_message);
+    if (warn) mv_strlist_add(&s->r->warnings, warn);
+    free(warn);
+    if (svc_run(s, "ROLLBACK TO SAVEPOINT matviews_index", 0) < 0) return -1;
+    free(p->renames.v[i]); /* the rename of index i goes with it: shift the rest down */
+    memmove(&p->renames.v[i], &p->renames.v[i + 1], sizeof(char *) * (size_t)(p->renames.n - i - 1));
+    p->renames.n--;
+    free(p->build_idx.v[i]);
+    memmove(&p->build_idx.v[i], &p->build_idx.v[i + 1], sizeof(char *) * (size_t)(p->build_idx.n - i - 1));
+    p->build_idx.n--;
+    i--;
+    free(s->r->err_message); free(s->r->err_sqlstate); free(s->r->err_detail); free(s->r->err_hint);
+    s->r->err_message = s->r->err_sqlstate = s->r->err_detail = s->r->err_hint = NULL;
+    s->r->status = MV_ST_ERROR;
+  }
+  return 0;
+}
+
 /* Step 1: the temp relation with the new contents and the old indexes.
  * A relation of that name can only be a leftover of a dead session that
  * had our backend pid: it is dropped first. */
-static int build(MvSvc *s, const SwapPlan *p) {
+static int build(MvSvc *s, SwapPlan *p) {
   char *drop = mv_fmt("DROP MATERIALIZED VIEW IF EXISTS %s", p->qtmp);
   int ok = drop && svc_run(s, "BEGIN", 0) == 0;
-  ok = ok && svc_run(s, drop, 0) == 0 && svc_run(s, p->create, 1) == 0 && run_list(s, &p->build_idx) == 0;
+  ok = ok && svc_run(s, drop, 0) == 0 && svc_run(s, p->create, 1) == 0;
+  ok = ok && (s->o->replace ? build_indexes_replacing(s, p) : run_list(s, &p->build_idx)) == 0;
   free(drop);
   if (ok) return svc_run(s, "COMMIT", 0);
   rollback(s);

@@ -22,6 +22,7 @@ M.steps = {
   "006_report_indexes",
   "007_definition_schema",
   "008_run_counters",
+  "010_definition_versions",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

@@ -7,7 +7,7 @@ local M = {}
 
 -- Command modules, in the order `help` lists them.
 M.commands = {
-  "init", "apply", "plan", "prune", "migrate",
+  "init", "apply", "plan", "history", "rollback", "prune", "migrate",
   "create", "refresh", "delete",
   "list", "runs", "stats", "report", "metrics", "validate", "deps", "schedule",
   "enqueue", "queue", "worker", "scheduler", "reconcile",

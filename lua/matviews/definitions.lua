@@ -72,16 +72,11 @@ local function role_check(r)
   return true
 end
 
--- Each entry of indexes: an array of column names or { columns = {...} }.
--- Column and index names are always quoted: any text but a NUL byte.
+-- Each entry of indexes: an array of keys or { columns = {...}, unique,
+-- using, include, where, name } (see matviews.indexes).
 local function index_check(ix)
-  if type(ix) ~= "table" then return nil, "each index must be an array of column names" end
-  local cols = ix.columns or ix
-  if type(cols) ~= "table" or #cols == 0 then return nil, "each index must name at least one column" end
-  for _, c in ipairs(cols) do
-    if type(c) ~= "string" or c == "" then return nil, "index columns must be non-empty strings" end
-    if c:find("\0", 1, true) then return nil, "an index column contains a NUL byte" end
-  end
+  local ok, why = require("matviews.indexes").check(ix)
+  if not ok then return nil, why end
   if ix.name ~= nil and not role_check(ix.name) then
     return nil, "an index name must be a string of 1 to 63 bytes without NUL bytes"
   end
@@ -283,7 +278,7 @@ end
 -- label_sql(alias): that label in SQL, for the catalog table as `alias`.
 function M.label_sql(a)
   return ([[CASE WHEN EXISTS (SELECT 1 FROM mat_view_definitions o_
-    WHERE o_.name = A.name AND o_.schema_name <> A.schema_name)
+    WHERE o_.name = A.name AND o_.schema_name <> A.schema_name AND o_.deleted_at IS NULL)
   THEN A.schema_name || '.' || A.name ELSE A.name END]]):gsub("A%.", a .. ".")
 end
 M.LABEL_SQL = M.label_sql("mat_view_definitions")
@@ -322,7 +317,7 @@ function M.save(tbl, conn)
       unique_index_columns = EXCLUDED.unique_index_columns, dependencies = EXCLUDED.dependencies,
       schedule_cron = EXCLUDED.schedule_cron, indexes = EXCLUDED.indexes, grants = EXCLUDED.grants,
       comment = EXCLUDED.comment, retention = EXCLUDED.retention, options = EXCLUDED.options,
-      updated_at = now()
+      deleted_at = NULL, updated_at = now()
     RETURNING ]] .. COLUMNS,
     d.name, d.sql, M.STRATEGIES[d.refresh_strategy], json_array(d.unique_index_columns),
     json_array(d.dependencies), d.schedule_cron, json_array(d.indexes), json_array(d.grants),
@@ -345,14 +340,16 @@ end
 function M.find(name_or_id, conn)
   conn = conn or mv().conn()
   local sel = "SELECT id, schema_name, name, " .. M.LABEL_SQL .. " AS label FROM mat_view_definitions "
-  if math.type(name_or_id) == "integer" then return conn:query(sel .. "WHERE id = $1", name_or_id)[1] end
+  if math.type(name_or_id) == "integer" then return conn:query(sel .. "WHERE id = $1 AND deleted_at IS NULL", name_or_id)[1] end
   if type(name_or_id) ~= "string" then
     core.error("definitions.get: expected a name or an integer id, got " .. type(name_or_id))
   end
   local schema, name = M.split(name_or_id)
   if not core.validate_name(name) or (schema and not core.validate_name(schema)) then return nil end
-  if schema then return conn:query(sel .. "WHERE schema_name = $1 AND name = $2", schema, name)[1] end
-  local rows = conn:query(sel .. "WHERE name = $1 ORDER BY schema_name", name)
+  if schema then
+    return conn:query(sel .. "WHERE schema_name = $1 AND name = $2 AND deleted_at IS NULL", schema, name)[1]
+  end
+  local rows = conn:query(sel .. "WHERE name = $1 AND deleted_at IS NULL ORDER BY schema_name", name)
   if #rows > 1 then ambiguous(name, rows) end
   return rows[1]
 end
@@ -372,19 +369,21 @@ end
 function M.list(conn)
   local out = {}
   local rows = require("matviews.targets").query(conn or mv().conn(),
-    "SELECT " .. COLUMNS .. " FROM mat_view_definitions ORDER BY name, schema_name")
+    "SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE deleted_at IS NULL ORDER BY name, schema_name")
   for i, r in ipairs(rows) do out[i] = from_row(r) end
   return out
 end
 M.check = M.list
 
--- Deletes the definition (its runs go with it); true when one was deleted.
+-- Deletes the definition, softly: the row gets deleted_at and every
+-- reader of the catalog skips it; its runs and versions stay (saving the
+-- same schema and name again brings it back). True when one was deleted.
 function M.delete(name, conn)
   if type(name) ~= "string" then core.error("definitions.delete: expected a name") end
   conn = conn or mv().conn()
-  local d = M.get(name, conn)
+  local d = M.find(name, conn)
   if not d then return false end
-  return conn:exec("DELETE FROM mat_view_definitions WHERE id = $1", d.id) > 0
+  return conn:exec("UPDATE mat_view_definitions SET deleted_at = now(), updated_at = now() WHERE id = $1", d.id) > 0
 end
 
 -- What the services take: a table passes through; a name or id is looked up

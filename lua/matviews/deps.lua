@@ -15,6 +15,7 @@ WITH RECURSIVE defs AS (
   FROM mat_view_definitions
   JOIN pg_class c ON c.oid = to_regclass(quote_ident(mat_view_definitions.schema_name) || '.'
                                        || quote_ident(mat_view_definitions.name)) AND c.relkind = 'm'
+  WHERE mat_view_definitions.deleted_at IS NULL
 ), reads(reader, rel) AS (
   SELECT r.ev_class, dep.refobjid
   FROM pg_rewrite r

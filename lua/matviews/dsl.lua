@@ -55,10 +55,13 @@ local function fnv(s)
   return ("%08x"):format(h)
 end
 
--- The index name for view and columns: <view>_<cols>_idx (or _key when
--- unique), at most 63 bytes (longer names end in a hash of the full one).
+-- The index name for view and keys: <view>_<keys>_idx (or _key when
+-- unique; an expression's non-word characters become _), at most 63 bytes
+-- (longer names end in a hash of the full one).
 function M.index_name(view, cols, unique)
-  local name = view .. "_" .. table.concat(cols, "_") .. (unique and "_key" or "_idx")
+  local parts = {}
+  for i, c in ipairs(cols) do parts[i] = (c:gsub("[^%w_]+", "_"):gsub("^_+", ""):gsub("_+$", "")) end
+  local name = view .. "_" .. table.concat(parts, "_") .. (unique and "_key" or "_idx")
   if #name > 63 then name = name:sub(1, 54) .. "_" .. fnv(name) end
   return name
 end
@@ -89,26 +92,42 @@ end
 
 normalise.unique = columns
 
--- indexes = { { "a", "b" }, "c", { "d", unique = true } }
+local INDEX_KEYS = { unique = "boolean", using = "string", where = "string", include = "table", name = "string" }
+
+-- indexes = { { "a", "b" }, "c", { "d", unique = true },
+--   { "j", using = "gin" }, { "lower(email)", where = "active", include = { "id" }, name = "..." } }
 function normalise.indexes(v, name)
   if not is_array(v) then return nil, "an array of indexes (each an array of column names)" end
   local out = {}
   for i, ix in ipairs(v) do
-    local unique = type(ix) == "table" and ix.unique or nil
+    local opts = {}
     if type(ix) == "table" then
-      for k in pairs(ix) do
-        if k ~= "unique" and math.type(k) ~= "integer" then
-          return nil, ("an array of indexes (index %d: unknown key '%s'; only columns and unique)"):format(i, tostring(k))
+      for k, x in pairs(ix) do
+        if math.type(k) ~= "integer" then
+          if not INDEX_KEYS[k] then
+            return nil, ("an array of indexes (index %d: unknown key '%s'; keys are columns, unique, using, include, where, name)")
+              :format(i, tostring(k))
+          end
+          if type(x) ~= INDEX_KEYS[k] then
+            return nil, ("an array of indexes (index %d: %s must be a %s)"):format(i, k, INDEX_KEYS[k])
+          end
+          opts[k] = x
         end
-      end
-      if unique ~= nil and type(unique) ~= "boolean" then
-        return nil, ("an array of indexes (index %d: unique must be a boolean)"):format(i)
       end
       ix = table.move(ix, 1, #ix, 1, {})
     end
     local cols = columns(ix)
     if not cols or #cols == 0 then return nil, ("an array of indexes (index %d: an array of column names)"):format(i) end
-    out[i] = { name = M.index_name(name, cols, unique), columns = cols, unique = unique or false }
+    local entry = { name = opts.name or M.index_name(name, cols, opts.unique), columns = cols,
+      unique = opts.unique or false, using = opts.using, where = opts.where }
+    if opts.include then
+      local inc = columns(opts.include)
+      if not inc then return nil, ("an array of indexes (index %d: include must be an array of column names)"):format(i) end
+      entry.include = inc
+    end
+    local ok, why = require("matviews.indexes").check(entry)
+    if not ok then return nil, ("an array of indexes (index %d: %s)"):format(i, why) end
+    out[i] = entry
   end
   return out
 end
@@ -363,6 +382,23 @@ function M.to_catalog(def)
     retention = retention,
     options = M.options_of(def),
   }
+end
+
+-- A loaded definition (what load_dir returns) from catalog fields (a
+-- decoded definition: mv.definitions tables, or a version row decoded), as
+-- if declared at file:line: what the rehearsal of the catalog and
+-- `rollback` take.
+function M.from_catalog(d, file, line)
+  local options = type(d.options) == "table" and d.options or {}
+  local def = {
+    name = d.name, schema = d.schema_name, sql = d.sql,
+    strategy = definitions.STRATEGY_NAMES[d.refresh_strategy] or d.refresh_strategy,
+    unique = d.unique_index_columns or {}, depends_on = d.dependencies or {},
+    schedule = d.schedule_cron, indexes = d.indexes or {}, grants = d.grants or {},
+    comment = d.comment, retention = d.retention, file = file, line = line,
+  }
+  for _, k in ipairs(M.OPTION_KEYS) do def[k] = options[k] end
+  return def
 end
 
 -- DSL key of each catalog field, for reports ("updated (sql, schedule)").

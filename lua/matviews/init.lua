@@ -179,7 +179,32 @@ M.definitions = require "matviews.definitions"
 -- opts.analyze (ANALYZE the view after filling it) to the definition's
 -- `analyze` option, else the configuration's (default true).
 -- Database errors come back in the response table, never raised.
+-- create_view with opts.replace = true replaces a live view's SQL through
+-- the swap (built beside, put in place in one short transaction, dependents
+-- rebuilt): that is what `apply` runs, recorded as a create run with
+-- meta.replaced = true.
 M.services = {}
+
+-- The definition with each index's SQL tail (method, keys, INCLUDE, WHERE)
+-- composed here (matviews.indexes), for the C services; a copy.
+local function with_index_tails(d, conn)
+  if type(d) ~= "table" or type(d.indexes) ~= "table" or #d.indexes == 0 then return d end
+  local t, ixs = {}, {}
+  for k, v in pairs(d) do t[k] = v end
+  for i, ix in ipairs(d.indexes) do
+    local c = {}
+    if type(ix) == "table" then for k, v in pairs(ix) do c[k] = v end end
+    if type(ix) == "table" and type(ix.columns or ix) == "table" and require("matviews.indexes").needs_tail(ix) then
+      local ok, tail = pcall(require("matviews.indexes").tail, conn, { columns = ix.columns or ix,
+        using = ix.using, include = ix.include, where = ix.where })
+      if ok and not tail:find("\0", 1, true) then c.tail = tail end -- NUL: C reports the field
+    end
+    ixs[i] = c
+  end
+  t.indexes = ixs
+  return t
+end
+
 for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", "swap_refresh", "delete_view" }) do
   M.services[name] = function(defn, opts)
     local o = {}
@@ -192,6 +217,13 @@ for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", 
       if own == nil or own == core.null then own = M.config().analyze end
       o.analyze = own ~= false
     end
+    if name == "create_view" and o.replace then
+      local r = core.services.swap_refresh(d, o)
+      r.request.replaced = true
+      if r.success then r.status = "created" end
+      return r
+    end
+    if name == "create_view" then d = with_index_tails(d, o.conn) end
     return core.services[name](d, o)
   end
 end
@@ -203,6 +235,14 @@ function M.create(ref, opts) return M.jobs.create(ref, opts) end
 function M.refresh(ref, opts) return M.jobs.refresh(ref, opts) end
 function M.delete(ref, opts) return M.jobs.delete(ref, opts) end
 function M.reconcile(conn) return M.jobs.reconcile(conn) end
+
+-- Deploys the definition files: mv.apply{ definitions = dir, prune, cascade,
+-- dry_run } converges the database to them (matviews.converge) and mv.plan{}
+-- previews it (matviews.actions); both return the same actions (each
+-- { action, view, detail, sql, line }, apply's with status), plus notes,
+-- errors, valid and in_sync.
+function M.apply(opts) return require("matviews.converge").apply(opts) end
+function M.plan(opts) return require("matviews.actions").plan(opts) end
 
 -- Refreshes many views in dependency order, on opts.parallel processes;
 -- see matviews.parallel.

@@ -82,19 +82,32 @@ function M.changed_fields(fc, row)
   return changed
 end
 
--- The indexes a definition declares: its unique columns, then `indexes`.
+-- The indexes a definition declares: its unique columns, then `indexes`
+-- (each { name, columns, unique, using, include, where, sig }; unique_key
+-- marks the one of `unique`).
 function M.declared_indexes(d)
   local out, seen = {}, {}
   local function add(ix)
-    local sig = (ix.unique and "u:" or "i:") .. table.concat(ix.columns, ",")
-    if not seen[sig] then seen[sig] = true; out[#out + 1] = { name = ix.name, columns = ix.columns, unique = ix.unique, sig = sig } end
+    local sig = table.concat({ ix.unique and "u" or "i", ix.using or "btree", table.concat(ix.columns, ","),
+      table.concat(ix.include or {}, ","), ix.where or "" }, "|")
+    if not seen[sig] then
+      seen[sig] = true
+      ix.sig = sig
+      -- what --catalog-only compares a plain column index by
+      local plain = (ix.using == nil or ix.using == "btree") and not ix.include and not ix.where
+      for _, c in ipairs(ix.columns) do if require("matviews.indexes").is_expression(c) then plain = false end end
+      ix.plain_sig = plain and ((ix.unique and "u:" or "i:") .. table.concat(ix.columns, ",")) or nil
+      out[#out + 1] = ix
+    end
   end
   if #d.unique_index_columns > 0 then
-    add({ name = dsl.index_name(d.name, d.unique_index_columns, true), columns = d.unique_index_columns, unique = true })
+    add({ name = dsl.index_name(d.name, d.unique_index_columns, true), columns = d.unique_index_columns,
+      unique = true, unique_key = true })
   end
   for _, ix in ipairs(d.indexes) do
     local cols = ix.columns or ix -- a bare array of columns is accepted too
-    add({ name = ix.name or dsl.index_name(d.name, cols, ix.unique), columns = cols, unique = ix.unique or false })
+    add({ name = ix.name or dsl.index_name(d.name, cols, ix.unique), columns = cols, unique = ix.unique or false,
+      using = ix.using, include = ix.include, where = ix.where })
   end
   return out
 end
@@ -126,10 +139,7 @@ end
 
 -- SQL creating a declared index on rel (quoted).
 function M.index_sql(conn, ix, rel)
-  local cols = {}
-  for i, c in ipairs(ix.columns) do cols[i] = conn:quote_ident(c) end
-  return ("CREATE %sINDEX %s ON %s (%s)"):format(ix.unique and "UNIQUE " or "",
-    conn:quote_ident(ix.name), rel, table.concat(cols, ", "))
+  return require("matviews.indexes").create_sql(conn, ix, rel)
 end
 
 local CANDIDATE = "matviews_plan_candidate"
@@ -182,7 +192,8 @@ function M.live(conn, d)
     table.insert(have[sig], { name = ix.name, definition = ix.definition })
   end
   for _, ix in ipairs(M.declared_indexes(d)) do
-    if have[ix.sig] then have[ix.sig] = nil
+    if not ix.plain_sig then -- only `apply` (matviews.actions) compares the others
+    elseif have[ix.plain_sig] then have[ix.plain_sig] = nil
     else out.indexes_missing[#out.indexes_missing + 1] = { name = ix.name, columns = ix.columns, unique = ix.unique } end
   end
   for _, list in pairs(have) do

@@ -238,7 +238,8 @@ local FILL = { success = "#7fd18b", failed = "#f08a8a", running = "#f3cd6b", pen
 local function dot_text(data)
   local function q(s) return '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"' end
   local idx = {}
-  local lines = { "digraph matviews {", '  rankdir=LR; bgcolor="transparent";',
+  -- left to right along the edges; views that read none another side by side
+  local lines = { "digraph matviews {", ("  rankdir=%s; bgcolor=\"transparent\";"):format(#data.graph.edges > 0 and "LR" or "TB"),
     '  node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11, color="#888888"];',
     '  edge [color="#888888"];' }
   for i, v in ipairs(data.views) do

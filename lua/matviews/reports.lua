@@ -161,7 +161,7 @@ end
 
 -- The per-view statistics query over one run table (see M.stats).
 local STATS_SQL = [[
-WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE %s),
+WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE d.deleted_at IS NULL AND %s),
 agg AS (
   SELECT r.mat_view_definition_id AS id,
     count(*) FILTER (WHERE r.status = 2) AS success_count,
@@ -255,6 +255,7 @@ FROM mat_view_definitions d
 LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name))
   AND c.relkind = 'm'
 %s
+WHERE d.deleted_at IS NULL
 ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("fill.finished_at"), LAST_RUN))
   for _, r in ipairs(rows) do
     r.strategy = STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
@@ -274,6 +275,7 @@ function M.metrics_data(opts)
   local counters = targets.query(conn, [[
 SELECT ]] .. LABEL .. [[ AS view, c.op, c.status, c.runs, c.duration_ms_sum, c.buckets::text AS buckets
   FROM matviews_run_counters c JOIN mat_view_definitions d ON d.id = c.mat_view_definition_id
+ WHERE d.deleted_at IS NULL
  ORDER BY 1, 2, 3]])
   for _, c in ipairs(counters) do
     local b = {}
@@ -288,7 +290,7 @@ SELECT ]] .. LABEL .. [[ AS view, '%s' AS op,
      AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_success,
   (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN (2, 3)
      ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_duration_ms
-  FROM mat_view_definitions d]]):format(op, TABLES[op], TABLES[op])
+  FROM mat_view_definitions d WHERE d.deleted_at IS NULL]]):format(op, TABLES[op], TABLES[op])
   end
   local last = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2")
   local views = targets.query(conn, ([[
@@ -298,6 +300,7 @@ FROM mat_view_definitions d
 LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name))
   AND c.relkind = 'm'
 %s
+WHERE d.deleted_at IS NULL
 ORDER BY 1]]):format(LABEL, M.last_fill_sql("d")))
   return { counters = counters, buckets = require("matviews.schema.008_run_counters").BUCKETS, last = last,
     views = views, queue = require("matviews.queue").counts(conn) }

@@ -183,7 +183,8 @@ function M.plan(opts)
   if global == nil then global = mv.config().retention end
   mv.definitions.check(conn)
   local defs = conn:query("SELECT id, " .. require("matviews.definitions").label_sql("d")
-    .. " AS name, retention::text AS retention FROM mat_view_definitions d ORDER BY d.name, d.schema_name")
+    .. " AS name, retention::text AS retention FROM mat_view_definitions d WHERE d.deleted_at IS NULL"
+    .. " ORDER BY d.name, d.schema_name")
   local fns, tables, funcs = nil, {}, {}
   for _, d in ipairs(defs) do
     if opts.view == nil or opts.view == d.name then

@@ -17,6 +17,7 @@ SELECT d.id, ]] .. require("matviews.definitions").label_sql("d") .. [[ AS name,
        (SELECT floor(extract(epoch FROM max(s.slot_time)))::bigint
           FROM mat_view_schedule_slots s WHERE s.mat_view_definition_id = d.id) AS last_slot
 FROM mat_view_definitions d
+WHERE d.deleted_at IS NULL
 ORDER BY d.name, d.schema_name]]
 
 local CLAIM = [[

@@ -63,11 +63,39 @@ end
 function M.all(conn, reverse)
   local deps = require "matviews.deps"
   local g = deps.load(conn)
+  local order = deps.order(g)
+  if not reverse then order = M.creation_order(conn, g, order) end
   local out = {}
-  for _, name in ipairs(deps.order(g)) do
+  for _, name in ipairs(order) do
     table.insert(out, reverse and 1 or #out + 1, { id = g.nodes[name].id, name = name })
   end
   return out
+end
+
+-- The order to create in when some views do not exist yet: pg_depend knows
+-- nothing of them, so the definitions are rehearsed (matviews.rehearsal:
+-- created WITH NO DATA in a rolled-back transaction, each once what it
+-- reads exists) and that order is used. order (the graph's) is kept when
+-- every view exists or the rehearsal finds a definition it cannot create.
+function M.creation_order(conn, g, order)
+  local defs = require("matviews").definitions.list(conn)
+  local missing, file_defs, label_of = false, {}, {}
+  for _, d in ipairs(defs) do
+    local q = conn:quote_ident(d.schema_name) .. "." .. conn:quote_ident(d.name)
+    if not conn:query("SELECT to_regclass($1) IS NOT NULL AS ok", q)[1].ok then missing = true end
+    file_defs[#file_defs + 1] = require("matviews.dsl").from_catalog(d, "catalog", 0)
+    label_of[d.schema_name .. "." .. d.name] = d.label
+  end
+  if not missing then return order end
+  local rep = require("matviews.rehearsal").run(conn, file_defs)
+  if #rep.errors > 0 or not rep.order then return order end
+  local by_shown, out = {}, {}
+  for _, e in ipairs(rep.list) do by_shown[e.shown] = e.key end
+  for _, shown in ipairs(rep.order) do
+    local label = label_of[by_shown[shown]]
+    if label and g.nodes[label] then out[#out + 1] = label end
+  end
+  return #out == #order and out or order
 end
 
 -- What a command asked for: args.names (array), args.id (array), args.all.

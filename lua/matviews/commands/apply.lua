@@ -1,31 +1,36 @@
--- `matviews apply [--prune] [--definitions DIR]`: syncs the definition files
--- into the catalog in one transaction and reports each view as inserted,
--- updated (which keys), unchanged or deleted (--prune, after the prompt).
+-- `matviews apply [--prune [--cascade]] [--dry-run] [--catalog-only]
+-- [--definitions DIR]`: converges the database to the definition files
+-- (matviews.converge): saves the definitions, creates missing views,
+-- replaces changed ones without blocking their readers, converges indexes,
+-- grants and comments, and with --prune drops what no file declares.
+-- Invalid definitions: exit 2, nothing applied. --dry-run prints the plan.
+-- --catalog-only only syncs the catalog (and live indexes and grants), as
+-- apply did before it converged the views.
 local output = require "matviews.output"
 local prompt = require "matviews.prompt"
+local plan_cmd = require "matviews.commands.plan"
 
 local M = {
   name = "apply",
-  summary = "Sync definitions/*.lua into the catalog (and indexes, grants of live views).",
-  confirms = function(args) return args.prune end,
+  summary = "Converge the database to definitions/*.lua (create, replace, indexes, grants; --prune drops).",
 }
 
 function M.configure(cmd)
-  cmd:flag("--prune", "Delete definitions whose files are gone (asks first).")
+  cmd:flag("--prune", "Drop the views whose files are gone and undeclared indexes (asks first).")
+  cmd:flag("--cascade", "With --prune: drop the views that read a dropped view too.")
+  cmd:flag("--dry-run", "Print what would be done (the plan); change nothing.")
+  cmd:flag("--catalog-only", "Only sync the catalog rows (and live indexes and grants), create or replace no view.")
   cmd:option("--definitions", "Directory of definition files (default: from matviews.lua, else definitions/).")
 end
 
--- Prints the load errors (stderr, or the JSON document) and returns 1.
+-- Prints the DSL errors of a catalog-only apply (stderr or JSON); returns 2.
 function M.report_errors(ctx, errs)
-  if ctx.options.json then output.json({ ok = false, errors = output.array and output.array(errs) or errs })
-  else
-    for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
-    io.stderr:write(("%d error%s in definition files; nothing applied\n"):format(#errs, #errs == 1 and "" or "s"))
-  end
-  return 1
+  if ctx.options.json then output.json({ ok = false, errors = output.array(errs) }) return 2 end
+  return plan_cmd.report_errors(ctx, { errors = errs, actions = {}, notes = {} }, "nothing applied")
 end
 
-function M.run(args, ctx)
+-- The catalog-only apply (the behaviour before apply converged the views).
+local function catalog_only(args, ctx)
   local mv = ctx.mv
   local dsl, apply = require "matviews.dsl", require "matviews.apply"
   local defs, errs = dsl.load_dir(require("matviews.config").definitions_dir(args.definitions))
@@ -33,7 +38,7 @@ function M.run(args, ctx)
   if args.prune then
     mv.init()
     local gone = apply.orphans(mv.conn(), defs)
-    if #gone > 0 and not prompt.confirm(ctx, ("apply --prune deletes %d definition%s whose files are gone, with their run history: %s\n(the views themselves are not dropped)")
+    if #gone > 0 and not prompt.confirm(ctx, ("apply --prune deletes %d definition%s whose files are gone: %s\n(the views themselves are not dropped)")
         :format(#gone, #gone == 1 and "" or "s", table.concat(gone, ", "))) then
       if not prompt.must_refuse(ctx) then io.stderr:write("aborted; nothing applied\n") end
       return prompt.ABORTED
@@ -50,6 +55,48 @@ function M.run(args, ctx)
     print(("%d inserted, %d updated, %d unchanged, %d deleted"):format(c.inserted, c.updated, c.unchanged, c.deleted))
   end)
   return 0
+end
+
+-- The text of one done action: its line and outcome.
+local function outcome(a)
+  local s = a.line
+  if a.status == "failed" then return s .. ": failed: " .. tostring(a.error) end
+  if math.type(a.duration_ms) == "integer" then return s .. (": done in %d ms"):format(a.duration_ms) end
+  return s .. ": done"
+end
+
+function M.run(args, ctx)
+  if args.catalog_only then return catalog_only(args, ctx) end
+  local converge = require "matviews.converge"
+  local dir = require("matviews.config").definitions_dir(args.definitions)
+  local opts = { definitions = dir, prune = args.prune, cascade = args.cascade }
+  if args.prune and not args.dry_run then
+    local p = require("matviews.actions").plan(opts)
+    if not p.valid then return plan_cmd.report_errors(ctx, p, "nothing applied") end
+    local drops = {}
+    for _, a in ipairs(p.actions) do
+      if a.action == "drop" or a.action == "index drop" then drops[#drops + 1] = a.line end
+    end
+    if #drops > 0 and not prompt.confirm(ctx, "apply --prune drops:\n  " .. table.concat(drops, "\n  ")
+        .. "\n(the runs of dropped definitions are kept)") then
+      if not prompt.must_refuse(ctx) then io.stderr:write("aborted; nothing applied\n") end
+      return prompt.ABORTED
+    end
+  end
+  opts.dry_run = args.dry_run
+  local p = converge.apply(opts)
+  if not p.valid then return plan_cmd.report_errors(ctx, p, "nothing applied") end
+  output.emit(ctx, plan_cmd.document(p), function()
+    if #p.actions == 0 then print("nothing to do") return end
+    if args.dry_run then plan_cmd.print_actions(p) print("dry run: nothing applied") return end
+    for _, a in ipairs(p.actions) do if a.status then print(outcome(a)) end end
+    for _, n in ipairs(p.notes) do print("note: " .. n) end
+    local done = 0
+    for _, a in ipairs(p.actions) do if a.status == "success" then done = done + 1 end end
+    print(p.ok and ("applied %d action%s"):format(done, done == 1 and "" or "s")
+      or ("failed after %d of %d actions; the rest is not applied"):format(done, #p.actions))
+  end)
+  return p.ok and 0 or 1
 end
 
 return M
