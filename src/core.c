@@ -28,7 +28,7 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_proc(L);
   mv_register_ticker(L);
   mv_register_services(L);
-  mv_register_jobs(L);
+  mv_register_recorder(L);
   mv_register_repl(L);
   mv_register_budget(L);
   keep_json_encode(L);

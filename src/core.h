@@ -20,7 +20,7 @@ void mv_register_ticker(lua_State *L);   /* ticker.c: into core.sys */
 void mv_register_cron(lua_State *L);     /* lcron.c */
 void mv_register_proc(lua_State *L);     /* proc.c: into core.sys */
 void mv_register_services(lua_State *L); /* lservices.c */
-void mv_register_jobs(lua_State *L);     /* jobs.c */
+void mv_register_recorder(lua_State *L); /* recorder.c */
 void mv_register_repl(lua_State *L);     /* repl.c */
 void mv_register_budget(lua_State *L);   /* budget.c */
 

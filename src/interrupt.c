@@ -17,6 +17,8 @@
 static lua_State *hookL = NULL;
 static volatile sig_atomic_t in_query = 0;
 static volatile sig_atomic_t hits = 0;
+static volatile sig_atomic_t held = 0;     /* a job runs: no hook, keep it pending */
+static volatile sig_atomic_t pending = 0;
 static volatile sig_atomic_t stop_sig = 0;
 
 /* The hook set by the handler: clear itself and raise in Lua. */
@@ -36,7 +38,8 @@ static void on_signal(int sig) {
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do */ }
     _exit(128 + sig);
   }
-  if (!in_query && hookL != NULL)
+  if (!in_query && held) pending = 1;
+  else if (!in_query && hookL != NULL)
     lua_sethook(hookL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -51,7 +54,16 @@ void mv_interrupt_install(lua_State *L) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-void mv_query_begin(void) { hits = 0; in_query = 1; }
+/* A statement begun while an interrupt is pending is cancelled at once:
+ * one held by a job, or one that armed the hook after the statement was
+ * sent but before its wait began (the hook is disarmed: the cancel is the
+ * interrupt's effect, as for one that arrives during the wait). */
+void mv_query_begin(void) {
+  int armed = hookL != NULL && lua_gethook(hookL) == lstop;
+  if (armed) lua_sethook(hookL, NULL, 0, 0);
+  hits = (pending || armed) ? 1 : 0;
+  in_query = 1;
+}
 
 void mv_query_end(void) {
   in_query = 0;
@@ -71,4 +83,16 @@ int mv_interrupt_take(lua_State *L) {
   lua_sethook(hookL, NULL, 0, 0);
   hits = 0;
   return 1;
+}
+
+int mv_interrupt_hold(int on) {
+  int was = held;
+  held = on ? 1 : 0;
+  return was;
+}
+
+int mv_interrupt_pending(int clear) {
+  int p = pending;
+  if (clear) pending = 0;
+  return p;
 }

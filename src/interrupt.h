@@ -23,4 +23,12 @@ int mv_interrupt_take(lua_State *L);
 int mv_stop_signal(void);
 void mv_stop_clear(void);
 
+/* While held (a job runs), SIGINT outside a statement does not raise at
+ * the next Lua instruction: it stays pending, cancels the next statement
+ * at once, and the job raises "interrupted!" once its run is finalised.
+ * Returns the previous hold. */
+int mv_interrupt_hold(int on);
+/* Whether an interrupt is pending; clears it when clear is set. */
+int mv_interrupt_pending(int clear);
+
 #endif

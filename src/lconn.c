@@ -193,6 +193,13 @@ static int conn_is_connected(lua_State *L) {
   return 1;
 }
 
+/* slot_wait(ms): how long connect and clone wait while the server has no
+ * free connection slot (0: fail at once). */
+static int l_slot_wait(lua_State *L) {
+  pg_set_slot_wait((long)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 /* connect(conninfo) -> conn; raises {message} naming host and port */
 static int l_connect(lua_State *L) {
   return open_conn(L, luaL_optstring(L, 1, ""), NULL);
@@ -216,6 +223,8 @@ void mv_register_conn(lua_State *L) {
   lua_pop(L, 1);                                    /* [core] */
   lua_pushcfunction(L, l_connect);
   lua_setfield(L, -2, "connect");
+  lua_pushcfunction(L, l_slot_wait);
+  lua_setfield(L, -2, "slot_wait");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
 }

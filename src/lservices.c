@@ -18,6 +18,9 @@
 #include "lconn.h"
 #include "svc.h"
 #include "validate.h"
+#include "vocab.h"
+#include "swap.h"
+#include "pg.h"
 
 #define RESP_MT "matviews.svcresp"
 
@@ -172,7 +175,7 @@ static int opt_bool(lua_State *L, int idx, const char *key) {
 
 /* Fills o and the connection from the options table at idx 2. */
 static PGconn *read_opts(lua_State *L, MvOpts *o) {
-  static const char *const strategies[] = { "none", "estimated", "exact", NULL };
+  static const char *const strategies[] = MV_ROW_COUNT_NAMES_NULL;
   if (!lua_istable(L, 2)) raise_msg(L, "services: options with a connection (opts.conn) are required");
   int which = 1; /* estimated */
   if (lua_getfield(L, 2, "row_count_strategy") != LUA_TNIL) {
@@ -226,7 +229,7 @@ static void set_list(lua_State *L, const char *key, const MvStrList *l) {
 
 /* Pushes the request table: what was asked, by whom. */
 static void push_request(lua_State *L, const MvDefn *d, const MvOpts *o, int kind) {
-  static const char *const rc[] = { "none", "estimated", "exact" };
+  static const char *const rc[] = MV_ROW_COUNT_NAMES;
   lua_createtable(L, 0, 6);
   set_str(L, "name", d->name);
   set_str(L, "row_count_strategy", rc[o->row_count]);
@@ -261,7 +264,7 @@ static void push_inner(lua_State *L, const MvResp *r, int kind) {
 
 /* Pushes the whole response table of a finished service call. */
 static void push_response(lua_State *L, const MvResp *r, const MvDefn *d, const MvOpts *o, int kind) {
-  static const char *const st[] = { "error", "created", "updated", "deleted", "skipped" };
+  static const char *const st[] = MV_SERVICE_STATUS_NAMES;
   lua_createtable(L, 0, 6);
   set_str(L, "status", st[r->status]);
   lua_pushboolean(L, r->status != MV_ST_ERROR); lua_setfield(L, -2, "success");
@@ -327,10 +330,96 @@ static int l_validate_sql(lua_State *L) {
   return 2;
 }
 
+/* A swap built and not yet published (core.services.swap_build): the
+ * service's state between its two halves. The definition's strings and the
+ * arrays read_defn made stay reachable as the userdata's user values. */
+#define BUILD_MT "matviews.swapbuild"
+typedef struct {
+  MvDefn d;
+  MvOpts o;
+  MvResp r;
+  MvSvc s;
+  MvRel rel;
+  SwapPlan p;
+  int state;                     /* 0 free, 1 built, 2 published or dropped */
+} Build;
+
+/* Frees a build; drops its relation unless it was published. */
+static void build_release(Build *b, int drop) {
+  if (b->state == 1 && drop && pg_connected(b->s.conn)) {
+    swap_drop_build(&b->s, &b->p);
+    swap_guard_release(&b->s, &b->p);
+  }
+  if (b->state != 0) {
+    swap_plan_free(&b->p);
+    svc_close(&b->s);
+    mv_resp_free(&b->r);
+  }
+  b->state = 0;
+}
+
+/* __gc, __close and build:drop(): drops the build relation if it was not
+ * published; harmless twice. */
+static int build_drop(lua_State *L) {
+  Build *b = (Build *)luaL_checkudata(L, 1, BUILD_MT);
+  lua_getiuservalue(L, 1, 3);                          /* the connection, still open? */
+  if (b->state == 1 && mv_toconn(L, -1) != b->s.conn) b->state = 2;
+  lua_pop(L, 1);
+  build_release(b, 1);
+  return 0;
+}
+
+/* swap_build(defn, opts) -> build, "schema"."build relation" | nil,
+ * response: the first half of swap_refresh (see swap.h). */
+static int l_swap_build(lua_State *L) {
+  lua_settop(L, 2);                                    /* [defn opts] */
+  Build *b = lua_newuserdatauv(L, sizeof(Build), 3);  /* [defn opts b] */
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, BUILD_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 3, 2);                          /* the definition's strings */
+  if (lua_istable(L, 2)) lua_getfield(L, 2, "conn");
+  else lua_pushnil(L);
+  lua_setiuservalue(L, 3, 3);                          /* the connection */
+  int base = lua_gettop(L);
+  read_defn(L, &b->d);                                 /* [defn opts b arrays...] */
+  PGconn *conn = read_opts(L, &b->o);
+  int top = lua_gettop(L);
+  lua_createtable(L, top - base, 0);
+  for (int i = base + 1; i <= top; i++) { lua_pushvalue(L, i); lua_rawseti(L, -2, i - base); }
+  lua_setiuservalue(L, base, 1);                       /* the arrays live as long as b */
+  lua_settop(L, base);                                 /* [defn opts b] */
+  mv_resp_init(&b->r);
+  b->state = 1;
+  if (svc_open(&b->s, conn, &b->d, &b->o, &b->r, 1) < 0 || swap_build_phase(&b->s, &b->rel, &b->p) < 0) {
+    lua_pushnil(L);
+    push_response(L, &b->r, &b->d, &b->o, REQ_SWAP);
+    build_release(b, 1);
+    return 2;
+  }
+  lua_pushstring(L, b->p.qtmp);
+  return 2;
+}
+
+/* build:publish() -> the response swap_refresh gives: the second half. */
+static int build_publish(lua_State *L) {
+  Build *b = (Build *)luaL_checkudata(L, 1, BUILD_MT);
+  if (b->state != 1) return raise_msg(L, "publish: nothing built to publish (build first, and publish once)");
+  lua_getiuservalue(L, 1, 3);
+  if (mv_toconn(L, -1) != b->s.conn) return raise_msg(L, "publish: the connection of the build is closed");
+  lua_pop(L, 1);
+  swap_publish_phase(&b->s, &b->rel, &b->p);
+  b->state = 2;                                        /* published, or dropped by the failure */
+  push_response(L, &b->r, &b->d, &b->o, REQ_SWAP);
+  b->state = 1;
+  build_release(b, 0);
+  return 1;
+}
+
 static const luaL_Reg services[] = {
   {"create_view", l_create_view}, {"regular_refresh", l_regular_refresh},
   {"concurrent_refresh", l_concurrent_refresh}, {"swap_refresh", l_swap_refresh},
-  {"delete_view", l_delete_view}, {NULL, NULL}
+  {"delete_view", l_delete_view}, {"swap_build", l_swap_build}, {NULL, NULL}
 };
 
 void mv_register_services(lua_State *L) {
@@ -339,6 +428,15 @@ void mv_register_services(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);                                       /* [core] */
+  if (luaL_newmetatable(L, BUILD_MT)) {
+    lua_pushcfunction(L, build_drop); lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, build_drop); lua_setfield(L, -2, "__close");
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, build_publish); lua_setfield(L, -2, "publish");
+    lua_pushcfunction(L, build_drop); lua_setfield(L, -2, "drop");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, services);
   lua_setfield(L, -2, "services");
   lua_pushcfunction(L, l_validate_name);

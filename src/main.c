@@ -1,10 +1,11 @@
 /*
- * main.c: the matviews host. With a subcommand it runs the CLI
- * (lua/matviews/cli.lua); with a script, `-` or `-e CODE` it behaves like the
- * lua interpreter with the `matviews` module preloaded as global `mv`.
- * Leading global options (--dsn, --config, --json, --yes) are stored in
- * package.loaded["matviews.options"] for every mode. main's body runs in
- * protected mode (pmain) and user chunks through docall, as in lua.c.
+ * main.c: the matviews host. It hands its arguments to matviews.main
+ * (lua/matviews/main.lua), which parses the global options once and runs
+ * the CLI (lua/matviews/cli.lua) or, with a script, `-` or `-e CODE`,
+ * behaves like the lua interpreter with the `matviews` module loaded as
+ * global `mv`. main's body runs in protected mode (pmain) and user chunks
+ * through docall, as in lua.c: Lua reaches it as matviews.host.docall, so
+ * `matviews SCRIPT` and `matviews run SCRIPT` report errors alike.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -131,113 +132,55 @@ static void setup_package(lua_State *L) {
   lua_pop(L, 2);
 }
 
-/* Consumes leading global options into a table stored as the module
- * "matviews.options"; returns the index of the first other argument (an
- * option without its value is left to the CLI, which reports it). */
-static int global_options(lua_State *L, int argc, char **argv) {
-  int i = 1;
-  lua_newtable(L);
-  for (; i < argc; i++) {
-    const char *a = argv[i];
-    const char *key = NULL, *val = NULL;
-    if (strcmp(a, "--json") == 0 || strcmp(a, "--yes") == 0 || strcmp(a, "--verbose") == 0) {
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, a + 2);
-      continue;
-    }
-    if (strcmp(a, "--dsn") == 0 || strcmp(a, "--config") == 0) {
-      if (i + 1 >= argc) break; /* the CLI reports it, with the usage */
-      key = a + 2; val = argv[++i];
-    } else if (strncmp(a, "--dsn=", 6) == 0) { key = "dsn"; val = a + 6; }
-    else if (strncmp(a, "--config=", 9) == 0) { key = "config"; val = a + 9; }
-    else break;
-    lua_pushstring(L, val);
-    lua_setfield(L, -2, key);
-  }
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_pushvalue(L, -3);
-  lua_setfield(L, -2, "matviews.options");
-  lua_pop(L, 3);
-  return i;
+/* host.docall(f, ...) -> true | false: calls f with the traceback
+ * handler; an error is reported on stderr as the interpreter reports it. */
+static int l_docall(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int status = docall(L, lua_gettop(L) - 1, 0);
+  report(L, status);
+  lua_pushboolean(L, status == LUA_OK);
+  return 1;
 }
 
-/* Creates the global `arg` as lua.c does: script at 0, its args from 1. */
-static void create_arg(lua_State *L, char **argv, int argc, int script) {
-  lua_createtable(L, argc - script - 1, script + 1);
-  for (int i = 0; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i - script);
-  }
-  lua_setglobal(L, "arg");
+/* host.report(msg): "matviews: msg" on stderr. */
+static int l_report(lua_State *L) {
+  l_message(luaL_checkstring(L, 1));
+  return 0;
 }
 
-/* Loads `mv` as a global from require "matviews". */
-static int load_mv(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "matviews");
-  int status = docall(L, 1, 1);
-  if (status == LUA_OK) lua_setglobal(L, "mv");
-  return report(L, status);
+/* The module matviews.host: what only the host can do for Lua. */
+static int luaopen_host(lua_State *L) {
+  static const luaL_Reg funcs[] = { {"docall", l_docall}, {"report", l_report}, {NULL, NULL} };
+  luaL_newlib(L, funcs);
+  return 1;
 }
 
-/* Runs script file (NULL: stdin) with argv[script+1..] as its `...`. */
-static int run_script(lua_State *L, char **argv, int argc, int script) {
-  const char *fname = argv[script];
-  if (strcmp(fname, "-") == 0) fname = NULL;
-  int status = luaL_loadfile(L, fname);
-  if (status != LUA_OK) return report(L, status);
-  int n = argc - script - 1;
-  luaL_checkstack(L, n + 3, "too many arguments to script");
-  for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-  return report(L, docall(L, n, 0));
-}
-
-/* Runs the CLI with every argument; returns its exit code. */
-static int run_cli(lua_State *L, char **argv, int argc) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "matviews.cli");
-  int status = docall(L, 1, 1);
-  if (status != LUA_OK) { report(L, status); return 1; }
-  lua_getfield(L, -1, "main");
-  lua_createtable(L, argc, 0);
-  for (int i = 1; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, -2, i); }
-  status = docall(L, 1, 1);
-  if (status != LUA_OK) { report(L, status); return 1; }
-  int code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
-  lua_pop(L, 2);
-  return code;
-}
-
-/* The protected body of main; leaves the exit code as an integer. */
+/* The protected body of main: matviews.main.main(argv) parses the global
+ * options (once) and runs a script, -e code or a command; leaves the exit
+ * code as an integer. */
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
-  int code = 0;
+  int code = 1;
   luaL_openlibs(L);
   mv_interrupt_install(L);
   setup_package(L);
-  int first = global_options(L, argc, argv);
-  if (first < argc && strcmp(argv[first], "-e") == 0) {
-    if (first + 1 >= argc) { l_message("'-e' needs an argument"); code = 2; }
-    else {
-      create_arg(L, argv, argc, first + 1);
-      if (load_mv(L) != LUA_OK) code = 1;
-      else if (luaL_loadbuffer(L, argv[first + 1], strlen(argv[first + 1]), "=(command line)") != LUA_OK
-               || docall(L, 0, 0) != LUA_OK) { report(L, LUA_ERRRUN); code = 1; }
-      else if (first + 2 < argc) {
-        create_arg(L, argv, argc, first + 2);
-        code = run_script(L, argv, argc, first + 2) == LUA_OK ? 0 : 1;
-      }
-    }
-  } else if (first < argc && (strcmp(argv[first], "-") == 0 || strchr(argv[first], '/') != NULL
-             || (strlen(argv[first]) > 4 && strcmp(argv[first] + strlen(argv[first]) - 4, ".lua") == 0))) {
-    create_arg(L, argv, argc, first);
-    if (load_mv(L) != LUA_OK) code = 1;
-    else code = run_script(L, argv, argc, first) == LUA_OK ? 0 : 1;
+  luaL_requiref(L, "matviews.host", luaopen_host, 0);
+  lua_pop(L, 1);
+  lua_createtable(L, argc, 1);                        /* the global arg, as lua.c has it */
+  for (int i = 0; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, -2, i); }
+  lua_setglobal(L, "arg");
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "matviews.main");
+  if (docall(L, 1, 1) == LUA_OK) {
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 1; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, -2, i); }
+    int status = docall(L, 1, 1);
+    if (status == LUA_OK) code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+    else report(L, status);
   } else {
-    create_arg(L, argv, argc, 0);
-    code = run_cli(L, argv, argc);
+    report(L, LUA_ERRRUN);
   }
   lua_pushinteger(L, code);
   return 1;

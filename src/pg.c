@@ -75,6 +75,47 @@ static void ignore_notice(void *arg, const char *message) {
   (void)message;
 }
 
+/* Session settings a job asks for on a connection (lock_timeout and
+ * statement_timeout), sent only when they differ from what the session has,
+ * and then in the same round trip as the next statement (pipeline mode):
+ * a run of jobs with the same timeouts sets them once per connection. On a
+ * caller's connection the caller's own values are read in that same
+ * statement and put back before the caller's next statement. */
+typedef struct {
+  PGconn *conn;                /* NULL: free slot */
+  char want[2][32];            /* values to be in effect before the next statement */
+  char have[2][32];            /* values in effect ("" unknown) */
+  char saved[2][32];           /* the caller's values, when keep_caller */
+  int capture;                 /* read the caller's values with the next set */
+  int restore;                 /* saved holds values to put back */
+} Session;
+
+#define MAX_SESSIONS 256
+static Session sessions[MAX_SESSIONS];
+
+/* The slot of conn, or a new one (create), or NULL. */
+static Session *session_of(PGconn *conn, int create) {
+  Session *free_slot = NULL;
+  for (int i = 0; i < MAX_SESSIONS; i++) {
+    if (sessions[i].conn == conn) return &sessions[i];
+    if (sessions[i].conn == NULL && free_slot == NULL) free_slot = &sessions[i];
+  }
+  if (!create || free_slot == NULL) return NULL;
+  memset(free_slot, 0, sizeof *free_slot);
+  free_slot->conn = conn;
+  return free_slot;
+}
+
+/* Forgets what is known of conn's session (closed, or reset). */
+static void session_forget(PGconn *conn) {
+  Session *s = session_of(conn, 0);
+  if (s) memset(s, 0, sizeof *s);
+}
+
+static PGconn *watched = NULL;            /* see pg_watch */
+static PGconn *guarded = NULL;
+static int watch_lost = 0;
+
 /* Sets up a new session: notices ignored, and (PostgreSQL 14 and later,
  * unless the user chose a value) client_connection_check_interval, so that
  * when this process dies mid-statement its backend stops within a second,
@@ -100,8 +141,12 @@ static void session_setup(PGconn *conn) {
                    " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'", 0, NULL));
 }
 
-/* How long a connection refused for lack of slots is tried again. */
+/* How long a connection refused for lack of slots is tried again
+ * (pg_set_slot_wait: a parallel refresh's workers do not wait). */
 #define SLOT_WAIT_MS 30000
+static long slot_wait_ms = SLOT_WAIT_MS;
+
+void pg_set_slot_wait(long ms) { slot_wait_ms = ms < 0 ? 0 : ms; }
 
 /* The server refused for lack of connection slots (max_connections, a
  * role's or database's CONNECTION LIMIT; SQLSTATE 53300, which libpq gives
@@ -120,10 +165,10 @@ static PGconn *connect_waiting(const char *conninfo, const char *const *keys, co
   long wait = 50, waited = 0;
   for (;;) {
     PGconn *c = keys ? PQconnectdbParams(keys, vals, 0) : PQconnectdb(conninfo);
-    if (!refused_for_slots(c) || waited >= SLOT_WAIT_MS || mv_stop_signal()) return c;
+    if (!refused_for_slots(c) || waited >= slot_wait_ms || mv_stop_signal()) return c;
     if (waited == 0) {
-      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %d s\n",
-              SLOT_WAIT_MS / 1000);
+      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %ld s\n",
+              slot_wait_ms / 1000);
       fflush(stderr);
     }
     PQfinish(c);
@@ -168,7 +213,44 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
   return conn;
 }
 
-void pg_close(PGconn *conn) { if (conn) PQfinish(conn); }
+void pg_close(PGconn *conn) {
+  if (conn == NULL) return;
+  session_forget(conn);
+  if (watched == conn || guarded == conn) watched = guarded = NULL;
+  PQfinish(conn);
+}
+
+int pg_reset(PGconn *conn) {
+  session_forget(conn);
+  PQreset(conn);
+  if (PQstatus(conn) != CONNECTION_OK) return 0;
+  session_setup(conn);
+  return 1;
+}
+
+void pg_want_timeouts(PGconn *conn, const char *lock_timeout, const char *statement_timeout, int keep_caller) {
+  Session *s = session_of(conn, 1);
+  if (s == NULL) { /* no slot left: set now, without caching */
+    const char *v[2] = {lock_timeout, statement_timeout};
+    pg_clear(pg_exec(conn, "SELECT set_config('lock_timeout', $1, false),"
+                     " set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), false)", 2, v));
+    return;
+  }
+  if (keep_caller && !s->restore) { s->capture = 1; s->restore = 1; }
+  snprintf(s->want[0], sizeof s->want[0], "%s", lock_timeout);
+  /* "" (NULL given): the session keeps its own (the server's, role's, database's) */
+  snprintf(s->want[1], sizeof s->want[1], "%s", statement_timeout ? statement_timeout : "");
+}
+
+void pg_restore_timeouts(PGconn *conn) {
+  Session *s = session_of(conn, 0);
+  if (s == NULL || !s->restore) return;
+  if (s->capture) { s->capture = 0; s->restore = 0; s->want[0][0] = '\0'; return; } /* nothing was sent */
+  memcpy(s->want, s->saved, sizeof s->want);
+}
+
+void pg_watch(PGconn *holder, PGconn *conn) { watched = holder; guarded = conn; watch_lost = 0; }
+int pg_watch_lost(void) { return watch_lost; }
 
 PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
   PQconninfoOption *opts = PQconninfo(conn);
@@ -195,23 +277,44 @@ PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
 
 int pg_connected(PGconn *conn) { return conn != NULL && PQstatus(conn) == CONNECTION_OK; }
 
+/* Whether the watched connection (pg_watch) has died: its socket became
+ * readable and reading it shows the session ended. */
+static int watched_died(short revents) {
+  if (!(revents & (POLLIN | POLLHUP | POLLERR))) return 0;
+  if (!PQconsumeInput(watched) || PQstatus(watched) != CONNECTION_OK) return 1;
+  return 0;
+}
+
+/* Sends PQcancel for the statement running on conn. */
+static void send_cancel(PGconn *conn) {
+  char buf[256];
+  PGcancel *c = PQgetCancel(conn);
+  if (c) { PQcancel(c, buf, sizeof buf); PQfreeCancel(c); }
+}
+
 /* Waits until the connection has a full result ready, cancelling the query
- * once if SIGINT arrives. Returns 0 when ready, -1 on a connection error. */
+ * once if SIGINT arrives or the watched connection (pg_watch: the session
+ * holding the job's lock) dies. Returns 0 when ready, -1 on a connection
+ * error. */
 static int wait_ready(PGconn *conn) {
   int cancelled = 0;
   while (PQisBusy(conn)) {
-    struct pollfd pfd = { PQsocket(conn), POLLIN, 0 };
-    if (pfd.fd < 0) return -1;
-    int rc = poll(&pfd, 1, 200);
+    struct pollfd pfd[2] = { { PQsocket(conn), POLLIN, 0 }, { -1, POLLIN, 0 } };
+    int nfd = 1;
+    if (pfd[0].fd < 0) return -1;
+    if (watched != NULL && conn == guarded && !watch_lost && PQsocket(watched) >= 0) {
+      pfd[1].fd = PQsocket(watched);
+      nfd = 2;
+    }
+    int rc = poll(pfd, (nfds_t)nfd, 200);
     if (rc < 0 && errno != EINTR) return -1;
+    if (nfd == 2 && rc > 0 && watched_died(pfd[1].revents)) watch_lost = 1;
     mv_ticker_poll();
-    if (!cancelled && mv_query_interrupted()) {
-      char buf[256];
-      PGcancel *c = PQgetCancel(conn);
-      if (c) { PQcancel(c, buf, sizeof buf); PQfreeCancel(c); }
+    if (!cancelled && (mv_query_interrupted() || watch_lost)) {
+      send_cancel(conn);
       cancelled = 1;
     }
-    if (rc > 0 && !PQconsumeInput(conn)) return -1;
+    if (rc > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(conn)) return -1;
   }
   return 0;
 }
@@ -223,11 +326,10 @@ static PGresult *fatal_result(PGconn *conn) {
 }
 
 /* Collects the results of the statement(s) just sent; keeps the first
- * error, else the last result. The query window (mv_query_begin) opened
- * before the statement was sent: a SIGINT that arrives once the server
- * runs it, but before we wait, must cancel it too, not wait for its end. */
+ * error, else the last result. */
 static PGresult *collect(PGconn *conn) {
   PGresult *last = NULL, *r;
+  mv_query_begin();
   for (;;) {
     if (wait_ready(conn) < 0) {
       if (last) PQclear(last);
@@ -245,21 +347,104 @@ static PGresult *collect(PGconn *conn) {
   return last ? last : fatal_result(conn);
 }
 
-PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
+/* The session settings statement due before the next one on conn, or
+ * NULL: set (and, the first time on a caller's connection, read back the
+ * caller's values first; the target list is evaluated in order). */
+static const char *prelude(Session *s) {
+  if (s == NULL || s->want[0][0] == '\0') return NULL;
+  if (!s->capture && strcmp(s->want[0], s->have[0]) == 0
+      && (s->want[1][0] == '\0' || strcmp(s->want[1], s->have[1]) == 0)) return NULL;
+  return s->capture
+    ? "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'),"
+      " set_config('lock_timeout', $1, false),"
+      " set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), false)"
+    : "SELECT set_config('lock_timeout', $1, false),"
+      " set_config('statement_timeout', coalesce($2, current_setting('statement_timeout')), false)";
+}
+
+/* Notes that the prelude of s succeeded (res: its result). */
+static void prelude_done(Session *s, const PGresult *res) {
+  if (s->capture && PQntuples(res) == 1) {
+    snprintf(s->saved[0], sizeof s->saved[0], "%s", PQgetvalue(res, 0, 0));
+    snprintf(s->saved[1], sizeof s->saved[1], "%s", PQgetvalue(res, 0, 1));
+  }
+  if (!s->capture && s->restore && strcmp(s->want[0], s->saved[0]) == 0 && strcmp(s->want[1], s->saved[1]) == 0)
+    s->restore = 0;                               /* the caller's values are back */
+  snprintf(s->have[0], sizeof s->have[0], "%s", s->want[0]);
+  if (s->want[1][0]) snprintf(s->have[1], sizeof s->have[1], "%s", s->want[1]);
+  else if (s->capture) snprintf(s->have[1], sizeof s->have[1], "%s", s->saved[1]);
+  s->capture = 0;
+}
+
+/* Collects the results of a pipeline of two statements and its sync: the
+ * first failure, else the second statement's result. */
+static PGresult *collect_pipeline(PGconn *conn, Session *s) {
+  PGresult *out = NULL, *r;
   mv_query_begin();
-  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0)) {
-    mv_query_end();
+  for (int q = 0; q < 3; q++) {
+    for (;;) {
+      if (wait_ready(conn) < 0) { pg_clear(out); out = fatal_result(conn); goto done; }
+      r = PQgetResult(conn);
+      if (r == NULL) break;                       /* end of statement q */
+      ExecStatusType st = PQresultStatus(r);
+      if (st == PGRES_PIPELINE_SYNC) { PQclear(r); q = 3; break; }
+      if (q == 0 && pg_ok(r)) { prelude_done(s, r); PQclear(r); continue; }
+      if (out == NULL || (pg_ok(out) && !pg_ok(r) && st != PGRES_PIPELINE_ABORTED)) { pg_clear(out); out = r; }
+      else PQclear(r);
+    }
+  }
+done:
+  mv_query_end();
+  if (!PQexitPipelineMode(conn)) {
+    while ((r = PQgetResult(conn)) != NULL) PQclear(r);
+    PQexitPipelineMode(conn);
+  }
+  return out ? out : fatal_result(conn);
+}
+
+/* Runs the prelude of s and then sql, in one round trip. */
+static PGresult *exec_pipelined(PGconn *conn, Session *s, const char *pre, const char *sql, int n,
+                                const char *const *vals) {
+  const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
+  if (!PQenterPipelineMode(conn)) return fatal_result(conn);
+  if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)
+      || !PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0) || !PQpipelineSync(conn)) {
+    PGresult *r;
+    while ((r = PQgetResult(conn)) != NULL) PQclear(r);
+    PQexitPipelineMode(conn);
     return fatal_result(conn);
   }
+  return collect_pipeline(conn, s);
+}
+
+/* Runs the prelude of conn's session alone (before a script); 0 on failure
+ * with *res the failed result. */
+static int run_prelude(PGconn *conn, Session *s, const char *pre, PGresult **res) {
+  const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
+  if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)) { *res = fatal_result(conn); return 0; }
+  PGresult *r = collect(conn);
+  if (!pg_ok(r)) { *res = r; return 0; }
+  prelude_done(s, r);
+  PQclear(r);
+  return 1;
+}
+
+PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  Session *s = session_of(conn, 0);
+  const char *pre = prelude(s);
+  if (pre != NULL && PQpipelineStatus(conn) == PQ_PIPELINE_OFF) return exec_pipelined(conn, s, pre, sql, n, vals);
+  if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0))
+    return fatal_result(conn);
   return collect(conn);
 }
 
 PGresult *pg_exec_script(PGconn *conn, const char *sql) {
-  mv_query_begin();
-  if (!PQsendQuery(conn, sql)) {
-    mv_query_end();
+  Session *s = session_of(conn, 0);
+  const char *pre = prelude(s);
+  PGresult *failed = NULL;
+  if (pre != NULL && !run_prelude(conn, s, pre, &failed)) return failed;
+  if (!PQsendQuery(conn, sql))
     return fatal_result(conn);
-  }
   return collect(conn);
 }
 

@@ -25,6 +25,30 @@ void pg_close(PGconn *conn);
 PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen);
 /* 1 while the connection is usable, 0 once it is lost (CONNECTION_BAD). */
 int pg_connected(PGconn *conn);
+/* Reconnects conn in place (PQreset) with the same parameters; 1 when it
+ * is usable again. What pg_want_timeouts knew of its session is forgotten. */
+int pg_reset(PGconn *conn);
+/* How long opening a connection waits while the server has no free slot
+ * (default 30 s; 0: fail at once). */
+void pg_set_slot_wait(long ms);
+
+/* The lock_timeout and statement_timeout (PostgreSQL interval texts;
+ * statement_timeout NULL: leave it) that conn's session must have before
+ * its next statement. They are sent only when they differ from what the
+ * session has, in the same round trip as that statement (pipeline mode),
+ * so a run of jobs with the same timeouts sets them once per connection.
+ * keep_caller: the session is a caller's; its own values are read in that
+ * same statement, and pg_restore_timeouts puts them back (again with the
+ * next statement, so back-to-back jobs cost nothing). */
+void pg_want_timeouts(PGconn *conn, const char *lock_timeout, const char *statement_timeout, int keep_caller);
+void pg_restore_timeouts(PGconn *conn);
+
+/* While a job's service runs: holder is the session that holds the job's
+ * lock, conn the service's. A statement waited for on conn is cancelled
+ * when holder's session dies, and pg_watch_lost() then returns 1. NULL
+ * stops. */
+void pg_watch(PGconn *holder, PGconn *conn);
+int pg_watch_lost(void);
 
 /* Runs sql with n text parameters (NULL entries are SQL NULL). Waits in a
  * poll loop so SIGINT sends PQcancel. Returns the last result, never NULL

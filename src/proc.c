@@ -1,7 +1,8 @@
 /*
  * proc.c: child processes for parallel refresh, added to mv.core.sys:
- * exe_path() (this host's executable), spawn(argv, opts) and
- * wait_any(pids [, timeout_ms]). Children are started with posix_spawn; the
+ * exe_path() (this host's executable), spawn(argv, opts),
+ * wait_any(pids [, timeout_ms]), kill, and the socket a pool worker is fed
+ * over: fd_write, poll_read, fd_close. Children are started with posix_spawn; the
  * argv strings stay owned by the Lua table passed in, and the file actions
  * and environment array are freed before any Lua error can be raised.
  */
@@ -15,6 +16,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <lauxlib.h>
 #include "core.h"
 
@@ -95,31 +98,125 @@ static void redirect(lua_State *L, int opts, const char *key, int fd, posix_spaw
   lua_pop(L, 1);
 }
 
-/* spawn(argv [, { stdout = path, stderr = path, env = { K = V } }]) -> pid
- * | nil, message. stdin is /dev/null; argv[1] is a path (no PATH search). */
+/* Whether opts (at idx) sets key to true. */
+static int opt_flag(lua_State *L, int idx, const char *key) {
+  lua_getfield(L, idx, key);
+  int b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+/* spawn(argv [, { stdout = path, stderr = path, env = { K = V },
+ * socket = bool, group = bool }]) -> pid [, fd] | nil, message. stdin is
+ * /dev/null, unless socket: then the child's stdin and stdout are one end
+ * of a Unix socket pair and fd is the other (close-on-exec; written with
+ * fd_write, read with poll_read). group: the child leads a process group
+ * of its own, so a terminal's Ctrl-C reaches only this process, which
+ * forwards it. argv[1] is a path (no PATH search). */
 static int l_spawn(lua_State *L) {
   const char *argv[MAX_ARGS + 1];
+  int sv[2] = {-1, -1};
   luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_newtable(L); }
   luaL_checktype(L, 2, LUA_TTABLE);
   collect_argv(L, 1, argv);
+  int sock = opt_flag(L, 2, "socket");
+  if (sock && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot create a socket pair: %s", strerror(errno));
+    return 2;
+  }
   char **env = build_env(L, 2);
-  if (env == NULL) return luaL_error(L, "out of memory");
+  if (env == NULL) { if (sock) { close(sv[0]); close(sv[1]); } return luaL_error(L, "out of memory"); }
   posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  redirect(L, 2, "stdout", 1, &fa);
+  posix_spawnattr_init(&attr);
+  if (opt_flag(L, 2, "group")) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
+  if (sock) {
+    posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
+  } else {
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    redirect(L, 2, "stdout", 1, &fa);
+  }
   redirect(L, 2, "stderr", 2, &fa);
   pid_t pid;
-  int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+  int rc = posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv, env);
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   free(env);
+  if (sock) close(sv[1]);
   if (rc != 0) {
+    if (sock) close(sv[0]);
     lua_pushnil(L);
     lua_pushfstring(L, "cannot start %s: %s", argv[0], strerror(rc));
     return 2;
   }
   lua_pushinteger(L, (lua_Integer)pid);
+  if (!sock) return 1;
+  lua_pushinteger(L, sv[0]);
+  return 2;
+}
+
+/* fd_write(fd, s) -> true | nil, message: all of s, retrying on EINTR; a
+ * peer that is gone is an error, not a SIGPIPE. */
+static int l_fd_write(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len, done = 0;
+  const char *s = luaL_checklstring(L, 2, &len);
+  while (done < len) {
+    ssize_t n = send(fd, s + done, len - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = write(fd, s + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, n < 0 ? strerror(errno) : "nothing written");
+      return 2;
+    }
+    done += (size_t)n;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* fd_close(fd) */
+static int l_fd_close(lua_State *L) {
+  close((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+#define MAX_POLL 256
+
+/* poll_read(fds [, timeout_ms]) -> { [fd] = data }: what the readable fds
+ * had (up to 64 KiB each; "" at end of file or on an error). Empty after
+ * timeout_ms (default: wait) or when a signal ended the wait. */
+static int l_poll_read(lua_State *L) {
+  struct pollfd pfd[MAX_POLL];
+  char buf[65536];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  luaL_argcheck(L, n <= MAX_POLL, 1, "too many descriptors");
+  int timeout = (int)luaL_optinteger(L, 2, -1);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 1, i + 1);
+    pfd[i].fd = (int)lua_tointeger(L, -1);
+    pfd[i].events = POLLIN;
+    pfd[i].revents = 0;
+    lua_pop(L, 1);
+  }
+  lua_newtable(L);
+  if (poll(pfd, (nfds_t)n, timeout) <= 0) return 1;
+  for (int i = 0; i < n; i++) {
+    if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    ssize_t got;
+    do got = read(pfd[i].fd, buf, sizeof buf); while (got < 0 && errno == EINTR);
+    lua_pushlstring(L, buf, got > 0 ? (size_t)got : 0);
+    lua_rawseti(L, -2, pfd[i].fd);
+  }
   return 1;
 }
 
@@ -178,6 +275,7 @@ static int l_kill(lua_State *L) {
 
 static const luaL_Reg proc_funcs[] = {
   {"exe_path", l_exe_path}, {"spawn", l_spawn}, {"wait_any", l_wait_any}, {"kill", l_kill},
+  {"fd_write", l_fd_write}, {"fd_close", l_fd_close}, {"poll_read", l_poll_read},
   {NULL, NULL}
 };
 

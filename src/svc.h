@@ -86,7 +86,9 @@ typedef struct {
   int savepoint;                 /* svc_tx_begin used a savepoint */
 } MvSvc;
 
-typedef struct { unsigned oid; char relkind; int populated; } MvRel;
+/* A relation looked up by svc_lookup; its reltuples are read in the same
+ * statement and used by the next estimated svc_count (count_fresh). */
+typedef struct { unsigned oid; char relkind; int populated; long long reltuples; int count_fresh; } MvRel;
 
 void mv_resp_init(MvResp *r);
 void mv_resp_free(MvResp *r);
@@ -115,11 +117,11 @@ int svc_lookup(MvSvc *s, MvRel *rel);
 /* 0 when rel is a materialized view; else sets the error and returns -1. */
 int svc_require_matview(MvSvc *s, int found, const MvRel *rel);
 /* Row count of the view per the strategy (-1 unknown or none). */
-long long svc_count(MvSvc *s, const MvRel *rel);
+long long svc_count(MvSvc *s, MvRel *rel);
 /* After the view was filled: ANALYZE it (unless opts.analyze is off or it
  * is not populated; a failed ANALYZE is a warning, not an error), then its
  * row count, so `estimated` reads the fresh statistics. */
-long long svc_count_after(MvSvc *s, const MvRel *rel);
+long long svc_count_after(MvSvc *s, MvRel *rel);
 /* Transaction bracket: SAVEPOINT inside a caller's transaction, else BEGIN
  * (when outer) or nothing. */
 int svc_tx_begin(MvSvc *s, int outer);

@@ -184,7 +184,7 @@ void svc_close(MvSvc *s) {
 
 int svc_lookup(MvSvc *s, MvRel *rel) {
   const char *vals[2] = { s->schema, s->d->name };
-  PGresult *res = svc_exec(s, "SELECT c.oid, c.relkind, c.relispopulated FROM pg_class c "
+  PGresult *res = svc_exec(s, "SELECT c.oid, c.relkind, c.relispopulated, c.reltuples::bigint FROM pg_class c "
                               "JOIN pg_namespace n ON n.oid = c.relnamespace "
                               "WHERE n.nspname = $1 AND c.relname = $2", 2, vals, 0);
   if (res == NULL) return -1;
@@ -193,6 +193,8 @@ int svc_lookup(MvSvc *s, MvRel *rel) {
     rel->oid = (unsigned)strtoul(pg_value(res, 0, 0), NULL, 10);
     rel->relkind = pg_value(res, 0, 1)[0];
     rel->populated = pg_value(res, 0, 2)[0] == 't';
+    rel->reltuples = strtoll(pg_value(res, 0, 3), NULL, 10);
+    rel->count_fresh = 1;
   }
   pg_clear(res);
   return found;
@@ -215,12 +217,15 @@ int svc_require_matview(MvSvc *s, int found, const MvRel *rel) {
   return 0;
 }
 
-long long svc_count(MvSvc *s, const MvRel *rel) {
+long long svc_count(MvSvc *s, MvRel *rel) {
   char oid[16];
   const char *vals[1] = { oid };
   PGresult *res = NULL;
   long long n = -1;
+  int fresh = rel->count_fresh;
+  rel->count_fresh = 0;
   if (s->o->row_count == MV_RC_NONE || !rel->populated) return -1;
+  if (s->o->row_count == MV_RC_ESTIMATED && fresh) return rel->reltuples < 0 ? -1 : rel->reltuples;
   snprintf(oid, sizeof oid, "%u", rel->oid);
   if (s->o->row_count == MV_RC_ESTIMATED) {
     res = pg_exec(s->conn, "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::oid", 1, vals);
@@ -260,8 +265,11 @@ static void analyze_view(MvSvc *s) {
   free(sql);
 }
 
-long long svc_count_after(MvSvc *s, const MvRel *rel) {
-  if (s->o->analyze && rel->populated) analyze_view(s);
+long long svc_count_after(MvSvc *s, MvRel *rel) {
+  if (s->o->analyze && rel->populated) {
+    analyze_view(s);
+    rel->count_fresh = 0; /* reltuples read before ANALYZE are stale */
+  }
   return svc_count(s, rel);
 }
 

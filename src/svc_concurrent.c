@@ -50,15 +50,24 @@ static void fail_no_index(MvSvc *s) {
   free(create);
 }
 
-/* Adds the warning when a key column holds NULLs in the refreshed view. */
-static void warn_null_keys(MvSvc *s, const char *names, const char *nullcond) {
-  char *sql = mv_fmt("SELECT EXISTS (SELECT 1 FROM %s WHERE %s)", s->qview, nullcond);
-  PGresult *res = sql ? pg_exec(s->conn, sql, 0, NULL) : NULL;
+/* Adds the warning when a key column holds NULLs in the refreshed view;
+ * reads the view's reltuples in the same statement (for svc_count). */
+static void warn_null_keys(MvSvc *s, MvRel *rel, const char *names, const char *nullcond) {
+  char oid[16];
+  const char *vals[1] = { oid };
+  snprintf(oid, sizeof oid, "%u", rel->oid);
+  char *sql = mv_fmt("SELECT EXISTS (SELECT 1 FROM %s WHERE %s), (SELECT reltuples::bigint FROM pg_class WHERE oid = $1::oid)",
+                     s->qview, nullcond);
+  PGresult *res = sql ? pg_exec(s->conn, sql, 1, vals) : NULL;
   if (res && pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0)[0] == 't') {
     char *w = mv_fmt("key column(s) %s of %s hold NULLs: rows with a NULL key never match, "
                      "so every concurrent refresh deletes and reinserts them", names, s->r->view);
     if (w) mv_strlist_add(&s->r->warnings, w);
     free(w);
+  }
+  if (res && pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 1)) {
+    rel->reltuples = strtoll(pg_value(res, 0, 1), NULL, 10);
+    rel->count_fresh = 1;
   }
   pg_clear(res);
   free(sql);
@@ -76,7 +85,7 @@ static int refresh_first_time(MvSvc *s) {
 }
 
 /* The REFRESH ... CONCURRENTLY itself, after the unique-index preflight. */
-static int refresh_concurrently(MvSvc *s, const MvRel *rel) {
+static int refresh_concurrently(MvSvc *s, MvRel *rel) {
   char names[1024];
   char *nullcond = NULL;
   int found = usable_index(s, rel, names, sizeof names, &nullcond);
@@ -87,7 +96,7 @@ static int refresh_concurrently(MvSvc *s, const MvRel *rel) {
   char *sql = mv_fmt("REFRESH MATERIALIZED VIEW CONCURRENTLY %s", s->qview);
   int rc = sql ? svc_run(s, sql, 1) : -1;
   s->r->refresh = mv_strdup("concurrent");
-  if (rc == 0 && nullcond) warn_null_keys(s, names, nullcond);
+  if (rc == 0 && nullcond) warn_null_keys(s, rel, names, nullcond);
   free(sql);
   free(nullcond);
   return rc;

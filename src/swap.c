@@ -32,7 +32,7 @@ static void rollback(MvSvc *s) {
 }
 
 /* Drops the temp relation (and its indexes with it), if it exists. */
-static void drop_temp(MvSvc *s, const SwapPlan *p) {
+void swap_drop_build(MvSvc *s, const SwapPlan *p) {
   char *sql = mv_fmt("DROP MATERIALIZED VIEW IF EXISTS %s", p->qtmp);
   if (sql) pg_clear(pg_exec(s->conn, sql, 0, NULL));
   free(sql);
@@ -130,26 +130,39 @@ static int preflight(MvSvc *s, MvRel *rel) {
   return swap_plan_refuse(s, rel);
 }
 
+int swap_build_phase(MvSvc *s, MvRel *rel, SwapPlan *p) {
+  memset(p, 0, sizeof *p);
+  if (preflight(s, rel) < 0) return -1;
+  s->r->before = svc_count(s, rel);
+  s->r->refresh = mv_strdup("swap");
+  swap_guard_drop_dead(s, rel);
+  if (swap_plan_build(s, rel, p) < 0 || swap_guard_upstreams(s, rel, p) < 0 || build(s, p) < 0) {
+    swap_guard_release(s, p);
+    return -1;
+  }
+  s->r->temp_relation = mv_strdup(p->tmp);
+  return 0;
+}
+
+int swap_publish_phase(MvSvc *s, MvRel *rel, SwapPlan *p) {
+  int rc = -1;
+  if (swap_plan_attrs(s, rel, p) == 0 && swap_tx(s, rel, p) == 0) {
+    for (int i = 0; i < p->rebuilt.n; i++) mv_strlist_add(&s->r->rebuilt, p->rebuilt.v[i]);
+    if (svc_lookup(s, rel) == 1) s->r->after = svc_count_after(s, rel);
+    s->r->status = MV_ST_UPDATED;
+    rc = 0;
+  } else {
+    swap_drop_build(s, p);
+  }
+  swap_guard_release(s, p); /* after the swap: the build relation is gone */
+  return rc;
+}
+
 /* swap_refresh once the definition is valid and the schema known. */
 static void swap_in(MvSvc *s) {
   MvRel rel;
   SwapPlan p;
-  memset(&p, 0, sizeof p);
-  if (preflight(s, &rel) < 0) return;
-  s->r->before = svc_count(s, &rel);
-  s->r->refresh = mv_strdup("swap");
-  swap_guard_drop_dead(s, &rel);
-  if (swap_plan_build(s, &rel, &p) == 0 && swap_guard_upstreams(s, &rel, &p) == 0 && build(s, &p) == 0) {
-    s->r->temp_relation = mv_strdup(p.tmp);
-    if (swap_plan_attrs(s, &rel, &p) == 0 && swap_tx(s, &rel, &p) == 0) {
-      for (int i = 0; i < p.rebuilt.n; i++) mv_strlist_add(&s->r->rebuilt, p.rebuilt.v[i]);
-      if (svc_lookup(s, &rel) == 1) s->r->after = svc_count_after(s, &rel);
-      s->r->status = MV_ST_UPDATED;
-    } else {
-      drop_temp(s, &p);
-    }
-  }
-  swap_guard_release(s, &p); /* after the swap: the build relation is gone */
+  if (swap_build_phase(s, &rel, &p) == 0) swap_publish_phase(s, &rel, &p);
   swap_plan_free(&p);
 }
 

@@ -30,6 +30,16 @@ typedef struct {
 /* The temp name for the view (suffix "" for the relation, "_i<n>" for an index). */
 void swap_temp_name(char *out, size_t outlen, const char *name, int pid, const char *suffix);
 void swap_plan_free(SwapPlan *p);
+/* The two halves of a swap refresh, so that a strategy can audit the new
+ * contents in between (write-audit-publish). Build: preflight, plan, the
+ * build relation with the old view's indexes (committed); 0, or -1 with
+ * the response's error set. Publish: owner, grants, comments, dependents
+ * and the short swap transaction, then the count; 0, or -1 with the error
+ * set and the build dropped. swap_refresh is build then publish. */
+int swap_build_phase(MvSvc *s, MvRel *rel, SwapPlan *p);
+int swap_publish_phase(MvSvc *s, MvRel *rel, SwapPlan *p);
+/* Drops the build relation (and its indexes), if it exists. */
+void swap_drop_build(MvSvc *s, const SwapPlan *p);
 /* Refuses (error set, -1) when something depends on the view (or on a view
  * reading it) that a swap cannot rebuild, naming it. */
 int swap_plan_refuse(MvSvc *s, const MvRel *rel);

@@ -12,6 +12,7 @@
 #include "swap.h"
 #include "pg.h"
 #include "validate.h"
+#include "vocab.h"
 
 /* The views (v/m) bound to the old one through _RETURN rules, recursively. */
 #define BOUND_VIEWS \
@@ -27,8 +28,8 @@
 void swap_temp_name(char *out, size_t outlen, const char *name, int pid, const char *suffix) {
   char tail[48];
   snprintf(tail, sizeof tail, "_%d%s", pid, suffix);
-  int room = MV_MAX_IDENT - 8 - (int)strlen(tail);
-  snprintf(out, outlen, "mv_swap_%.*s%s", room < 0 ? 0 : room, name, tail);
+  int room = MV_MAX_IDENT - (int)(sizeof MV_BUILD_PREFIX - 1) - (int)strlen(tail);
+  snprintf(out, outlen, MV_BUILD_PREFIX "%.*s%s", room < 0 ? 0 : room, name, tail);
 }
 
 void swap_plan_free(SwapPlan *p) {

@@ -25,6 +25,7 @@ local function to_save(fc, row)
   local options = {}
   for k, v in pairs(row and row.options or {}) do options[k] = v end
   for _, k in ipairs(require("matviews.dsl").OPTION_KEYS) do options[k] = fc.options[k] end
+  options.strategy = fc.options.strategy -- a declared strategy's name (nil for a built-in one)
   local t = {}
   for k, v in pairs(fc) do t[k] = v end
   t.options = options

@@ -4,14 +4,11 @@
 -- steps applied, so `init` applies only what is missing and twice is a no-op.
 local M = {}
 
--- The run tables' vocabulary, for every module that reads or writes runs:
--- the three operations (in the order reports list them), the run table of
--- each, and the status codes of the seed (0 pending .. 3 failed).
-M.OPS = { "create", "refresh", "delete" }
-M.RUN_TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_runs",
-                 delete = "mat_view_delete_runs" }
-M.STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed" }
-M.STATUS_CODE = { pending = 0, running = 1, success = 2, failed = 3 }
+-- The run tables' vocabulary (defined once, in matviews.vocab): the three
+-- operations, the run table of each, and the status codes of the seed.
+local vocab = require "matviews.vocab"
+M.OPS, M.RUN_TABLES = vocab.OPS, vocab.RUN_TABLES
+M.STATUS, M.STATUS_CODE = vocab.STATUS, vocab.STATUS_CODE
 
 -- Every step, in order. A new step is a new file and a new line here.
 M.steps = {

@@ -9,7 +9,8 @@ M.DSN_VAR = "MATVIEWS_CHILD_DSN"
 
 -- Starts `matviews [--config FILE] ARGS...`. opts: dsn (else the one this
 -- process was given: mv.use's conninfo or --dsn), stdout and stderr (paths;
--- else inherited). stdin is /dev/null. Returns the pid; raises on failure.
+-- else inherited), socket and group (see sys.spawn). stdin is /dev/null
+-- unless socket. Returns the pid (and the socket); raises on failure.
 function M.spawn(args, opts)
   opts = opts or {}
   local mv = require "matviews"
@@ -19,9 +20,10 @@ function M.spawn(args, opts)
   table.move(args, 1, #args, #argv + 1, argv)
   local env, dsn = {}, opts.dsn or mv.used_dsn or mv.options.dsn
   if dsn then env[M.DSN_VAR] = dsn end
-  local pid, err = sys.spawn(argv, { stdout = opts.stdout, stderr = opts.stderr, env = env })
+  local pid, err = sys.spawn(argv, { stdout = opts.stdout, stderr = opts.stderr, env = env,
+    socket = opts.socket, group = opts.group })
   if not pid then mv.error(err) end
-  return pid
+  return pid, err
 end
 
 return M

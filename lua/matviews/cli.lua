@@ -14,47 +14,6 @@ M.commands = {
   "db", "run", "repl", "version", "completion",
 }
 
-local GLOBAL_FLAGS = { ["--json"] = "json", ["--yes"] = "yes", ["--verbose"] = "verbose" }
-local GLOBAL_VALUES = { ["--dsn"] = "dsn", ["--config"] = "config" }
-
--- Pulls the global options out of args wherever they stand (before or after
--- the command name), except in what follows `run SCRIPT` and `--`.
--- Returns the remaining args, or nil and a message.
-function M.split_globals(args, options)
-  local rest, i, cmd_seen = {}, 1, nil
-  while i <= #args do
-    local a = args[i]
-    local key, val = a:match("^%-%-(%a+)=(.*)$")
-    if a == "--" then
-      table.move(args, i, #args, #rest + 1, rest); break
-    elseif GLOBAL_FLAGS[a] then
-      options[GLOBAL_FLAGS[a]] = true
-    elseif GLOBAL_VALUES[a] then
-      if args[i + 1] == nil then return nil, "option " .. a .. " needs a value" end
-      options[GLOBAL_VALUES[a]] = args[i + 1]; i = i + 1
-    elseif key and GLOBAL_VALUES["--" .. key] then
-      options[key] = val
-    else
-      rest[#rest + 1] = a
-      if not cmd_seen and not a:match("^%-") then
-        cmd_seen = a
-        if a == "run" then
-          -- everything after the script belongs to the script
-          local j = i + 1
-          while args[j] and (GLOBAL_FLAGS[args[j]] or GLOBAL_VALUES[args[j]]) do
-            if GLOBAL_FLAGS[args[j]] then options[GLOBAL_FLAGS[args[j]]] = true; j = j + 1
-            else options[GLOBAL_VALUES[args[j]]] = args[j + 1]; j = j + 2 end
-          end
-          if args[j] then rest[#rest + 1] = args[j]; rest[#rest + 1] = "--"; j = j + 1 end
-          table.move(args, j, #args, #rest + 1, rest); break
-        end
-      end
-    end
-    i = i + 1
-  end
-  return rest
-end
-
 -- Builds the argparse parser with every command module configured.
 function M.parser(mods)
   local p = argparse("matviews", "PostgreSQL materialized views, managed from Lua.")
@@ -98,11 +57,11 @@ local function command_parser(parser, name)
   return parser
 end
 
--- Entry point from the host: args without the program name. Returns the code.
-function M.main(argv)
+-- Entry point from matviews.main: the arguments left once the global
+-- options were taken (or nil and why they could not be). Returns the code.
+function M.main(args, err)
   local mv = require "matviews"
   local options = mv.options
-  local args, err = M.split_globals(argv, options)
   local mods, by_name = M.load()
   local parser = M.parser(mods)
   if not args then return usage_error(parser, err) end

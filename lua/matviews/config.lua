@@ -186,6 +186,7 @@ function M.load(path)
   local cfg = copy(M.defaults)
   cfg.workflows, cfg.hooks = {}, { on_success = {}, on_failure = {} }
   if path then
+    cfg.path_shown = path
     local env, words = setmetatable({}, { __index = _G }), {}
     for word, make in pairs(M.words) do words[word] = make(cfg); env[word] = words[word] end
     local chunk, err = loadfile(path, "t", env)
@@ -221,6 +222,13 @@ end
 
 -- Words a configuration file may call; each gets the config being built.
 M.words = {
+  -- strategy "name" (function(ctx) ... end): see matviews.strategies
+  strategy = function(cfg)
+    return function(name)
+      local line = debug.getinfo(2, "l").currentline
+      return function(fn) require("matviews.strategies").define(name, fn, cfg.path_shown or "matviews.lua", line) end
+    end
+  end,
   -- workflow "name" (function(mv, args) ... end)
   workflow = function(cfg)
     return function(name)

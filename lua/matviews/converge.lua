@@ -30,6 +30,7 @@ local function save_all(mv, conn, p)
         local options = {}
         for k, v in pairs(e.row and e.row.options or {}) do options[k] = v end
         for _, k in ipairs(require("matviews.dsl").OPTION_KEYS) do options[k] = e.fc.options[k] end
+        options.strategy = e.fc.options.strategy -- a declared strategy's name (nil for a built-in one)
         t.options = options
         mv.definitions.save(t, c)
         a.status = "success"

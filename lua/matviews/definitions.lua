@@ -9,15 +9,13 @@ local cjson = require "cjson"
 
 local M = {}
 
--- The catalog's vocabulary, for every module that speaks it (the DSL, the
--- config, the CLI, the reports): refresh strategies by name and by number,
--- and the row count strategies in the order help texts list them.
-M.STRATEGIES = { regular = 0, concurrent = 1, swap = 2 }
-M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
+-- The catalog's vocabulary (defined once, in matviews.vocab), for every
+-- module that speaks it (the DSL, the config, the CLI, the reports):
+-- refresh strategies by name and by number, and the row count strategies.
+local vocab = require "matviews.vocab"
+M.STRATEGIES, M.STRATEGY_NAMES = vocab.STRATEGIES, vocab.STRATEGY_NAMES
 local STRATEGY_NAMES = M.STRATEGY_NAMES
-M.ROW_COUNT_LIST = { "none", "estimated", "exact" }
-M.ROW_COUNTS = {}
-for _, s in ipairs(M.ROW_COUNT_LIST) do M.ROW_COUNTS[s] = true end
+M.ROW_COUNT_LIST, M.ROW_COUNTS = vocab.ROW_COUNT_LIST, vocab.ROW_COUNTS
 
 local function mv() return require "matviews" end
 
@@ -286,6 +284,10 @@ M.LABEL_SQL = M.label_sql("mat_view_definitions")
 local COLUMNS = [[id, schema_name, name, ]] .. M.LABEL_SQL .. [[ AS label, sql, refresh_strategy, unique_index_columns::text, dependencies::text,
   schedule_cron, indexes::text, grants::text, comment, retention::text, options::text,
   created_at::text, updated_at::text]]
+-- What the run recorder reads with a run's begin (one statement), and turns
+-- into a definition with M.from_row: the definition is read once per run.
+M.COLUMNS = COLUMNS
+M.from_row = from_row
 
 -- The schema a definition without one is saved in: the configuration's
 -- `schema`, else the connection's current_schema() (public when

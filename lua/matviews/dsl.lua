@@ -19,10 +19,10 @@ local PRIVILEGES = definitions.PRIVILEGES
 
 -- The keys a view may set, in the order they are documented.
 M.KEYS = { "sql", "schema", "strategy", "unique", "indexes", "depends_on", "schedule",
-  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze" }
+  "retention", "grants", "comment", "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze", "audit" }
 -- The keys kept in the catalog's `options` (jsonb), under the same names;
 -- the file owns them (apply writes them, plan compares them).
-M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze" }
+M.OPTION_KEYS = { "row_count", "lock_timeout_ms", "statement_timeout_ms", "analyze", "audit" }
 local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
@@ -83,10 +83,17 @@ function normalise.schema(v)
   return v
 end
 
+-- A built-in strategy, or one a `strategy "name"` declares (in any file:
+-- checked once every file is loaded).
 function normalise.strategy(v)
-  if not STRATEGIES[v] then
-    return nil, 'one of "regular", "concurrent", "swap"'
-  end
+  if STRATEGIES[v] or (type(v) == "string" and v:match("^[%a_][%w_]*$")) then return v end
+  return nil, 'one of "regular", "concurrent", "swap" or a declared strategy name'
+end
+
+-- audit = { min_rows = 1, ... }: see matviews.audit.
+function normalise.audit(v)
+  local why = require("matviews.audit").check(v)
+  if why then return nil, why end
   return v
 end
 
@@ -279,6 +286,14 @@ local function environment(state)
     pairs = pairs, ipairs = ipairs, next = next, tostring = tostring, tonumber = tonumber,
     type = type, select = select, error = error, assert = assert, pcall = pcall,
   }
+  -- strategy "name" (function(ctx) ... end): registered for every file
+  function env.strategy(name)
+    local line = debug.getinfo(2, "l").currentline
+    return function(fn)
+      local ok, e = pcall(require("matviews.strategies").define, name, fn, state.file, line)
+      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e) end
+    end
+  end
   -- view "name" { ... }
   -- view "name" { ... } or view "schema.name" { ... }
   function env.view(qname)
@@ -352,6 +367,14 @@ function M.load_dir(dir)
       end
     end
   end
+  local strategies = require "matviews.strategies"
+  for _, def in ipairs(state.defs) do
+    if not strategies.get(def.strategy) then
+      state.errors[#state.errors + 1] = ("%s:%d: view '%s': unknown strategy \"%s\" (declared: %s)"):format(
+        def.file, def.line, def.schema and (def.schema .. "." .. def.name) or def.name, def.strategy,
+        table.concat(strategies.names(), ", "))
+    end
+  end
   if #state.errors > 0 then return nil, state.errors end
   return state.defs
 end
@@ -368,11 +391,14 @@ end
 function M.to_catalog(def)
   local retention = def.retention
   if type(retention) == "function" then retention = { custom = true } end
+  local options = M.options_of(def)
+  local builtin = STRATEGIES[def.strategy] ~= nil
+  if not builtin then options.strategy = def.strategy end -- a declared strategy: by name, over a regular refresh
   return {
     schema_name = def.schema,
     name = def.name,
     sql = def.sql,
-    refresh_strategy = def.strategy,
+    refresh_strategy = builtin and def.strategy or "regular",
     unique_index_columns = def.unique,
     dependencies = def.depends_on,
     schedule_cron = def.schedule,
@@ -380,7 +406,7 @@ function M.to_catalog(def)
     grants = def.grants,
     comment = def.comment,
     retention = retention,
-    options = M.options_of(def),
+    options = options,
   }
 end
 
@@ -392,7 +418,7 @@ function M.from_catalog(d, file, line)
   local options = type(d.options) == "table" and d.options or {}
   local def = {
     name = d.name, schema = d.schema_name, sql = d.sql,
-    strategy = definitions.STRATEGY_NAMES[d.refresh_strategy] or d.refresh_strategy,
+    strategy = options.strategy or definitions.STRATEGY_NAMES[d.refresh_strategy] or d.refresh_strategy,
     unique = d.unique_index_columns or {}, depends_on = d.dependencies or {},
     schedule = d.schedule_cron, indexes = d.indexes or {}, grants = d.grants or {},
     comment = d.comment, retention = d.retention, file = file, line = line,

@@ -1,21 +1,36 @@
 -- Jobs: create, refresh and delete views with their runs recorded (`mv.jobs`,
--- shorthands mv.create/refresh/delete). The recording itself is C
--- (core.jobs.run, src/jobs.c); this module fills in the configuration's
--- defaults, gives each job its recorder connection, picks the adapter
--- (job_adapter = "inline" runs here and returns the finalised run; "queue"
--- puts a job row on matviews_jobs and returns { queued = true, job_id = n })
--- and calls the hooks after a run is finalised. It also finds and reconciles
--- orphaned runs: rows left `running` by a process that died.
+-- shorthands mv.create/refresh/delete). The job flow is here, top-down:
+-- the CLI (or a script) calls M.run; M.run calls the run recorder and the
+-- view services, both C primitives (core.recorder, core.services through
+-- mv.services), which call pg.c. Nothing below calls back up.
+--
+-- One run: begin (one statement on the recorder: the definition row read,
+-- once, the run row inserted, the view's lock tried), the lock waited for if
+-- another job holds it, the service called (retrying transient failures
+-- with backoff), finish (one statement: the row finalised, the lock
+-- released), the hooks. The run is held in a to-be-closed variable: an
+-- error anywhere between begin and finish finalises it as failed and
+-- releases the lock (recorder.c's __close) before it propagates.
+--
+-- The adapter (job_adapter = "inline" runs here and returns the finalised
+-- run; "queue" puts a job row on matviews_jobs and returns { queued = true,
+-- job_id = n }) is picked from the configuration. This module also finds and
+-- reconciles orphaned runs: rows left `running` by a process that died.
 local core = require "matviews.core"
+local vocab = require "matviews.vocab"
+local recorder = core.recorder
 
 local M = {}
 
-local catalog = require "matviews.catalog"
-local RUN_TABLES = catalog.RUN_TABLES
+local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
-local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true,
+local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
   record_timeout_ms = true }
+
+-- SQLSTATEs a new attempt may fix, and the reason recorded for each.
+local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
+  ["40001"] = "serialization_failure" }
 
 local function mv() return require "matviews" end
 
@@ -33,11 +48,11 @@ end
 local recorders = setmetatable({}, { __mode = "k" })
 
 -- The connection that writes the run rows of jobs on conn and holds their
--- view locks: a clone of conn (same server, database, user), reused while it
--- answers.
+-- view locks: a clone of conn (same server, database, user), reused while
+-- it is connected (one that broke mid-run is reconnected by the recorder).
 function M.recorder(conn)
   local rec = recorders[conn]
-  if rec and rec:is_open() and pcall(rec.exec, rec, "SELECT 1") then return rec end
+  if rec and rec:is_open() and rec:is_connected() then return rec end
   if rec then rec:close() end
   rec = conn:clone()
   recorders[conn] = rec
@@ -51,43 +66,259 @@ local function merged(base, over)
   return t
 end
 
--- Runs a job here and now, whatever the adapter: returns the finalised run
--- { id, op, mat_view_definition_id, view, status = "success"|"failed",
--- started_at, finished_at, duration_ms, rows_count, error, meta, backend_pid,
--- hostname, process_pid } after calling the hooks. Raises only when the run
--- cannot be recorded (no such definition, no catalog, database gone).
-function M.run(op, ref, opts)
-  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
-  opts = opts or {}
+-- A JSON-able copy of v (strings, numbers, booleans, mv.null, tables of
+-- those); anything else becomes nil.
+local function jsonable(v, depth)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" or v == core.null then return v end
+  if t ~= "table" or (depth or 0) > 16 then return nil end
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) == "string" or type(k) == "number" then out[k] = jsonable(x, (depth or 0) + 1) end
+  end
+  return out
+end
+
+-- A service-shaped error response; raised marks an exception.
+local function error_response(view, e, raised)
+  local msg = type(e) == "table" and e.message or e
+  return { status = "error", success = false, view = view, raised = raised or nil,
+    error = { message = tostring(msg or "the service raised an error"),
+              sqlstate = type(e) == "table" and e.sqlstate or nil } }
+end
+
+-- Why the response may be retried on conn: the reason, or nil.
+local function retry_reason(resp, conn, op)
+  if resp.success or resp.raised then return nil end
+  local st = type(resp.error) == "table" and resp.error.sqlstate or nil
+  if RETRYABLE[st] then return RETRYABLE[st] end
+  if op == "refresh" and not (conn:is_open() and conn:is_connected()) then return "connection_lost" end
+  return nil
+end
+
+-- The backoff before attempt n+1: min(max, base * 2^(n-1)), with jitter
+-- drawn from its upper half.
+local function backoff_ms(retry, n)
+  local base, max = retry.base_ms or 200, retry.max_ms or 5000
+  local d = math.min(max, base * 2 ^ (n - 1))
+  local half = math.floor(d / 2)
+  return half + (half > 0 and math.random(0, half) or 0)
+end
+
+-- A refresh through its strategy (matviews.strategies): a built-in one
+-- returns the service's response, as the service would; a failed step
+-- raises with the response, which is kept. A user strategy's value goes
+-- into meta.result, and its run succeeds unless it raised or ctx:fail-ed;
+-- the error then names the strategy and where it is declared. Returns ok
+-- and the response or the error.
+local function call_strategy(job)
+  local s = job.strategy_def
+  local ctx = require("matviews.strategies").context(job)
+  local fn = s.fn
+  if not s.builtin then -- user code: under the configured instruction budget, as definition files are
+    fn = function(c) return require("matviews.config").bounded(("strategy \"%s\""):format(s.name), s.fn, c) end
+  end
+  local ok, r = xpcall(fn, function(e) return e end, ctx)
+  ctx:close()
+  job.audit = ctx.audit or (type(r) == "table" and not ok and r.audit) or job.audit
+  if s.builtin then
+    if not ok and type(r) == "table" and type(r.response) == "table" and not r.audit then return true, r.response end
+    return ok, r
+  end
+  if ok then
+    job.result = jsonable(r)
+    local resp = ctx.response or { status = "updated", view = job.view, request = {}, response = {} }
+    if not resp.success then resp = { status = "updated", view = resp.view, request = resp.request, response = resp.response } end
+    resp.success = true
+    return true, resp
+  end
+  local msg = type(r) == "table" and tostring(r.message) or tostring(r)
+  return false, { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
+    sqlstate = type(r) == "table" and r.sqlstate or nil }
+end
+
+-- One attempt: the session timeouts wanted (sent with the service's first
+-- statement, put back before the caller's next one), the service (or, for
+-- a refresh, the strategy) called protected. Returns the response (a
+-- table, always) and the attempt record.
+local function attempt(job, n)
+  local started, t = recorder.now_iso(), core.sys.monotonic_ms()
+  local conn, resp = job.options.conn, nil
+  if not (conn:is_open()) then
+    resp = error_response(job.view, "the service connection is closed")
+  else
+    recorder.want_timeouts(conn, job.lock_timeout, job.statement_timeout, true)
+    job.run:watch(true, conn)
+    local ok, r
+    if job.strategy_def then ok, r = call_strategy(job)
+    else ok, r = pcall(job.service, job.defn, job.options) end
+    local lost = job.run:watch(false)
+    recorder.restore_timeouts(conn)
+    if not ok then resp = error_response(job.view, r, true)
+    elseif type(r) ~= "table" then resp = error_response(job.view, "the service returned no response table", true)
+    else resp = r end
+    local cancelled = not ok or resp.success or (type(resp.error) == "table" and resp.error.sqlstate == "57014")
+    if lost and cancelled then
+      resp = error_response(job.view, job.view .. ": lost the view's lock (the session holding it ended); the "
+        .. (ok and "service's statement was cancelled" or "service stopped"), true)
+    end
+  end
+  local rec = { attempt = n, status = resp.status, error = jsonable(resp.error), started_at = started,
+    finished_at = recorder.now_iso(), duration_ms = math.floor(core.sys.monotonic_ms() - t + 0.5) }
+  return resp, rec
+end
+
+-- Calls the service until it succeeds, fails for good, or the attempts run
+-- out; returns the last response and the attempt records.
+local function attempts(job)
+  local records, max = {}, math.max(1, job.retry.attempts or 3)
+  for n = 1, math.huge do
+    local resp, rec = attempt(job, n)
+    records[n] = rec
+    local why = retry_reason(resp, job.options.conn, job.op)
+    if why == nil or n >= max or recorder.pending() then return resp, records end
+    local wait = backoff_ms(job.retry, n)
+    rec.retry_reason, rec.retry_in_ms = why, wait
+    if not recorder.sleep(wait) then return resp, records end
+    if why == "connection_lost" then
+      local ok, fresh = pcall(job.reconnect, job.options.conn)
+      if not ok then rec.reconnect_error = type(fresh) == "table" and fresh.message or tostring(fresh); return resp, records end
+      job.options.conn = fresh
+    end
+  end
+end
+
+-- The run's meta from the final response: the request's keys at top level
+-- (row_count_strategy, force, cascade, if_exists, ...), view, strategy, sql,
+-- lock_ms, row counts, request/response/error whole, the attempts and the
+-- lock wait.
+local function final_meta(job, resp, records)
+  local meta = {}
+  if type(resp.request) == "table" then for k, v in pairs(jsonable(resp.request)) do meta[k] = v end end
+  local inner = type(resp.response) == "table" and resp.response or {}
+  meta.sql, meta.lock_ms = jsonable(inner.sql), jsonable(inner.lock_ms)
+  meta.row_count_before, meta.row_count_after = jsonable(inner.row_count_before), jsonable(inner.row_count_after)
+  meta.view = jsonable(resp.view) or job.view
+  meta.service_status = jsonable(resp.status)
+  meta.request, meta.response, meta.error = jsonable(resp.request), jsonable(resp.response), jsonable(resp.error)
+  if job.op == "refresh" then meta.strategy = job.strategy end
+  meta.result, meta.audit = job.result, job.audit
+  meta.attempts = records
+  meta.lock_wait_ms = job.run:info().lock_wait_ms
+  return meta
+end
+
+-- The outcome recorder.finish takes, from the final response.
+local function outcome(job, resp, records)
+  local meta = final_meta(job, resp, records)
+  local o = { status = resp.success and "success" or "failed", meta = meta }
+  if not resp.success then
+    o.error = type(resp.error) == "table" and resp.error.message and tostring(resp.error.message) or "the service failed"
+  end
+  local after = meta.row_count_after
+  if job.op == "refresh" and job.options.row_count_strategy ~= "none" and math.type(after) == "integer" and after >= 0 then
+    o.rows_count = after
+  end
+  return o
+end
+
+-- "5000ms" from a count of milliseconds.
+local function ms(n) return ("%dms"):format(math.max(0, math.tointeger(n) or 0)) end
+
+-- The job's settings from its definition (read by begin), the job options
+-- and the configuration: service, timeouts, row count strategy.
+local function settle(job, defn, opts, cfg)
+  local dopts = defn.options or {}
+  job.defn, job.view = defn, defn.name
+  job.strategy = dopts.strategy or defn.refresh_strategy
+  if job.op == "refresh" then
+    job.strategy_def = require("matviews.strategies").resolve(job.strategy, "definition " .. (defn.label or defn.name))
+  else
+    job.service = mv().services[job.op .. "_view"]
+  end
+  job.args = opts.args
+  job.lock_timeout = ms(opts.lock_timeout_ms or dopts.lock_timeout_ms or cfg.lock_timeout_ms)
+  -- none set: the session keeps its own (the server's, role's or database's)
+  local st = opts.statement_timeout_ms or dopts.statement_timeout_ms or cfg.statement_timeout_ms
+  job.statement_timeout = st and ms(st) or nil
+  if job.options.row_count_strategy == nil then job.options.row_count_strategy = dopts.row_count or cfg.row_count end
+end
+
+-- The body of a run, between begin and finish: the definition checked,
+-- the lock, the attempts. Returns the outcome.
+local function run_body(job, row, opts, cfg)
+  local ok, defn = pcall(require("matviews.definitions").from_row, row)
+  if not ok then
+    job.view = row.name
+    local resp = error_response(row.name, defn, true)
+    return outcome(job, resp, { { attempt = 1, status = "error", error = jsonable(resp.error) } })
+  end
+  local sok, why = pcall(settle, job, defn, opts, cfg)
+  if not sok then
+    local resp = error_response(job.view or row.name, why, true)
+    return outcome(job, resp, { { attempt = 1, status = "error", error = jsonable(resp.error) } })
+  end
+  local locked, why = job.run:lock(opts.lock_wait_ms or cfg.lock_wait_ms)
+  if not locked then return outcome(job, error_response(job.view, why), {}) end
+  return outcome(job, attempts(job))
+end
+
+-- One recorded run; returns the finalised run.
+local function run_job(op, ref, opts)
   local m = mv()
   local cfg = m.config()
   local default = opts.conn == nil
   local conn = opts.conn or m.conn()
   local options = {}
   for k, v in pairs(opts) do if not JOB_KEYS[k] then options[k] = v end end
-  if type(ref) == "string" and not ref:match("^%d+$") then
-    -- the C job looks definitions up by id or plain name; a qualified or
-    -- ambiguous name is resolved here, in the one place that knows schemas
-    local d = m.definitions.find(ref, conn)
-    if d then ref = d.id end
-  end
   if op == "refresh" then options.lock_timeout_ms = options.lock_timeout_ms or cfg.lock_timeout_ms end
-  local run = core.jobs.run {
-    op = op, definition = ref, run_conn = M.recorder(conn), conn = conn, options = options,
-    lock_wait_ms = opts.lock_wait_ms or cfg.lock_wait_ms,
-    record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms,
-    lock_timeout_ms = opts.lock_timeout_ms, statement_timeout_ms = opts.statement_timeout_ms,
-    default_lock_timeout_ms = cfg.lock_timeout_ms, default_statement_timeout_ms = cfg.statement_timeout_ms,
-    default_row_count = cfg.row_count,
-    retry = merged(cfg.retry, opts.retry),
-    reconnect = function(old)
-      local fresh = old:clone()
-      if default then m.use(fresh) end
-      return fresh
-    end,
-  }
+  local job = { op = op, retry = merged(cfg.retry, opts.retry) }
+  job.reconnect = function(old)
+    local fresh = old:clone()
+    if default then m.use(fresh) end
+    return fresh
+  end
+  local schema, name
+  if type(ref) == "string" then schema, name = m.definitions.split(ref) else name = ref end
+  local run <close>, row = recorder.begin(M.recorder(conn), {
+    op = op, definition = name, schema = schema, columns = m.definitions.COLUMNS,
+    meta = { request = jsonable(options) },
+    record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms })
+  if run == nil then m.definitions.find(ref, conn) end -- a plain name in several schemas: raises, naming them
+  job.run = run
+  options.conn = conn
+  job.options = options
+  return run:finish(run_body(job, row, opts, cfg))
+end
+
+-- Runs a job here and now, whatever the adapter: returns the finalised run
+-- { id, op, mat_view_definition_id, view, status = "success"|"failed",
+-- started_at, finished_at, duration_ms, lock_wait_ms, rows_count, error,
+-- meta, backend_pid, hostname, process_pid } after calling the hooks.
+-- Raises only when the run cannot be recorded (no such definition, no
+-- catalog, database gone). A SIGINT outside a statement is held until the
+-- run is finalised, then raised as "interrupted!"; one during a statement
+-- cancels it (the run fails with the cancel).
+local function run_guarded(op, ref, opts)
+  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
+  local held = recorder.hold()
+  local ok, run = pcall(run_job, op, ref, opts or {})
+  local interrupted = recorder.release(held)
+  if not ok then error(run, 0) end
   require("matviews.hooks").fire(run)
+  return run, interrupted
+end
+
+function M.run(op, ref, opts)
+  local run, interrupted = run_guarded(op, ref, opts)
+  if interrupted then error("interrupted!", 0) end
   return run
+end
+
+-- M.run for callers that hold SIGINT themselves (recorder.hold: the pool
+-- workers, the parallel coordinator): a SIGINT stays pending for them.
+function M.run_held(op, ref, opts)
+  return (run_guarded(op, ref, opts))
 end
 
 -- A job through the configured adapter: inline returns the run, queue
@@ -133,7 +364,7 @@ local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended befo
 -- Finalises orphaned runs as failed with an explanatory error; returns them.
 local function reconcile_runs(conn)
   local out = {}
-  for _, op in ipairs(catalog.OPS) do
+  for _, op in ipairs(vocab.OPS) do
     local rows = conn:query(([[UPDATE %s r SET status = 3, finished_at = clock_timestamp(),
         updated_at = clock_timestamp(),
         error = format($1::text, coalesce(r.process_pid::text, '?'), coalesce(r.hostname, '?')),
@@ -172,9 +403,9 @@ function M.swap_leftovers(conn)
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     CROSS JOIN LATERAL (SELECT (regexp_match(c.relname, '_([0-9]+)$'))[1] AS pid) p
     JOIN mat_view_definitions d
-      ON c.relname = 'mv_swap_' || left(d.name, 63 - 8 - length('_' || p.pid)) || '_' || p.pid
+      ON c.relname = ]] .. vocab.build_relation_sql("d.name", "p.pid") .. [[
       AND n.nspname = d.schema_name
-    WHERE c.relkind = 'm' AND c.relname LIKE 'mv\_swap\_%'
+    WHERE c.relkind = 'm' AND starts_with(c.relname, ']] .. vocab.BUILD_PREFIX .. [[')
       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p.pid::int)
     ORDER BY 1, 2]])
 end

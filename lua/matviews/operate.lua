@@ -82,13 +82,24 @@ function M.name_list(names)
   return s
 end
 
--- The result line of one view's run (queued, or status, duration, rows
--- and, unless it succeeded, the error).
+-- "1.2 s" or "340 ms".
+local function span(ms)
+  if ms >= 1000 then return ("%.1f s"):format(ms / 1000) end
+  return ("%d ms"):format(ms)
+end
+
+-- The result line of one view's run (queued, or status, the run's recorded
+-- duration, rows, the time it waited for the view's lock when it had to,
+-- and, unless it succeeded, the error). Sequential and parallel refresh
+-- print the same line.
 function M.result_text(op, name, run)
   if run.queued then return ("%s %s: queued (job %s)"):format(op, name, tostring(run.job_id)) end
   local s = ("%s %s: %s"):format(op, name, tostring(run.status))
   if math.type(run.duration_ms) == "integer" then s = s .. (" in %d ms"):format(run.duration_ms) end
   if math.type(run.rows_count) == "integer" then s = s .. ", " .. require("matviews.format").count(run.rows_count, "row") end
+  if math.type(run.lock_wait_ms) == "integer" and run.lock_wait_ms > 0 then
+    s = s .. (" (waited %s for the lock)"):format(span(run.lock_wait_ms))
+  end
   if run.status ~= "success" and run.error ~= nil and run.error ~= output.null then
     s = s .. ": " .. tostring(run.error)
     local note = require("matviews.run_detail").lock_note(run)

@@ -1,14 +1,32 @@
 -- Dependency-aware parallel refresh: mv.refresh_all{ parallel = N, views =
 -- {...}, upstream = bool, downstream = bool }. The coordinator walks the
--- dependency graph (matviews.deps) and keeps up to N child processes busy;
--- each child is this host running one recorded refresh job (M.child), on its
--- own connection. A view starts as soon as everything it reads that is part
--- of this run has been refreshed. When a refresh fails, every view
--- downstream of it is not run and gets a failed refresh run whose error
--- names the failed upstream; independent branches go on.
+-- dependency graph (matviews.deps) and keeps up to N workers busy. A view
+-- starts as soon as everything it reads that is part of this run has been
+-- refreshed. When a refresh fails, every view downstream of it is not run
+-- and gets a failed refresh run whose error names the failed upstream;
+-- independent branches go on.
+--
+-- The workers are a fixed pool of long-lived host processes (M.serve),
+-- started once per refresh_all and fed one view name at a time over a Unix
+-- socket; each runs the same recorded refresh job as a sequential refresh
+-- (matviews.jobs) on its two connections, opened once and reused, and
+-- answers with the finalised run as one JSON line. Why a pool and not
+-- asynchronous libpq in this process: the job path (definition, lock,
+-- retries, timeouts, hooks, swap's transactions and plan) stays the one
+-- synchronous path that sequential refresh and the worker use; services
+-- would otherwise have to become state machines. A view costs one socket
+-- round trip on top of its job; no process starts and no connection opens
+-- per view. A worker that cannot connect (max_connections) is dropped, said
+-- once, and the rest go on; with none, the views run here, one at a time.
+--
+-- Signals: the workers lead process groups of their own, so a terminal's
+-- Ctrl-C reaches the coordinator only. The first one is forwarded to the
+-- busy workers (their running refreshes are cancelled and recorded as
+-- failed), no other view is started (none gets a run), and the result says
+-- how many were not started (interrupted = N); a second one exits at once.
 local M = {}
 
-local STATUS_FAILED = 3
+local STATUS_FAILED = require("matviews.vocab").STATUS_CODE.failed
 
 -- The definitions to refresh: opts.views (all when absent) with, on
 -- request, everything they read (upstream) and everything that reads them
@@ -35,49 +53,46 @@ function M.select_views(g, opts)
   return set
 end
 
+-- Runs fn(conn) on the coordinator's connection; a lost connection is
+-- reconnected with backoff (up to 5 times) and fn run again.
+local function with_conn(st, fn)
+  local mv = require "matviews"
+  local wait = 100
+  for try = 1, 6 do
+    local ok, r = pcall(fn, st.conn)
+    if ok then return r end
+    if try == 6 or (st.conn:is_open() and st.conn:is_connected()) then error(r, 0) end
+    mv.core.sys.sleep_ms(wait)
+    wait = math.min(wait * 2, 2000)
+    local cok, fresh = pcall(st.conn.clone, st.conn)
+    if cok then
+      if st.conn == mv.conn() then
+        local dsn = mv.used_dsn -- what the workers connect with stays
+        mv.use(fresh)
+        mv.used_dsn = dsn
+      end
+      st.conn = fresh
+    end
+  end
+end
+
 -- Records that `name` was not refreshed because `upstream` failed: a failed
 -- refresh run, started and finished now.
-local function record_skipped(conn, node, upstream)
+local function record_skipped(st, node, upstream)
   local mv = require "matviews"
   local msg = ("not refreshed: upstream %s failed"):format(upstream)
-  conn:exec([[INSERT INTO mat_view_refresh_runs
-      (mat_view_definition_id, status, started_at, finished_at, duration_ms, error, meta, hostname, process_pid)
-    VALUES ($1, $2, now(), now(), 0, $3, $4, $5, $6)]],
-    node.id, STATUS_FAILED, msg, { view = node.name, skipped = true, upstream_failed = upstream },
-    mv.core.sys.hostname(), mv.core.sys.getpid())
-  return msg
-end
-
--- Starts the refresh of `name` in a child (matviews.child: it connects as
--- this process does, or to opts.dsn); returns its record.
-local function start(name, opts, tmp)
-  local mv = require "matviews"
-  local rec = { name = name, out = tmp .. "." .. name .. ".out", err = tmp .. "." .. name .. ".err",
-    started_ms = mv.core.sys.monotonic_ms() }
-  local code = ("require('matviews.parallel').child(%q, %q)")
-    :format(name, mv.json.encode({ row_count_strategy = opts.row_count_strategy }))
-  rec.pid = require("matviews.child").spawn({ "-e", code }, { dsn = opts.dsn, stdout = rec.out, stderr = rec.err })
-  return rec
-end
-
--- Reads a finished child's outcome into rec (status, error, run_id, ...).
-local function finish(rec, code)
-  local mv = require "matviews"
-  rec.finished_ms = mv.core.sys.monotonic_ms()
-  rec.duration_ms = math.floor(rec.finished_ms - rec.started_ms + 0.5)
-  local take = require("matviews.files").take
-  local out, err = take(rec.out), take(rec.err)
-  local ok, doc = pcall(mv.json.decode, out:match("[^\n]*\n?$") or "")
-  if ok and type(doc) == "table" and doc.status then
-    rec.status, rec.run_id, rec.rows_count = doc.status, doc.id, doc.rows_count
-    rec.error = doc.error ~= mv.null and doc.error or nil
-  else
-    rec.status = "failed"
-    local line = err:match("^[^\n]*") or ""
-    rec.error = ("refresh process exited with code %d%s"):format(code, line ~= "" and (": " .. line) or "")
+  local ok, err = pcall(with_conn, st, function(conn)
+    conn:exec([[INSERT INTO mat_view_refresh_runs
+        (mat_view_definition_id, status, started_at, finished_at, duration_ms, error, meta, hostname, process_pid)
+      VALUES ($1, $2, now(), now(), 0, $3, $4, $5, $6)]],
+      node.id, STATUS_FAILED, msg, { view = node.name, skipped = true, upstream_failed = upstream },
+      mv.core.sys.hostname(), mv.core.sys.getpid())
+  end)
+  if not ok then
+    io.stderr:write(("matviews: could not record that %s was not refreshed (%s)\n"):format(node.name,
+      type(err) == "table" and tostring(err.message) or tostring(err)))
   end
-  if code ~= 0 and rec.status == "success" then rec.status = "failed" end
-  rec.out, rec.err, rec.pid = nil, nil, nil
+  return msg
 end
 
 -- Marks every not yet finished view downstream of `failed` as skipped.
@@ -87,7 +102,7 @@ local function skip_downstream(st, failed)
     if st.set[n] and not st.done[n] then
       st.done[n] = true
       st.waiting[n] = nil
-      local msg = record_skipped(st.conn, st.g.nodes[n], failed)
+      local msg = record_skipped(st, st.g.nodes[n], failed)
       local rec = { name = n, status = "skipped", error = msg, upstream_failed = failed }
       st.results[#st.results + 1] = rec
       st.emit("skipped", rec)
@@ -124,44 +139,218 @@ local function initial_state(g, set, conn, emit)
   return st
 end
 
+-- The outcome of a job as the coordinator keeps it.
+local function from_run(rec, run)
+  local int = function(v) return type(v) == "number" and math.tointeger(v) or nil end
+  rec.status, rec.run_id, rec.rows_count = run.status, int(run.id), int(run.rows_count)
+  rec.duration_ms, rec.lock_wait_ms = int(run.duration_ms), int(run.lock_wait_ms)
+  rec.error = run.error ~= require("matviews").null and run.error or nil
+  return rec
+end
+
+-- Writes one JSON document as a line on fd (a worker's socket, or stdout).
+local function send(fd, doc)
+  local mv = require "matviews"
+  return mv.core.sys.fd_write(fd, mv.json.encode(doc) .. "\n")
+end
+
+-- The body of a pool worker (started by start_pool): connects (service
+-- and recorder), says it is ready, then runs one recorded refresh per line
+-- read on stdin ({ name, row_count_strategy }) and answers each with the
+-- run on stdout, until stdin ends. SIGINT is held for its whole life: one
+-- cancels the statement running (or the next one), and the job records
+-- the run as failed.
+function M.serve()
+  local mv = require "matviews"
+  local sys, recorder = mv.core.sys, mv.core.recorder
+  recorder.hold()
+  mv.core.slot_wait(0) -- a worker the server has no slot for says so and is dropped
+  local ok, err = pcall(function() mv.jobs.recorder(mv.conn()) end)
+  send(1, { ready = ok, error = not ok and (type(err) == "table" and tostring(err.message) or tostring(err)) or nil })
+  if not ok then os.exit(1) end
+  local buf = ""
+  while true do
+    local data = sys.poll_read({ 0 })[0]
+    if data == "" then break end
+    buf = buf .. (data or "")
+    for line in buf:gmatch("([^\n]*)\n") do
+      local job = mv.json.decode(line)
+      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, { inline = true,
+        row_count_strategy = job.row_count_strategy, args = job.args })
+      if not jok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
+      recorder.pending(true)
+      send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
+        rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms })
+    end
+    buf = buf:match("[^\n]*$")
+  end
+  os.exit(0)
+end
+
+-- Starts one more pool worker { pid, fd, buf, ready = nil } into workers.
+-- Workers start one after the other (the next once the last is connected),
+-- so that when the server runs out of connections, the ones connected stay.
+local function start_worker(workers, opts)
+  local pid, fd = require("matviews.child").spawn({ "-e", "require('matviews.parallel').serve()" },
+    { dsn = opts.dsn, socket = true, group = true })
+  workers[#workers + 1] = { pid = pid, fd = fd, buf = "" }
+end
+
+-- Reads what the workers wrote (waiting up to timeout_ms); calls
+-- on_line(worker, doc) for each complete line, on_line(worker, nil) when a
+-- worker's socket ended.
+local function read_workers(workers, timeout_ms, on_line)
+  local mv = require "matviews"
+  local fds, by_fd = {}, {}
+  for _, w in ipairs(workers) do
+    if w.fd then fds[#fds + 1] = w.fd; by_fd[w.fd] = w end
+  end
+  if #fds == 0 then return end
+  for fd, data in pairs(mv.core.sys.poll_read(fds, timeout_ms)) do
+    local w = by_fd[fd]
+    if data == "" then
+      mv.core.sys.fd_close(fd)
+      w.fd = nil
+      on_line(w, nil)
+    else
+      w.buf = w.buf .. data
+      for line in w.buf:gmatch("([^\n]*)\n") do
+        local ok, doc = pcall(mv.json.decode, line)
+        on_line(w, ok and type(doc) == "table" and doc or { status = "failed", error = "unreadable answer: " .. line })
+      end
+      w.buf = w.buf:match("[^\n]*$")
+    end
+  end
+end
+
+-- Closes the workers' sockets (they exit at end of input) and reaps them.
+local function stop_pool(workers)
+  local sys = require("matviews").core.sys
+  local pids = {}
+  for _, w in ipairs(workers) do
+    if w.fd then sys.fd_close(w.fd); w.fd = nil end
+    pids[#pids + 1] = w.pid
+  end
+  while #pids > 0 do
+    local pid = sys.wait_any(pids, 10000)
+    if not pid then for _, p in ipairs(pids) do sys.kill(p, 9) end
+    else for i, p in ipairs(pids) do if p == pid then table.remove(pids, i) break end end end
+  end
+end
+
+-- A worker's answer: its readiness, or the run of the view it was given.
+local function on_answer(st, w, doc)
+  if w.ready == nil then
+    w.ready = doc ~= nil and doc.ready == true
+    if not w.ready then st.refused = doc and doc.error or "the worker ended" end
+    return
+  end
+  local rec = w.rec
+  if rec == nil then return end
+  w.rec = nil
+  for i, r in ipairs(st.running) do if r == rec then table.remove(st.running, i) break end end
+  from_run(rec, doc or { status = "failed", error = "the refresh worker ended unexpectedly" })
+  on_finished(st, rec)
+end
+
+-- Gives the next ready view to worker w.
+local function dispatch(st, w, opts)
+  local mv = require "matviews"
+  local rec = { name = table.remove(st.ready), started_ms = mv.core.sys.monotonic_ms() }
+  w.rec = rec
+  st.running[#st.running + 1] = rec
+  st.emit("start", rec)
+  if not send(w.fd, { name = rec.name, row_count_strategy = opts.row_count_strategy, args = opts.args }) then
+    on_answer(st, w, nil)
+  end
+end
+
+-- Runs one view here (no worker could connect).
+local function run_here(st, opts)
+  local mv = require "matviews"
+  local rec = { name = table.remove(st.ready) }
+  st.running[1] = rec
+  st.emit("start", rec)
+  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, { inline = true,
+    row_count_strategy = opts.row_count_strategy, args = opts.args })
+  if not ok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
+  st.running = {}
+  from_run(rec, run)
+  on_finished(st, rec)
+end
+
+-- Starts the next worker when the last one is connected and fewer than n
+-- run; says once when the server refused one. Returns the usable workers
+-- and whether one is still starting.
+local function grow_pool(st, workers, n, opts)
+  local usable, starting = 0, false
+  for _, w in ipairs(workers) do
+    if w.ready and w.fd then usable = usable + 1 end
+    if w.ready == nil and w.fd then starting = true end
+  end
+  if not starting and not st.refused and #workers < n and not st.interrupted then
+    start_worker(workers, opts)
+    starting = true
+  end
+  if st.refused and not starting and not st.said then
+    st.said = true
+    io.stderr:write(("matviews: %d of %d refresh workers could connect (%s); going on with %d\n")
+      :format(usable, n, tostring(st.refused), usable))
+  end
+  return usable, starting
+end
+
+-- The coordinator's loop: feeds ready views to idle workers until every
+-- view is done, or until SIGINT (then waits for the busy ones).
+local function coordinate(st, workers, n, opts)
+  local mv = require "matviews"
+  local recorder = mv.core.recorder
+  while #st.ready > 0 or #st.running > 0 do
+    if recorder.pending(true) and not st.interrupted then
+      st.interrupted = true
+      for _, w in ipairs(workers) do if w.rec then mv.core.sys.kill(w.pid, 2) end end
+    end
+    local usable, pending_start = grow_pool(st, workers, n, opts)
+    if st.interrupted then st.ready = {} end
+    table.sort(st.ready, function(a, b) return a > b end)
+    if usable == 0 and not pending_start and #st.ready > 0 and #st.running == 0 then
+      run_here(st, opts)
+    else
+      for _, w in ipairs(workers) do
+        if w.ready and w.fd and not w.rec and #st.ready > 0 then dispatch(st, w, opts) end
+      end
+      read_workers(workers, 1000, function(w, doc) on_answer(st, w, doc) end)
+    end
+  end
+end
+
 -- Refreshes the selected views in dependency order on up to opts.parallel
--- processes. opts.on_event(kind, rec, state) is called on "start", "done"
--- and "skipped". Returns { ok, status, total, succeeded, failed, skipped,
--- duration_ms, runs = { {name, status, error, run_id, duration_ms}... } }.
+-- pool workers. opts.on_event(kind, rec, state) is called on "start",
+-- "done" and "skipped". Returns { ok, status, total, succeeded, failed,
+-- skipped, interrupted, duration_ms, runs = { {name, status, error, run_id,
+-- duration_ms, rows_count, lock_wait_ms}... } }.
 function M.refresh_all(opts)
   local mv = require "matviews"
   opts = opts or {}
   local n = math.tointeger(opts.parallel or 1)
   if not n or n < 1 then mv.error("parallel must be a whole number of at least 1") end
   local conn = opts.conn or mv.conn()
-  local g = require("matviews.deps").load(conn)
+  local st = { conn = conn }
+  local g = with_conn(st, function(c) return require("matviews.deps").load(c) end)
   local set = M.select_views(g, opts)
   local t0 = mv.core.sys.monotonic_ms()
-  local st
   local function emit(kind, rec) if opts.on_event then opts.on_event(kind, rec, st) end end
-  st = initial_state(g, set, conn, emit)
-  local tmp = os.tmpname()
-  while #st.ready > 0 or next(st.running) do
-    table.sort(st.ready, function(a, b) return a > b end)
-    while #st.ready > 0 and #st.running < n do
-      local rec = start(table.remove(st.ready), opts, tmp)
-      st.running[#st.running + 1] = rec
-      emit("start", rec)
-    end
-    local pids = {}
-    for i, rec in ipairs(st.running) do pids[i] = rec.pid end
-    local pid, code = mv.core.sys.wait_any(pids)
-    for i, rec in ipairs(st.running) do
-      if rec.pid == pid then
-        table.remove(st.running, i)
-        finish(rec, code)
-        on_finished(st, rec)
-        break
-      end
-    end
-  end
-  os.remove(tmp)
-  return M.summary(st, mv.core.sys.monotonic_ms() - t0)
+  st = initial_state(g, set, st.conn, emit)
+  local recorder = mv.core.recorder
+  local held = recorder.hold()
+  local workers = {}
+  local ok, err = pcall(coordinate, st, workers, math.min(n, st.total), opts)
+  stop_pool(workers)
+  recorder.release(held)
+  if not ok then error(err, 0) end
+  local r = M.summary(st, mv.core.sys.monotonic_ms() - t0)
+  if st.interrupted then r.interrupted, r.ok, r.status = st.total - #st.results, false, "failed" end
+  return r
 end
 
 -- The result table of a run from its state.
@@ -178,7 +367,8 @@ end
 local function result_text(rec)
   local skipped = rec.status == "skipped"
   return require("matviews.operate").result_text("refresh", rec.name, { status = skipped and "failed" or rec.status,
-    duration_ms = not skipped and rec.duration_ms or nil, rows_count = rec.rows_count, error = rec.error })
+    duration_ms = not skipped and rec.duration_ms or nil, rows_count = rec.rows_count, error = rec.error,
+    lock_wait_ms = rec.lock_wait_ms })
 end
 
 -- `matviews refresh NAME...|--id N|--all --parallel N [--upstream] [--downstream]`:
@@ -207,12 +397,13 @@ function M.command(args, ctx, jopts)
     return table.concat(names, ", ")
   end
   local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream,
-    row_count_strategy = jopts and jopts.row_count_strategy,
+    row_count_strategy = jopts and jopts.row_count_strategy, args = jopts and jopts.args,
     on_event = function(kind, rec, st)
       if kind ~= "start" then p:finish(result_text(rec)) end
       if #st.running > 0 then p:start(running(st)) end
     end })
   p:close(r.failed + r.skipped)
+  if r.interrupted then io.stderr:write(("interrupted: %d not started\n"):format(r.interrupted)) end
   if ctx.options.json then
     local out = output.array()
     for i, rec in ipairs(r.runs) do
@@ -222,22 +413,8 @@ function M.command(args, ctx, jopts)
     end
     output.json(out)
   end
+  if r.interrupted then return 130 end
   return r.ok and 0 or 1
-end
-
--- The body of a child process: one recorded refresh job of `name`, inline;
--- prints the finalised run as one JSON line and exits 0 on success, else 1.
-function M.child(name, opts_json)
-  local mv = require "matviews"
-  local opts = mv.json.decode(opts_json or "{}")
-  opts.inline = true
-  local ok, run = pcall(mv.refresh, name, opts)
-  if not ok then run = { status = "failed", error = tostring(run) } end
-  local out = { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
-    rows_count = run.rows_count }
-  io.stdout:write(mv.json.encode(out), "\n")
-  io.stdout:flush()
-  os.exit(run.status == "success" and 0 or 1)
 end
 
 return M

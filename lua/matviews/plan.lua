@@ -76,6 +76,9 @@ function M.changed_fields(fc, row)
   check("retention", fc.retention, row.retention)
   check("grants", fc.grants, row.grants)
   check("comment", fc.comment, row.comment)
+  local seen = false
+  for _, k in ipairs(changed) do seen = seen or k == "strategy" end
+  if not seen and not same(fc.options.strategy, (row.options or {}).strategy) then changed[#changed + 1] = "strategy" end
   for _, k in ipairs(dsl.OPTION_KEYS) do -- each under its own key's name
     if not same(fc.options[k], (row.options or {})[k]) then changed[#changed + 1] = k end
   end

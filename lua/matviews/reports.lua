@@ -248,6 +248,7 @@ function M.list(opts)
   require("matviews.definitions").check(conn)
   local rows = targets.query(conn, ([[
 SELECT d.id, %s AS view, d.schema_name AS schema, d.refresh_strategy AS strategy,
+  d.options->>'strategy' AS declared_strategy,
   d.schedule_cron AS schedule, c.oid IS NOT NULL AS exists, coalesce(c.relispopulated, false) AS populated,
   last.op AS last_op, last.status AS last_status, %s AS last_run_at,
   %s AS fresh_at, floor(extract(epoch FROM now() - fill.finished_at))::bigint AS fresh_age_s
@@ -258,7 +259,10 @@ LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' ||
 WHERE d.deleted_at IS NULL
 ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("fill.finished_at"), LAST_RUN))
   for _, r in ipairs(rows) do
-    r.strategy = STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
+    -- a strategy declared in Lua is listed by its name (see matviews.strategies)
+    r.strategy = r.declared_strategy ~= cjson.null and r.declared_strategy
+      or STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
+    r.declared_strategy = nil
     if r.last_status ~= cjson.null then r.last_status = targets.STATUS[r.last_status] end
   end
   return rows

@@ -12,13 +12,20 @@ local M = {
 function M.configure(cmd)
   operate.configure_targets(cmd)
   operate.configure_row_count(cmd, "Row count after refreshing (env MATVIEWS_ROW_COUNT_STRATEGY).")
-  cmd:option("--parallel", "Refresh in dependency order, N views at a time (each in a process of its own).")
+  cmd:option("--parallel", "Refresh in dependency order, N views at a time (on N long-lived workers).")
+  cmd:option("--arg", "KEY=VALUE for the view's strategy (ctx.args); repeatable."):args(1):count("*")
   cmd:flag("--upstream", "First refresh what the views read, recursively.")
   cmd:flag("--downstream", "Afterwards refresh what reads the views, recursively.")
 end
 
 function M.run(args, ctx)
   local opts = { row_count_strategy = operate.row_count(args) }
+  for _, kv in ipairs(args.arg or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then require("matviews.targets").usage(("--arg takes KEY=VALUE, got %q"):format(kv)) end
+    opts.args = opts.args or {}
+    opts.args[k] = v
+  end
   if args.parallel or args.upstream or args.downstream then
     return require("matviews.parallel").command(args, ctx, opts)
   end

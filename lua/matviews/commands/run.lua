@@ -1,5 +1,7 @@
--- `matviews run SCRIPT.lua [args]`: runs a script with `mv`, as the host
--- runs `matviews SCRIPT.lua`: global `arg`, `...` the script's arguments.
+-- `matviews run SCRIPT.lua [args]`: runs a script with `mv` exactly as the
+-- host runs `matviews SCRIPT.lua` (matviews.main.script): global `arg`,
+-- `...` the script's arguments, an error reported as file:line: message
+-- with a traceback.
 -- `matviews run NAME [args]`: runs the workflow NAME declared in matviews.lua
 -- (`workflow "nightly" (function(mv, args) ... end)`) with args, the array of
 -- its arguments; it exits with the integer it returns (1 for false, else 0).
@@ -49,13 +51,7 @@ function M.run(args, ctx)
       require("matviews.targets").usage(("unknown workflow '%s' (declared: %s)"):format(target, declared(ctx)))
     end
   end
-  local fn, err = loadfile(target)
-  if not fn then error(err, 0) end
-  local a = { [0] = target, table.unpack(rest) }
-  _G.arg = a
-  _G.mv = ctx.mv
-  fn(table.unpack(rest))
-  return 0
+  return require("matviews.main").script(target, rest)
 end
 
 return M

@@ -1,0 +1,166 @@
+-- Refresh strategies: the one table every recorded refresh goes through.
+-- `strategy "name" (function(ctx) ... end)` in matviews.lua or a definition
+-- file registers one; a view uses it with `strategy = "name"`. The three
+-- built-in strategies are registered here the same way, so that one can be
+-- read and wrapped. A strategy composes the context's host primitives:
+--
+--   ctx.view        the view, schema-qualified and quoted
+--   ctx.definition  the definition (as mv.definitions reads it)
+--   ctx.args        the job's args (`refresh --arg k=v`, or opts.args)
+--   ctx.previous    the last successful refresh run { rows_count,
+--                   duration_ms, finished_at }, or nil
+--   ctx:refresh{ concurrently = bool }   the plain or concurrent REFRESH
+--   ctx:build()     builds the definition's SQL into the build relation a
+--                   swap uses (with the view's indexes); returns its name
+--   ctx:publish()   audits the build (the definition's `audit`), then puts
+--                   it in place exactly as swap_refresh does
+--   ctx:query(sql, ...), ctx:exec(sql, ...)   on the job's connection
+--   ctx:fail(message, details)   stops the refresh
+--
+-- Each service step raises when it fails, so a strategy reads top-down.
+-- The job records the run: meta.strategy, meta.result (what the function
+-- returned), meta.audit; a build that was not published is dropped.
+local M = {}
+
+local registry = {}
+
+local function mv() return require "matviews" end
+
+-- Raises a matviews error table.
+local function raise(e) require("matviews.core").error(e) end
+
+-- Registers strategy name (fn(ctx)) declared at file:line; two
+-- declarations of one name are an error naming both places.
+function M.define(name, fn, file, line, builtin)
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+    raise(("%s:%d: a strategy name is a word (letters, digits, _), got %s"):format(file, line, tostring(name)))
+  end
+  if type(fn) ~= "function" then
+    raise(("%s:%d: strategy \"%s\" needs a function (strategy \"%s\" (function(ctx) ... end))"):format(file, line, name, name))
+  end
+  local old = registry[name]
+  if old and not (old.file == file and old.line == line) then
+    raise(("strategy \"%s\" is defined twice: %s:%d and %s:%d"):format(name, old.file, old.line, file, line))
+  end
+  registry[name] = { name = name, fn = fn, file = file, line = line, builtin = builtin or false }
+end
+
+-- The strategy named name, or nil.
+function M.get(name) return registry[name] end
+
+-- The names registered, sorted.
+function M.names()
+  local out = {}
+  for n in pairs(registry) do out[#out + 1] = n end
+  table.sort(out)
+  return out
+end
+
+-- Whether name is one of the three built into the catalog's refresh_strategy.
+function M.builtin(name) return require("matviews.vocab").STRATEGIES[name] ~= nil end
+
+-- The strategy named name; a name no file declares raises naming where it
+-- is used (where: "file:line" or a definition's name).
+function M.resolve(name, where)
+  local s = registry[name]
+  if s == nil and not M.builtin(name) then
+    -- strategies live in the project's files: load them once, then look again
+    M.load_project()
+    s = registry[name]
+  end
+  if s == nil then
+    raise(("%sunknown strategy \"%s\" (declared: %s)"):format(where and (where .. ": ") or "", tostring(name),
+      table.concat(M.names(), ", ")))
+  end
+  return s
+end
+
+local loaded_project = false
+
+-- Registers the strategies the project declares (its definition files;
+-- matviews.lua registers its own when the configuration loads).
+function M.load_project()
+  if loaded_project then return end
+  loaded_project = true
+  mv().config()
+  local ok, dsl = pcall(require, "matviews.dsl")
+  if ok then pcall(dsl.load_dir) end
+end
+
+-- The error a failed service step raises: its response kept for the run.
+local function step_failed(resp)
+  local e = type(resp.error) == "table" and resp.error or {}
+  require("matviews.core").error({ message = tostring(e.message or "the service failed"), sqlstate = e.sqlstate,
+    response = resp })
+end
+
+local Ctx = {}
+Ctx.__index = function(ctx, k)
+  if k == "previous" then
+    local r = ctx:query([[SELECT rows_count, duration_ms, finished_at::text AS finished_at FROM mat_view_refresh_runs
+      WHERE mat_view_definition_id = $1 AND status = 2 ORDER BY id DESC LIMIT 1]], ctx.definition.id)[1]
+    rawset(ctx, "previous", r or false)
+    return r
+  end
+  return Ctx[k]
+end
+
+-- A context for one attempt of job (its definition, service options and args).
+function M.context(job)
+  local conn = job.options.conn
+  local d = job.defn
+  local view = conn:quote_ident(d.schema_name or "public") .. "." .. conn:quote_ident(d.name)
+  return setmetatable({ view = view, definition = d, args = job.args or {}, _job = job, audit = nil }, Ctx)
+end
+
+function Ctx:refresh(o)
+  local svc = (o and o.concurrently) and "concurrent_refresh" or "regular_refresh"
+  local resp = mv().services[svc](self.definition, self._job.options)
+  self.response = resp
+  if not resp.success then step_failed(resp) end
+  return resp
+end
+
+function Ctx:build()
+  if self._build then raise("build: the view is already built in this refresh (build once, then publish)") end
+  local b, q = mv().core.services.swap_build(self.definition, self._job.options)
+  if not b then self.response = q; step_failed(q) end
+  self._build, self.new = b, q
+  return q
+end
+
+function Ctx:publish()
+  if not self._build then raise("publish: nothing built to publish (call ctx:build() first)") end
+  if self._published then raise("publish: the build is already published (publish once)") end
+  require("matviews.audit").gate(self)
+  self._published = true
+  local resp = self._build:publish()
+  self.response = resp
+  if not resp.success then step_failed(resp) end
+  return resp
+end
+
+function Ctx:query(sql, ...) return self._job.options.conn:query(sql, ...) end
+function Ctx:exec(sql, ...) return self._job.options.conn:exec(sql, ...) end
+
+function Ctx:fail(message, details)
+  require("matviews.core").error({ message = tostring(message), details = details, failed = true })
+end
+
+-- Drops a build that was not published (any exit of the strategy).
+function Ctx:close()
+  if self._build and not self._published then self._build:drop() end
+end
+
+-- The built-in strategies, registered like any other (they return the
+-- service's response, which the job records as it always has).
+local here = "lua/matviews/strategies.lua"
+M.define("regular", function(ctx) return ctx:refresh() end, here, debug.getinfo(1, "l").currentline, true)
+M.define("concurrent", function(ctx) return ctx:refresh{ concurrently = true } end, here,
+  debug.getinfo(1, "l").currentline, true)
+M.define("swap", function(ctx)
+  ctx:build()
+  return ctx:publish()
+end, here, debug.getinfo(1, "l").currentline, true)
+
+return M

@@ -1,0 +1,553 @@
+/*
+ * recorder.c: the run recorder (core.recorder), the C primitive under the
+ * job flow of lua/matviews/jobs.lua. A run is begun and finished on the
+ * recorder connection, matviews's own, never the service's:
+ *
+ *   begin  one statement reads the definition row, inserts the run row
+ *          (status running, started_at, backend_pid, hostname, process_pid,
+ *          meta) and tries the view's advisory lock; the monotonic clock
+ *          starts. Returns the run (a "matviews.run" userdata) and the
+ *          definition row, which the job passes down: it is read once.
+ *   lock   waits for the view's lock when begin could not take it.
+ *   finish one statement finalises the row (status, finished_at,
+ *          duration_ms from the monotonic clock, meta, error, rows_count)
+ *          and releases the lock, with SIGINT blocked. A lost recorder
+ *          connection is reconnected and the row written again, with
+ *          backoff, for up to record_timeout_ms; a run that still cannot be
+ *          finalised has its outcome written on stderr before the error is
+ *          raised, so that it is not lost.
+ *
+ * The run userdata is the job's one cleanup point: held in a to-be-closed
+ * variable, its __close (also __gc) finishes a run that was not finished as
+ * failed with the error that unwound the job, and so releases the lock.
+ * While the service runs, pg_watch makes the service's statements cancel
+ * when the recorder's session (the lock holder) dies.
+ *
+ * Memory: a Run holds fixed buffers and the borrowed recorder PGconn (its
+ * connection userdata is the run's user value, so it outlives the run);
+ * every PGresult is cleared before anything may raise.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <lauxlib.h>
+#include "core.h"
+#include "pg.h"
+#include "lconn.h"
+#include "errors.h"
+#include "interrupt.h"
+#include "vocab.h"
+
+#define RUN_MT "matviews.run"
+
+static const char *const OPS[] = MV_OP_NAMES;
+static const char *const RUN_TABLES[] = MV_RUN_TABLE_NAMES;
+static const char *const STATUS_NAMES[] = MV_RUN_STATUS_NAMES;
+
+typedef struct {
+  PGconn *rec;                 /* the recorder; NULL once the run is finished */
+  int op;                      /* MV_OP_* */
+  long long run_id, defn_id;
+  char name[256];              /* the definition's name (lock key, messages) */
+  char schema[256];            /* its stored schema (lock key) */
+  char record_timeout[32];     /* lock_timeout of the recorder, e.g. "10000ms" */
+  long long record_timeout_ms;
+  double t0;                   /* monotonic ms when the run began */
+  double lock_wait_ms;
+  int locked;                  /* the view's advisory lock is held */
+} Run;
+
+/* CLOCK_MONOTONIC in milliseconds. */
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Sleeps ms milliseconds (signals may end it early). */
+static void sleep_ms(long ms) {
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+  nanosleep(&ts, NULL);
+}
+
+/* The run userdata at idx; its recorder is forgotten when the recorder
+ * connection was closed meanwhile (the run is then over). */
+static Run *check_run(lua_State *L, int idx) {
+  Run *run = (Run *)luaL_checkudata(L, idx, RUN_MT);
+  if (run->rec != NULL) {
+    lua_getiuservalue(L, idx, 1);
+    if (mv_toconn(L, -1) != run->rec) run->rec = NULL;
+    lua_pop(L, 1);
+  }
+  return run;
+}
+
+/* Copies the message of a failed result (trailing newlines cut) into out. */
+static void result_message(PGconn *conn, PGresult *res, char *out, size_t len) {
+  snprintf(out, len, "%s", pg_errmsg(conn, res));
+  size_t n = strlen(out);
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = '\0';
+}
+
+/* Encodes the table at idx with cjson in protected mode; pushes the text,
+ * or "{}" when it cannot be encoded. */
+static const char *push_json(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, "matviews.json_encode");
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "{}");
+  }
+  return lua_tostring(L, -1);
+}
+
+/* Integer field of the table at idx, or def. */
+static long long opt_int(lua_State *L, int idx, const char *key, long long def) {
+  lua_getfield(L, idx, key);
+  long long v = lua_isinteger(L, -1) ? (long long)lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The begin statement: the definition row (columns: the caller's list of
+ * mat_view_definitions columns), the run row inserted, the lock tried. */
+static char *begin_sql(int op, const char *columns) {
+  static const char *const strategies[] = MV_STRATEGY_NAMES;
+  char meta[256] = "$4::jsonb";
+  if (op == MV_OP_REFRESH)
+    snprintf(meta, sizeof meta, "jsonb_set($4::jsonb, '{strategy}', coalesce(to_jsonb((ARRAY['%s', '%s', '%s'])"
+             "[d.refresh_strategy + 1]), 'null'))", strategies[0], strategies[1], strategies[2]);
+  const char *fmt = "WITH c AS (SELECT %s FROM mat_view_definitions WHERE (id = $1::bigint"
+    " OR (name = $2 AND ($5::text IS NULL OR schema_name = $5))) AND deleted_at IS NULL),"
+    " d AS (SELECT * FROM c WHERE (SELECT count(*) FROM c) = 1),"
+    " r AS (INSERT INTO %s (mat_view_definition_id, status, started_at, backend_pid, hostname, process_pid,"
+    " meta, created_at, updated_at) SELECT d.id, %d, clock_timestamp(), pg_backend_pid(), $3, %d, %s,"
+    " clock_timestamp(), clock_timestamp() FROM d RETURNING id)"
+    " SELECT r.id AS matviews_run_id, CASE WHEN d.id IS NOT NULL THEN pg_try_advisory_lock("
+    MV_LOCK_KEY_SQL("d.schema_name", "d.name") ") END AS matviews_locked,"
+    " (SELECT count(*) FROM c) AS matviews_matches, d.* FROM (VALUES (1)) one (x) LEFT JOIN d ON true LEFT JOIN r ON true";
+  size_t n = strlen(fmt) + strlen(columns) + strlen(meta) + 128;
+  char *sql = malloc(n);
+  if (sql) snprintf(sql, n, fmt, columns, RUN_TABLES[op], MV_RUN_RUNNING, (int)getpid(), meta);
+  return sql;
+}
+
+/* Raises the "no such definition" error for spec.definition at idx. */
+static int raise_missing(lua_State *L, const char *id, const char *name, const char *schema) {
+  if (id) lua_pushfstring(L, "no definition with id %s", id);
+  else if (schema) lua_pushfstring(L, "no definition named \"%s.%s\"", schema, name);
+  else lua_pushfstring(L, "no definition named \"%s\"", name);
+  mv_error_push(L, lua_tostring(L, -1), NULL);
+  return lua_error(L);
+}
+
+/* Raises the error of a failed begin (res cleared here). */
+static int raise_begin(lua_State *L, PGconn *rec, PGresult *res) {
+  char msg[1100], state[8] = "";
+  const char *st = pg_sqlstate(res);
+  if (st) snprintf(state, sizeof state, "%s", st);
+  if (strcmp(state, SQLSTATE_UNDEFINED_TABLE) == 0) snprintf(msg, sizeof msg, "the matviews catalog is not installed (run `matviews init`)");
+  else {
+    char why[1024];
+    result_message(rec, res, why, sizeof why);
+    snprintf(msg, sizeof msg, "could not record the run: %s", why);
+  }
+  pg_clear(res);
+  mv_error_push(L, msg, state[0] ? state : NULL);
+  return lua_error(L);
+}
+
+/* Fills run from the begin row (columns 0 run id, 1 locked, 2 matches,
+ * then d.*). */
+static void read_begin(Run *run, PGresult *res) {
+  run->run_id = strtoll(pg_value(res, 0, 0), NULL, 10);
+  run->locked = pg_value(res, 0, 1) && pg_value(res, 0, 1)[0] == 't';
+  int c = PQfnumber(res, "id"), n = PQfnumber(res, "name"), s = PQfnumber(res, "schema_name");
+  run->defn_id = c >= 0 && pg_value(res, 0, c) ? strtoll(pg_value(res, 0, c), NULL, 10) : 0;
+  snprintf(run->name, sizeof run->name, "%s", n >= 0 && pg_value(res, 0, n) ? pg_value(res, 0, n) : "?");
+  snprintf(run->schema, sizeof run->schema, "%s", s >= 0 && pg_value(res, 0, s) ? pg_value(res, 0, s) : "");
+}
+
+/* begin(rec, spec) -> run, row | nil, "ambiguous". spec: op, definition
+ * (name or id), schema (of the name, or nil), columns (the definition
+ * columns to read), meta (the run's first meta), record_timeout_ms.
+ * Raises when there is no such definition (a run row needs one) or the
+ * row cannot be written; a plain name defined in several schemas returns
+ * nil, "ambiguous" (nothing is written). */
+static int l_begin(lua_State *L) {
+  char idbuf[32], host[256], pid[32];
+  const char *vals[5] = {NULL, NULL, host, NULL, NULL};
+  PGconn *rec = mv_checkconn(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_getfield(L, 2, "op");                               /* 3 */
+  int op = luaL_checkoption(L, 3, NULL, OPS);
+  lua_getfield(L, 2, "definition");                       /* 4 */
+  if (lua_isinteger(L, 4)) { snprintf(idbuf, sizeof idbuf, "%lld", (long long)lua_tointeger(L, 4)); vals[0] = idbuf; }
+  else if (lua_type(L, 4) == LUA_TSTRING) vals[1] = lua_tostring(L, 4);
+  else return luaL_error(L, "a job needs a definition name or id");
+  lua_getfield(L, 2, "columns");                          /* 5 */
+  const char *columns = luaL_checkstring(L, 5);
+  luaL_argcheck(L, strchr(columns, ';') == NULL, 2, "columns must be a column list");
+  lua_getfield(L, 2, "meta");                             /* 6 */
+  vals[3] = push_json(L, 6);                              /* 7 */
+  lua_getfield(L, 2, "schema");
+  vals[4] = lua_tostring(L, -1);                          /* kept by spec */
+  lua_pop(L, 1);
+  if (gethostname(host, sizeof host) != 0) host[0] = '\0';
+  host[sizeof host - 1] = '\0';
+  (void)pid;
+  Run *run = lua_newuserdatauv(L, sizeof(Run), 1);       /* 8 */
+  memset(run, 0, sizeof *run);
+  luaL_setmetatable(L, RUN_MT);
+  run->op = op;
+  run->record_timeout_ms = opt_int(L, 2, "record_timeout_ms", 10000);
+  snprintf(run->record_timeout, sizeof run->record_timeout, "%lldms", run->record_timeout_ms);
+  pg_want_timeouts(rec, run->record_timeout, NULL, 0);
+  char *sql = begin_sql(op, columns);
+  if (sql == NULL) return luaL_error(L, "out of memory");
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 8, 1);                             /* the run keeps its recorder alive */
+  PGresult **res = pg_guard(L);                           /* 9: pushing rows allocates */
+  run->t0 = now_ms();
+  *res = pg_exec(rec, sql, 5, vals);
+  free(sql);
+  if (!pg_ok(*res)) { PGresult *failed = *res; *res = NULL; return raise_begin(L, rec, failed); }
+  long long matches = pg_nrows(*res) == 1 ? strtoll(pg_value(*res, 0, 2), NULL, 10) : 0;
+  if (matches > 1) { pg_guard_clear(res); lua_pushnil(L); lua_pushliteral(L, "ambiguous"); return 2; }
+  if (matches == 0 || pg_value(*res, 0, 0) == NULL) { pg_guard_clear(res); return raise_missing(L, vals[0], vals[1], vals[4]); }
+  read_begin(run, *res);
+  run->rec = rec;                                         /* from here __close finishes it */
+  pg_push_rows(L, *res);                                  /* 10 */
+  pg_guard_clear(res);
+  lua_geti(L, 10, 1);                                     /* 11: the row */
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_run_id");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_locked");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_matches");
+  lua_pushvalue(L, 8);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* Writes "name: <op> already running in pid P on HOST" (or who else holds
+ * the view's lock) into err. */
+static void describe_holder(Run *run, char *err, size_t errlen) {
+  const char *vals[2] = {run->schema, run->name};
+  PGresult *res = pg_exec(run->rec,
+    "SELECT r.process_pid, r.hostname, r.op, l.pid FROM pg_locks l LEFT JOIN LATERAL ("
+    " SELECT op, process_pid, hostname, started_at FROM ("
+    "  SELECT 'create' AS op, process_pid, hostname, started_at, backend_pid, status FROM mat_view_create_runs"
+    "  UNION ALL SELECT 'refresh', process_pid, hostname, started_at, backend_pid, status FROM mat_view_refresh_runs"
+    "  UNION ALL SELECT 'delete', process_pid, hostname, started_at, backend_pid, status FROM mat_view_delete_runs) x"
+    " WHERE x.status = 1 AND x.backend_pid = l.pid ORDER BY started_at DESC LIMIT 1) r ON true"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND ((l.classid::bigint << 32) | l.objid::bigint) = " MV_LOCK_KEY_SQL("$1", "$2") " LIMIT 1", 2, vals);
+  if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0))
+    snprintf(err, errlen, "%s: %s already running in pid %s on %s", run->name,
+             pg_value(res, 0, 2), pg_value(res, 0, 0), pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "?");
+  else if (pg_ok(res) && pg_nrows(res) == 1)
+    snprintf(err, errlen, "%s: already locked by backend pid %s (not a recorded run)", run->name, pg_value(res, 0, 3));
+  else
+    snprintf(err, errlen, "%s: already running elsewhere (waited %.0f ms)", run->name, run->lock_wait_ms);
+  pg_clear(res);
+}
+
+/* run:lock(wait_ms) -> true | false, message. Waits up to wait_ms for the
+ * view's lock when begin did not get it (0: do not wait). */
+static int l_lock(lua_State *L) {
+  Run *run = check_run(L, 1);
+  long long wait = luaL_optinteger(L, 2, 30000);
+  char err[1200] = "", state[8] = "", ms[32];
+  if (run->rec == NULL) return luaL_error(L, "the run is finished");
+  if (!run->locked && wait > 0) {
+    const char *vals[2] = {run->schema, run->name};
+    double t = now_ms();
+    snprintf(ms, sizeof ms, "%lldms", wait);
+    pg_want_timeouts(run->rec, ms, NULL, 0);
+    PGresult *res = pg_exec(run->rec, "SELECT pg_advisory_lock(" MV_LOCK_KEY_SQL("$1", "$2") ")", 2, vals);
+    pg_want_timeouts(run->rec, run->record_timeout, NULL, 0);
+    run->lock_wait_ms = now_ms() - t;
+    run->locked = pg_ok(res);
+    if (!run->locked) {
+      result_message(run->rec, res, err, sizeof err);
+      snprintf(state, sizeof state, "%s", pg_sqlstate(res) ? pg_sqlstate(res) : "");
+    }
+    pg_clear(res);
+  } else if (!run->locked) {
+    snprintf(state, sizeof state, "%s", SQLSTATE_LOCK_NOT_AVAILABLE);
+  }
+  if (run->locked) { lua_pushboolean(L, 1); return 1; }
+  if (strcmp(state, SQLSTATE_LOCK_NOT_AVAILABLE) == 0) describe_holder(run, err, sizeof err);
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, err);
+  return 2;
+}
+
+/* run:watch(on [, conn]): while on, a statement on conn (the service's)
+ * is cancelled when the recorder's session (the lock holder) dies.
+ * Returns whether it died since watching began. */
+static int l_watch(lua_State *L) {
+  Run *run = check_run(L, 1);
+  int lost = pg_watch_lost();
+  PGconn *svc = mv_toconn(L, 3);
+  if (lua_toboolean(L, 2) && run->rec && svc) pg_watch(run->rec, svc);
+  else pg_watch(NULL, NULL);
+  lua_pushboolean(L, lost);
+  return 1;
+}
+
+/* run:info() -> { id, definition_id, view, lock_wait_ms, elapsed_ms } */
+static int l_info(lua_State *L) {
+  Run *run = check_run(L, 1);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)run->run_id); lua_setfield(L, -2, "id");
+  lua_pushinteger(L, (lua_Integer)run->defn_id); lua_setfield(L, -2, "definition_id");
+  lua_pushstring(L, run->name); lua_setfield(L, -2, "view");
+  lua_pushinteger(L, (lua_Integer)(run->lock_wait_ms + 0.5)); lua_setfield(L, -2, "lock_wait_ms");
+  lua_pushnumber(L, now_ms() - run->t0); lua_setfield(L, -2, "elapsed_ms");
+  return 1;
+}
+
+/* The finish statement: the row finalised and, when held, the lock
+ * released in the same statement (the last column). */
+static void finish_sql(Run *run, char *sql, size_t len) {
+  int refresh = run->op == MV_OP_REFRESH;
+  snprintf(sql, len, "UPDATE %s SET status = $2, finished_at = clock_timestamp(), duration_ms = $3,"
+    " meta = $4::jsonb, error = $5, updated_at = clock_timestamp()%s WHERE id = $1 RETURNING"
+    " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " duration_ms, %s, error, backend_pid, hostname, process_pid, status%s",
+    RUN_TABLES[run->op], refresh ? ", rows_count = $6::integer" : "", refresh ? "rows_count" : "NULL::integer",
+    run->locked ? (refresh ? ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$7", "$8") ")"
+                           : ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$6", "$7") ")") : "");
+}
+
+/* Writes on stderr the outcome of a run whose row could not be finalised
+ * (why: the error of the UPDATE), so that it is not lost. */
+static void report_unrecorded(Run *run, const char *why, const char *status, const char *dur, const char *err) {
+  char line[1600];
+  size_t n = (size_t)snprintf(line, sizeof line, "matviews: could not record the outcome of %s run %lld of %s (%s): %s in %s ms",
+                              OPS[run->op], run->run_id, run->name, why, status, dur);
+  if (err && n < sizeof line) snprintf(line + n, sizeof line - n, ": %s", err);
+  for (char *p = line; *p; p++) if (*p == '\n') *p = ' ';
+  fprintf(stderr, "%s\n", line);
+  fflush(stderr);
+}
+
+/* Runs the finish statement, reconnecting a lost recorder and trying again
+ * with backoff until record_timeout_ms has passed. why gets the first
+ * error when it fails. */
+static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whylen) {
+  char sql[1200];
+  double deadline = now_ms() + (double)run->record_timeout_ms;
+  long wait = 50;
+  why[0] = '\0';
+  for (;;) {
+    finish_sql(run, sql, sizeof sql);
+    int nparams = (run->op == MV_OP_REFRESH ? 6 : 5) + (run->locked ? 2 : 0);
+    PGresult *res = pg_exec(run->rec, sql, nparams, vals);
+    if (pg_ok(res)) return res;
+    if (why[0] == '\0' && !pg_connected(run->rec)) snprintf(why, whylen, "no connection to the server");
+    else if (why[0] == '\0') result_message(run->rec, res, why, whylen);
+    if (pg_connected(run->rec) || now_ms() + (double)wait > deadline) return res;
+    pg_clear(res);
+    run->locked = 0;                              /* it ended with the session */
+    sleep_ms(wait);
+    wait = wait * 2 > 2000 ? 2000 : wait * 2;
+    if (pg_reset(run->rec)) pg_want_timeouts(run->rec, run->record_timeout, NULL, 0);
+  }
+}
+
+/* Releases the lock on its own after a finish statement that failed. */
+static void unlock_alone(Run *run) {
+  if (!run->locked || !pg_connected(run->rec)) return;
+  const char *vals[2] = {run->schema, run->name};
+  pg_clear(pg_exec(run->rec, "SELECT pg_advisory_unlock(" MV_LOCK_KEY_SQL("$1", "$2") ")", 2, vals));
+  run->locked = 0;
+}
+
+/* Pushes the run table from the finalised row (res row 0). */
+static void push_run(lua_State *L, Run *run, PGresult *res, int meta) {
+  static const char *cols[] = {"started_at", "finished_at", "duration_ms", "rows_count", "error",
+                               "backend_pid", "hostname", "process_pid", "status"};
+  lua_createtable(L, 0, 16);
+  lua_pushinteger(L, (lua_Integer)run->run_id); lua_setfield(L, -2, "id");
+  lua_pushstring(L, OPS[run->op]); lua_setfield(L, -2, "op");
+  lua_pushinteger(L, (lua_Integer)run->defn_id); lua_setfield(L, -2, "mat_view_definition_id");
+  lua_pushstring(L, run->name); lua_setfield(L, -2, "view");
+  for (int c = 0; c < 9; c++) {
+    const char *v = pg_value(res, 0, c);
+    if (v == NULL) continue;
+    if (c == 2 || c == 3 || c == 5 || c == 7) lua_pushinteger(L, (lua_Integer)strtoll(v, NULL, 10));
+    else if (c == 8) lua_pushstring(L, STATUS_NAMES[atoi(v) == MV_RUN_SUCCESS ? MV_RUN_SUCCESS : MV_RUN_FAILED]);
+    else lua_pushstring(L, v);
+    lua_setfield(L, -2, cols[c]);
+  }
+  lua_pushinteger(L, (lua_Integer)(run->lock_wait_ms + 0.5)); lua_setfield(L, -2, "lock_wait_ms");
+  if (meta) { lua_pushvalue(L, meta); lua_setfield(L, -2, "meta"); }
+}
+
+/* Finalises run with the outcome {status, error, meta, rows_count} at idx
+ * (SIGINT blocked while it is written). Pushes the run table and returns 1;
+ * on failure writes the outcome on stderr, pushes the error message and
+ * returns 0. */
+static int finish(lua_State *L, Run *run, int outcome) {
+  char id[32], status[4], dur[32], rows[32], why[1024], lockname[256], lockschema[256];
+  sigset_t block, old;
+  lua_getfield(L, outcome, "status");
+  int ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), STATUS_NAMES[MV_RUN_SUCCESS]) == 0;
+  lua_getfield(L, outcome, "error");
+  const char *err = ok ? NULL : lua_isstring(L, -1) ? lua_tostring(L, -1) : "the job failed";
+  lua_getfield(L, outcome, "rows_count");
+  int has_rows = lua_isinteger(L, -1);
+  if (has_rows) snprintf(rows, sizeof rows, "%lld", (long long)lua_tointeger(L, -1));
+  lua_getfield(L, outcome, "meta");
+  int meta = lua_istable(L, -1) ? lua_gettop(L) : 0;
+  const char *json = meta ? push_json(L, meta) : (lua_pushliteral(L, "{}"), lua_tostring(L, -1));
+  snprintf(id, sizeof id, "%lld", run->run_id);
+  snprintf(status, sizeof status, "%d", ok ? MV_RUN_SUCCESS : MV_RUN_FAILED);
+  snprintf(dur, sizeof dur, "%lld", (long long)(now_ms() - run->t0 + 0.5));
+  snprintf(lockname, sizeof lockname, "%s", run->name);
+  snprintf(lockschema, sizeof lockschema, "%s", run->schema);
+  const char *vals[8] = {id, status, dur, json, err, NULL, NULL, NULL};
+  if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = lockschema; vals[7] = lockname; }
+  else { vals[5] = lockschema; vals[6] = lockname; }
+  PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, &old);
+  *res = finish_exec(run, vals, why, sizeof why);
+  int written = pg_ok(*res);
+  pg_watch(NULL, NULL);
+  if (!written) unlock_alone(run);
+  run->locked = 0;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (written) {
+    run->rec = NULL;
+    push_run(L, run, *res, meta);                 /* [guard run] */
+    pg_guard_clear(res);
+    lua_remove(L, -2);
+    return 1;
+  }
+  pg_guard_clear(res);
+  run->rec = NULL;
+  report_unrecorded(run, why, ok ? "success" : "failed", dur, err);
+  lua_pushfstring(L, "could not finalise run %s of %s: %s", id, run->name, why);
+  return 0;
+}
+
+/* run:finish{ status = "success"|"failed", error, meta, rows_count } ->
+ * the finalised run { id, op, view, status, started_at, finished_at,
+ * duration_ms, rows_count, error, backend_pid, hostname, process_pid,
+ * lock_wait_ms, meta }. Raises when the row cannot be written. */
+static int l_finish(lua_State *L) {
+  Run *run = check_run(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (run->rec == NULL) return luaL_error(L, "run %lld is already finished", run->run_id);
+  if (finish(L, run, 2)) return 1;
+  mv_error_push(L, lua_tostring(L, -1), NULL);
+  return lua_error(L);
+}
+
+/* __close(run, err) and __gc: a run the job did not finish is finished
+ * as failed with the error that unwound the job; never raises. */
+static int l_close(lua_State *L) {
+  Run *run = check_run(L, 1);
+  if (run->rec == NULL) return 0;
+  const char *msg = NULL;
+  if (lua_type(L, 2) == LUA_TTABLE) { lua_getfield(L, 2, "message"); msg = lua_tostring(L, -1); }
+  else if (lua_type(L, 2) == LUA_TSTRING) msg = lua_tostring(L, 2);
+  lua_createtable(L, 0, 3);
+  int outcome = lua_gettop(L);
+  lua_pushliteral(L, "failed"); lua_setfield(L, outcome, "status");
+  lua_pushstring(L, msg ? msg : "the job ended before its run was finished"); lua_setfield(L, outcome, "error");
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, run->name); lua_setfield(L, -2, "view");
+  lua_pushvalue(L, -2); lua_getfield(L, -1, "error"); lua_remove(L, -2);
+  lua_setfield(L, -2, "error");
+  lua_setfield(L, outcome, "meta");
+  finish(L, run, outcome);
+  return 0;
+}
+
+/* now_iso() -> the wall clock as ISO 8601 UTC with microseconds. */
+static int l_now_iso(lua_State *L) {
+  char buf[40];
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, sizeof buf - n, ".%06ldZ", ts.tv_nsec / 1000);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* want_timeouts(conn, lock_timeout, statement_timeout, keep_caller) and
+ * restore_timeouts(conn): see pg_want_timeouts. */
+static int l_want_timeouts(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  pg_want_timeouts(c, luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL), lua_toboolean(L, 4));
+  return 0;
+}
+
+static int l_restore_timeouts(lua_State *L) {
+  PGconn *c = mv_toconn(L, 1);
+  if (c) pg_restore_timeouts(c);
+  return 0;
+}
+
+/* hold() -> previous: SIGINT outside a statement is kept pending instead
+ * of raising at the next Lua instruction; release(previous) -> whether one
+ * arrived (cleared unless an outer hold remains); pending([clear]) ->
+ * whether one is pending. */
+static int l_hold(lua_State *L) { lua_pushboolean(L, mv_interrupt_hold(1)); return 1; }
+static int l_release(lua_State *L) {
+  mv_interrupt_hold(lua_toboolean(L, 1));
+  lua_pushboolean(L, mv_interrupt_pending(!lua_toboolean(L, 1)));
+  return 1;
+}
+static int l_pending(lua_State *L) { lua_pushboolean(L, mv_interrupt_pending(lua_toboolean(L, 1))); return 1; }
+
+/* sleep(ms) -> false when SIGINT ended it early. */
+static int l_sleep(lua_State *L) {
+  double until = now_ms() + (double)luaL_checkinteger(L, 1);
+  while (!mv_interrupt_pending(0) && !mv_query_interrupted()) {
+    double left = until - now_ms();
+    if (left <= 0) { lua_pushboolean(L, 1); return 1; }
+    sleep_ms(left > 100 ? 100 : (long)left + 1);
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+static const luaL_Reg run_methods[] = {
+  {"lock", l_lock}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {NULL, NULL}
+};
+
+static const luaL_Reg recorder_funcs[] = {
+  {"begin", l_begin}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
+  {"restore_timeouts", l_restore_timeouts}, {"hold", l_hold}, {"release", l_release},
+  {"pending", l_pending}, {"sleep", l_sleep}, {NULL, NULL}
+};
+
+/* Registers core.recorder in the core table at -1. */
+void mv_register_recorder(lua_State *L) {
+  if (luaL_newmetatable(L, RUN_MT)) {
+    luaL_newlib(L, run_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_close); lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_close); lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, recorder_funcs);
+  lua_setfield(L, -2, "recorder");
+}
