@@ -168,6 +168,23 @@ describe("mv.report on a long history", function()
   end)
 end)
 
+describe("mv.report of views in several schemas", function()
+  it("names each by its label, once qualified", function()
+    H.fresh_db("report_schemas")
+    mv.init()
+    mv.exec("CREATE SCHEMA other")
+    mv.definitions.save({ name = "dup", sql = "SELECT 1 AS x" })
+    mv.definitions.save({ schema_name = "other", name = "dup", sql = "SELECT 2 AS x" })
+    mv.definitions.save({ schema_name = "other", name = "solo", sql = "SELECT 3 AS x" })
+    local d = mv.report()
+    assert.are.same({ "other.dup", "public.dup", "solo" }, { d.views[1].view, d.views[2].view, d.views[3].view })
+    local page = html.render(d)
+    for _, heading in ipairs({ "<h3>other.dup</h3>", "<h3>public.dup</h3>", "<h3>other.solo</h3>" }) do
+      assert.matches(heading, page, 1, true)
+    end
+  end)
+end)
+
 describe("matviews report", function()
   setup(function() H.fresh_db(); fixture() end)
 

@@ -217,7 +217,7 @@ local function view_section(i, v, data)
   end
   return table.concat({
     ('<article class="view" id="view-%d" data-view="%s">'):format(i, h(v.view)),
-    ("<h3>%s</h3>"):format(h(v.schema and (v.schema .. "." .. v.view) or v.view)),
+    ("<h3>%s</h3>"):format(h((v.schema and not v.view:find(".", 1, true)) and (v.schema .. "." .. v.view) or v.view)),
     v.comment and ('<p class="comment">%s</p>'):format(h(v.comment)) or "",
     ('<p class="meta">%s</p>'):format(table.concat(meta, " · ")),
     ('<p class="muted">%s</p>'):format(points_note(v, data)),
