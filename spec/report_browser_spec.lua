@@ -15,8 +15,9 @@ local function check(page, size, scheme)
   local file = H.tmpfile(".html")
   H.write(file, page)
   local shot = file:gsub("%.html$", ".png")
+  -- the browser's profile goes under the run's directory, which spec/run.sh removes
   local r = H.sh(("node spec/browser/check_report.js %s %s %s %s"):format(H.q(file), H.q(shot), size or "1280x900",
-    scheme or "light"))
+    scheme or "light"), { env = { TMPDIR = H.tmp } })
   local ok, doc = pcall(mv.json.decode, r.out)
   assert(ok and r.code == 0, ("check_report.js failed (exit %s): %s\n%s"):format(tostring(r.code), r.out, r.err))
   doc.shot = shot
