@@ -1,8 +1,17 @@
 -- Formatting of report values for the text tables of the CLI: timestamps,
 -- ages, who ran a run, shortened errors; and argparse converters.
-local null = require("cjson").null
+local cjson = require "cjson"
+local null = cjson.null
 
 local M = {}
+
+-- A json/jsonb column read as text, decoded, and true; or the text itself
+-- (a row edited by hand into something else is shown as it is), and false.
+function M.json_column(text)
+  local ok, value = pcall(cjson.decode, text)
+  if ok then return value, true end
+  return text, false
+end
 
 -- The one timestamp format of every table and --json document: ISO 8601
 -- to the second with the offset, in the session's time zone (PostgreSQL's

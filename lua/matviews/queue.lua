@@ -142,8 +142,7 @@ function M.list(opts, conn)
     #codes > 0 and ("{" .. table.concat(codes, ",") .. "}") or mv().null, opts.limit or 50)
   for _, r in ipairs(rows) do
     r.status = M.STATUS[r.status] or tostring(r.status)
-    local ok, t = pcall(cjson.decode, r.options)
-    r.options = ok and t or r.options
+    r.options = require("matviews.format").json_column(r.options)
   end
   return rows
 end

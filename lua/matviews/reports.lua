@@ -127,8 +127,7 @@ ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(LABEL, orphaned_sql("u"
   local rows = targets.query(conn, sql, table.unpack(params))
   for _, r in ipairs(rows) do
     r.status = targets.STATUS[r.status] or tostring(r.status)
-    local ok, meta = pcall(cjson.decode, r.meta)
-    r.meta = ok and meta or r.meta
+    r.meta = require("matviews.format").json_column(r.meta)
   end
   return rows
 end

@@ -49,8 +49,8 @@ WHERE r.id = $1]]):format(op, require("matviews.definitions").label_sql("d"), re
     require("matviews").error({ message = ("no %s run %d: `matviews runs --op %s` lists them"):format(op, id, op) })
   end
   r.status = catalog.STATUS[r.status] or tostring(r.status)
-  local ok, meta = pcall(cjson.decode, r.meta)
-  r.meta = ok and integers(meta) or r.meta
+  local meta, ok = require("matviews.format").json_column(r.meta)
+  r.meta = ok and integers(meta) or meta
   return r
 end
 
