@@ -98,10 +98,29 @@ view "ch_top" { sql = "SELECT sum(v) AS total FROM ch_mid_v", refresh_when = "ch
     refresh("ch_plain_only")
     assert.is_false(skipped("ch_plain_only")) -- ch_other has no trigger
     assert.is_false(skipped("ch_plain_only"))
+    -- a trigger disabled, or dropped (its tracked_relations row left behind)
+    refresh("ch_direct")
+    assert.is_true(skipped("ch_direct"))
+    mv.exec("ALTER TABLE ch_base DISABLE TRIGGER matviews_track_changes")
+    assert.is_false(skipped("ch_direct"))
+    mv.exec("ALTER TABLE ch_base ENABLE TRIGGER matviews_track_changes") -- not ALWAYS: still not trusted
+    assert.is_false(skipped("ch_direct"))
     mv.exec("DROP TRIGGER matviews_track_changes ON ch_base")
-    mv.exec("DELETE FROM matviews_tracked_relations WHERE relid = 'ch_base'::regclass")
     assert.is_false(skipped("ch_direct"))
     assert.is_false(skipped("ch_direct"))
+  end)
+
+  it("records a change made under session_replication_role = replica (logical replication's apply)", function()
+    assert.are.equal(0, H.mv("apply --definitions " .. H.q(dir)).code) -- reinstalls the trigger, ENABLE ALWAYS
+    assert.are.same({ { e = "A" } }, mv.query([[SELECT tgenabled::text AS e FROM pg_trigger
+      WHERE tgrelid = 'ch_base'::regclass AND tgname = 'matviews_track_changes']]))
+    refresh("ch_direct")
+    assert.is_true(skipped("ch_direct"))
+    local w <close> = mv.connect("dbname=" .. H.dbname)
+    w:exec("SET session_replication_role = replica")
+    w:exec("INSERT INTO ch_base VALUES (400, 1)")
+    assert.is_false(skipped("ch_direct"))
+    assert.is_true(skipped("ch_direct"))
   end)
 
   it("follows refresh_when = \"changed\" without --if-changed", function()
