@@ -62,28 +62,35 @@ SELECT DISTINCT x.relid::bigint AS relid, x.kind::text AS relkind,
 
 -- The sources of the view schema.name: { tables = { {relid, name} },
 -- matviews = { ... }, untracked = { "why", ... }, exists = bool }.
--- Partitions of a partitioned table count as tables of their own.
+-- Children of a table (partitions, and tables that INHERIT it) count as
+-- tables of their own.
 function M.sources(conn, schema, name)
   local out = { tables = {}, matviews = {}, untracked = {}, exists = false }
+  local seen = {}
+  local function add(list, relid, rel) -- once each: a parent and its child may both be read
+    if not seen[relid] then seen[relid] = true; list[#list + 1] = { relid = relid, name = rel } end
+  end
   local rows = conn:query(SOURCES, schema, name)
   for _, r in ipairs(rows) do
     if r.self then
       out.exists = true
       if r.user_functions > 0 then out.untracked[#out.untracked + 1] = "its query calls user functions" end
-    elseif r.relkind == "r" then
-      out.tables[#out.tables + 1] = { relid = r.relid, name = r.name }
-    elseif r.relkind == "p" then
-      out.tables[#out.tables + 1] = { relid = r.relid, name = r.name }
+    elseif r.relkind == "r" or r.relkind == "p" then
+      -- a query of a parent reads its children too (partitions, and tables
+      -- that INHERIT it), and a write to a child fires the child's triggers
+      add(out.tables, r.relid, r.name)
       for _, p in ipairs(conn:query([[WITH RECURSIVE parts(relid) AS (
           SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::oid
           UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts ON i.inhparent = parts.relid)
-        SELECT p.relid::bigint AS relid, format('%I.%I', n.nspname, c.relname) AS name
-          FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r']], r.relid)) do
-        out.tables[#out.tables + 1] = { relid = p.relid, name = p.name }
+        SELECT p.relid::bigint AS relid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS relkind
+          FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace]], r.relid)) do
+        -- a statement fires the statement triggers of the table it names
+        -- only, whatever level of the tree that is: each one gets its own
+        if p.relkind == "r" or p.relkind == "p" then add(out.tables, p.relid, p.name)
+        else out.untracked[#out.untracked + 1] = p.name .. " (relkind " .. p.relkind .. ")" end
       end
     elseif r.relkind == "m" then
-      out.matviews[#out.matviews + 1] = { relid = r.relid, name = r.name }
+      add(out.matviews, r.relid, r.name)
     elseif r.relkind ~= "v" then
       out.untracked[#out.untracked + 1] = r.name .. " (relkind " .. r.relkind .. ")"
     end
