@@ -6,6 +6,10 @@ local mv = require "matviews"
 
 local P = {}
 
+-- SQL: the client backends of this file's database other than the spec's own.
+P.OTHERS = [[SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+  AND pid <> pg_backend_pid() AND backend_type = 'client backend']]
+
 -- Starts `matviews ARGS` in the background (PGDATABASE = this file's
 -- database). Returns { out, err, code, pidf } paths; P.wait collects them,
 -- P.pid reads the host's pid (an sh that execs it writes its own $$).

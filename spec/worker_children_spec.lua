@@ -7,9 +7,7 @@ local H = require "spec.helper"
 local P = require "spec.proc_helper"
 local mv = require "matviews"
 
--- The backends of this database other than the spec's own.
-local OTHERS = [[SELECT pid FROM pg_stat_activity WHERE datname = current_database()
-  AND pid <> pg_backend_pid() AND backend_type = 'client backend']]
+local OTHERS = P.OTHERS
 local CLAIMS = OTHERS .. " AND query LIKE 'UPDATE matviews_jobs j SET status = 1%'"
 
 -- The pids of the children of pid.
@@ -103,5 +101,31 @@ describe("worker --concurrency", function()
     P.wait_for("the children to end", function() return #mv.query(OTHERS) == 0 end)
     -- each job was done, failed (cancelled by the stop) or never claimed
     assert.are.same({}, mv.query("SELECT id FROM matviews_jobs WHERE status = 1"))
+  end)
+end)
+
+describe("refresh --parallel", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.definitions.save({ name = "wc_0", sql = "SELECT 1 AS x FROM pg_sleep(30)" })
+    mv.exec("CREATE MATERIALIZED VIEW wc_0 AS SELECT 1 AS x FROM pg_sleep(30) WITH NO DATA")
+    for i = 1, 3 do
+      mv.definitions.save({ name = "wc_" .. i, sql = "SELECT 1 AS x" })
+      mv.exec(("CREATE MATERIALIZED VIEW wc_%d AS SELECT 1 AS x"):format(i))
+    end
+  end)
+
+  it("passes a SIGTERM sent to the parent alone on to its workers: cancelled, recorded, exit 143", function()
+    local p = P.spawn("--yes refresh wc_0 wc_1 wc_2 wc_3 --parallel 1")
+    P.wait_query("REFRESH MATERIALIZED VIEW%wc_0%")
+    P.kill(P.pid(p), "TERM")
+    local r = P.wait(p)
+    assert.are.equal(143, r.code, r.err)
+    assert.matches("interrupted: 3 not started\n$", r.err)
+    local runs = P.runs("refresh", "wc_0")
+    assert.are.same({ 3, "canceling statement due to user request" }, { runs[1].status, runs[1].error })
+    for i = 1, 3 do assert.are.same({}, P.runs("refresh", "wc_" .. i)) end
+    P.wait_for("the workers to end", function() return #mv.query(OTHERS) == 0 end)
   end)
 end)

@@ -53,15 +53,22 @@ function M.select_views(g, opts)
   return set
 end
 
--- Runs fn(conn) on the coordinator's connection; a lost connection is
--- reconnected with backoff (up to 5 times) and fn run again.
+-- Runs fn(conn) on the coordinator's connection; a lost connection is said
+-- once on stderr, reconnected with backoff (up to 5 times) and fn run again.
 local function with_conn(st, fn)
   local mv = require "matviews"
   local wait = 100
   for try = 1, 6 do
     local ok, r = pcall(fn, st.conn)
-    if ok then return r end
+    if ok then
+      if try > 1 then io.stderr:write("matviews: refresh coordinator reconnected\n") end
+      return r
+    end
     if try == 6 or (st.conn:is_open() and st.conn:is_connected()) then error(r, 0) end
+    if try == 1 then
+      io.stderr:write(("matviews: refresh coordinator lost its connection (%s); reconnecting\n")
+        :format((tostring(type(r) == "table" and r.message or r):gsub("\n.*", ""))))
+    end
     mv.core.sys.sleep_ms(wait)
     wait = math.min(wait * 2, 2000)
     local cok, fresh = pcall(st.conn.clone, st.conn)
