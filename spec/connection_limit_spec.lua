@@ -6,10 +6,9 @@
 -- none fails for lack of a connection.
 local H = require "spec.helper"
 local P = require "spec.proc_helper"
-local C = require "spec.cluster_helper"
 local mv = require "matviews"
 
-local PORT = 55497
+local PORT = 55493
 
 -- The 60 views: cl_a_1..30 read items (every third regular, concurrent,
 -- swap; cl_a_I fails with division by zero while items holds id -I),
@@ -56,7 +55,7 @@ describe("a parallel refresh with more workers than the server has connections f
 
   setup(function()
     H.fresh_db()
-    cluster = C.start(PORT, "max_connections = 10")
+    cluster = P.own_cluster(PORT, "max_connections = 10")
     conn = mv.connect(cluster.dsn)
     mv.init(conn)
     conn:exec("CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)")
@@ -71,7 +70,7 @@ describe("a parallel refresh with more workers than the server has connections f
 
   teardown(function()
     if conn then conn:close() end
-    if cluster then cluster.stop() end
+    if cluster then cluster.destroy() end
   end)
 
   it("refresh --all --parallel 16: every view refreshed, the refusal said once", function()

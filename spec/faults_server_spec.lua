@@ -2,26 +2,27 @@
 -- command exits 1 with one line on stderr; once the server is back,
 -- `matviews reconcile` fails the orphaned run and the view is intact. The
 -- server of the other specs is shared, so this one starts a cluster of its
--- own (spec/cluster_helper.lua) and always stops it.
+-- own (initdb + pg_ctl, as the postgres user when root) and always stops it.
 local H = require "spec.helper"
 local P = require "spec.proc_helper"
 local mv = require "matviews"
 
-local C = require "spec.cluster_helper"
+local PORT = 55499
 
 describe("the server stopping during a long refresh", function()
   local cluster, dsn, conn
+
   local function ctl(action) return cluster.ctl(action) end
 
   setup(function()
     H.fresh_db()
-    cluster = C.start(55499)
+    cluster = P.own_cluster(PORT)
     dsn = cluster.dsn
   end)
 
   teardown(function()
     if conn then conn:close() end
-    if cluster then cluster.stop() end
+    if cluster then cluster.destroy() end
   end)
 
   it("exits 1 with one line, and reconcile fails the run; the view keeps its contents", function()

@@ -5,7 +5,6 @@
 -- restart (pg_ctl -m fast stop; start, on a cluster of this spec's own).
 local H = require "spec.helper"
 local P = require "spec.proc_helper"
-local C = require "spec.cluster_helper"
 local mv = require "matviews"
 
 local OTHERS = P.OTHERS
@@ -91,7 +90,7 @@ describe("a worker across a server restart (pg_ctl -m fast stop; start)", functi
 
   setup(function()
     H.fresh_db()
-    cluster = C.start(55495)
+    cluster = P.own_cluster(55495)
     conn = mv.connect(cluster.dsn)
     mv.init(conn)
     conn:exec("CREATE TABLE items (id int PRIMARY KEY)")
@@ -102,7 +101,7 @@ describe("a worker across a server restart (pg_ctl -m fast stop; start)", functi
 
   teardown(function()
     if conn then conn:close() end
-    if cluster then cluster.stop() end
+    if cluster then cluster.destroy() end
   end)
 
   it("says so once, reconnects with backoff, and runs the jobs queued after", function()
