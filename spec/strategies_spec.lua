@@ -159,6 +159,55 @@ view "st_broken" { sql = "SELECT id FROM orders", strategy = "broken" }
     assert.are.same({}, mv.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"))
   end)
 
+  it("refuses, in plan and apply, audits whose columns or SQL do not fit the view, with file and line", function()
+    local bad = write_project({ defs = { ["x.lua"] = [[
+view "st_audited" {
+  sql = "SELECT user_id, total FROM orders",
+  strategy = "swap",
+  audit = {
+    not_null = { "usr_id" },
+    unique = { "user_id", "nope" },
+    sql = { "select count(*) from {new}", "select true from {new} where totl > 0", "select count(*) = 0, 1 from {new}",
+            "select count(*) = 0 from {new} where total < 0" },
+  },
+}
+view "st_regular_audit" { sql = "SELECT 1 AS x", audit = { min_rows = 1 } }
+]] } })
+    for _, cmd in ipairs({ "plan", "apply" }) do
+      local r = H.mv("--config " .. H.q(bad .. "/matviews.lua") .. " " .. cmd)
+      assert.are.equal(2, r.code, r.out .. r.err)
+      local text = r.err .. r.out
+      assert.matches("x%.lua:11: view 'st_regular_audit': key 'audit' checks a build before it is published, and "
+        .. "strategy \"regular\" does not build", text)
+      assert.is_nil(text:find("st_audited", 1, true), text) -- the first pass stops at the DSL error
+    end
+    H.write(bad .. "/definitions/x.lua", H.slurp(bad .. "/definitions/x.lua"):gsub('view "st_regular_audit"[^\n]*\n', ""))
+    for _, cmd in ipairs({ "plan", "apply" }) do
+      local r = H.mv("--config " .. H.q(bad .. "/matviews.lua") .. " " .. cmd)
+      assert.are.equal(2, r.code, r.out .. r.err)
+      local lines = {}
+      for l in (r.err .. r.out):gmatch("[^\n]*x%.lua:%d+:[^\n]*") do lines[#lines + 1] = l:match("x%.lua:.*") end
+      assert.are.same({
+        "x.lua:5: view 'st_audited': audit not_null: the view has no column usr_id (columns: user_id, total)",
+        "x.lua:6: view 'st_audited': audit unique: the view has no column nope (columns: user_id, total)",
+        "x.lua:7: view 'st_audited': audit sql 1 must return exactly one boolean column, it returns (bigint): "
+          .. "select count(*) from {new}",
+        "x.lua:7: view 'st_audited': audit sql 2 does not plan (column \"totl\" does not exist): "
+          .. "select true from {new} where totl > 0",
+        "x.lua:7: view 'st_audited': audit sql 3 must return exactly one boolean column, it returns (boolean, integer): "
+          .. "select count(*) = 0, 1 from {new}",
+      }, lines)
+    end
+    -- in the session that planned: nothing prepared is left, nothing created
+    local r0 = H.mv("--config " .. H.q(bad .. "/matviews.lua") .. " -e " .. H.q([[local p = mv.plan()
+      print(#p.errors, #mv.query("SELECT 1 FROM pg_prepared_statements"))]]))
+    assert.are.equal("5\t0\n", r0.out, r0.err)
+    assert.are.same({}, mv.query("SELECT 1 FROM pg_class WHERE relname = 'st_audited'"))
+    -- the project's own audits (st_guarded, live and unchanged) plan
+    local r = run("plan")
+    assert.are.equal(0, r.code, r.out .. r.err)
+  end)
+
   it("refuses an unknown strategy in plan and apply, with file and line", function()
     local bad = write_project({ defs = { ["x.lua"] = 'view "st_unknown" { sql = "SELECT 1 AS x", strategy = "nosuch" }\n' } })
     for _, cmd in ipairs({ "plan", "apply" }) do
@@ -166,5 +215,117 @@ view "st_broken" { sql = "SELECT id FROM orders", strategy = "broken" }
       assert.are_not.equal(0, r.code)
       assert.matches("x%.lua:1: view 'st_unknown': unknown strategy \"nosuch\"", r.err .. r.out)
     end
+  end)
+end)
+
+describe("an unknown strategy, wherever a strategy is named", function()
+  local dir, cfg
+  local UNKNOWN = "b%.lua:3: view 'st_late': unknown strategy \"late\" %(declared: concurrent, regular, swap%)"
+
+  local function mvp(args, opts) return H.mv("--config " .. H.q(cfg) .. " " .. args, opts) end
+
+  setup(function()
+    H.fresh_db("strategies_unknown")
+    mv.init()
+    mv.exec("CREATE TABLE items (id int PRIMARY KEY)")
+    mv.exec("INSERT INTO items SELECT generate_series(1, 5)")
+    dir = write_project({ defs = {
+      -- the view names a strategy that a file loaded after its own declares
+      ["b.lua"] = 'view "st_late" {\n  sql = "SELECT id FROM items",\n  strategy = "late",\n'
+        .. '  schedule = "* * * * *",\n}\nview "st_plain" { sql = "SELECT id FROM items" }\n',
+      ["c_late.lua"] = 'strategy "late" (function(ctx) ctx:refresh() return { late = true } end)\n',
+    } })
+    cfg = dir .. "/matviews.lua"
+    local r = mvp("apply")
+    assert.are.equal(0, r.code, r.out .. r.err)
+    r = mvp("--yes refresh st_late")
+    assert.are.equal(0, r.code, r.out .. r.err)
+    assert.are.same({ late = true }, last_run("st_late").meta.result)
+    -- the declaration goes away; the catalog still names it
+    H.write(dir .. "/definitions/c_late.lua", "-- no strategy here any more\n")
+  end)
+
+  it("plan refuses the definition file, naming the line of its strategy key", function()
+    local r = mvp("plan")
+    assert.are.equal(2, r.code, r.out .. r.err)
+    assert.matches(UNKNOWN, r.err .. r.out)
+  end)
+
+  it("list, stats and the report print what they show, then the error, and exit 1", function()
+    local r = mvp("list")
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches("st_late%s+public%s+late%s", r.out)
+    assert.matches("^matviews: /.-" .. UNKNOWN .. "\n$", r.err)
+    r = mvp("--json list")
+    assert.are.equal(1, r.code, r.err)
+    for _, row in ipairs(mv.json.decode(r.out)) do
+      if row.view == "st_late" then assert.matches(UNKNOWN, row.strategy_error) else assert.is_nil(row.strategy_error) end
+    end
+    r = mvp("stats")
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches("st_late", r.out)
+    assert.matches("^matviews: /.-" .. UNKNOWN .. "\n$", r.err)
+    assert.are.equal(0, mvp("stats st_plain").code) -- only the views it shows
+    local page = H.tmpfile(".html")
+    r = mvp("report --html " .. H.q(page))
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches("^matviews: /.-" .. UNKNOWN .. "\n$", r.err)
+    assert.matches('late <span class="bad" title="[^"]*b%.lua:3: view &#39;st_late&#39;: unknown strategy &quot;late&quot;',
+      H.slurp(page))
+  end)
+
+  it("a refresh, refresh --all --parallel 2 and the worker fail the run with the file and line", function()
+    local r = mvp("--yes refresh st_late")
+    assert.are.equal(1, r.code)
+    assert.matches(UNKNOWN, last_run("st_late").error)
+    r = mvp("--yes refresh --all --parallel 2")
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches(UNKNOWN, last_run("st_late").error)
+    assert.are.equal(2, last_run("st_plain").status)
+    r = mvp("enqueue refresh st_late")
+    assert.are.equal(0, r.code, r.out .. r.err)
+    local before = #P.runs("refresh", "st_late")
+    r = mvp("worker --once")
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches("job %d+ refresh st_late: failed .-" .. UNKNOWN, r.out)
+    assert.are.equal(before + 1, #P.runs("refresh", "st_late"))
+  end)
+
+  it("the scheduler reports it and queues nothing for that view", function()
+    local clock = H.tmpfile(".clock")
+    H.write(clock, tostring(mv.query("SELECT floor(extract(epoch FROM now()))::bigint + 180 AS t")[1].t))
+    local jobs = mv.query("SELECT count(*) AS n FROM matviews_jobs")[1].n
+    local r = mvp("scheduler --once --clock " .. H.q(clock))
+    assert.are.equal(0, r.code, r.out .. r.err)
+    assert.matches("matviews: schedule of st_late: /.-" .. UNKNOWN, r.err)
+    assert.are.equal(jobs, mv.query("SELECT count(*) AS n FROM matviews_jobs")[1].n)
+    r = mvp("schedule")
+    assert.are.equal(1, r.code)
+    assert.matches(UNKNOWN, r.err)
+  end)
+
+  it("names the file when it says another strategy, and says when no file declares the view", function()
+    H.write(dir .. "/definitions/b.lua", 'view "st_late" {\n  sql = "SELECT id FROM items",\n  strategy = "swap",\n}\n'
+      .. 'view "st_plain" { sql = "SELECT id FROM items" }\n')
+    local r = mvp("--yes refresh st_late")
+    assert.are.equal(1, r.code)
+    assert.matches("b%.lua:3: view 'st_late': unknown strategy \"late\" in the catalog, the file says \"swap\": run apply",
+      last_run("st_late").error)
+    H.write(dir .. "/definitions/b.lua", 'view "st_plain" { sql = "SELECT id FROM items" }\n')
+    r = mvp("list")
+    assert.are.equal(1, r.code)
+    assert.are.equal("matviews: view 'st_late': unknown strategy \"late\" (no definition file declares the view, the "
+      .. "catalog names the strategy; declared: concurrent, regular, swap)\n", r.err)
+  end)
+
+  it("refuses two declarations of one strategy, naming both places", function()
+    local two = write_project({ config = '\nstrategy "dup" (function(ctx) ctx:refresh() end)\n', defs = {
+      ["a.lua"] = 'strategy "twice" (function(ctx) ctx:refresh() end)\n',
+      ["b.lua"] = '-- again\nstrategy "twice" (function(ctx) ctx:refresh() end)\nstrategy "dup" (function(ctx) end)\n',
+    } })
+    local r = H.mv("--config " .. H.q(two .. "/matviews.lua") .. " plan")
+    assert.are.equal(2, r.code, r.out .. r.err)
+    assert.matches('strategy "twice" is defined twice: /[^\n]-/a%.lua:1 and /[^\n]-/b%.lua:2', r.err .. r.out)
+    assert.matches('strategy "dup" is defined twice: /[^\n]-/matviews%.lua:2 and /[^\n]-/b%.lua:3', r.err .. r.out)
   end)
 end)

@@ -232,7 +232,7 @@ local function settle(job, defn, opts, cfg)
   job.defn, job.view = defn, defn.name
   job.strategy = dopts.strategy or defn.refresh_strategy
   if job.op == "refresh" then
-    job.strategy_def = require("matviews.strategies").resolve(job.strategy, "definition " .. (defn.label or defn.name))
+    job.strategy_def = require("matviews.strategies").of_definition(defn)
   else
     job.service = mv().services[job.op .. "_view"]
   end
