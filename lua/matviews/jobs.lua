@@ -84,7 +84,8 @@ local function error_response(view, e, raised)
   local msg = type(e) == "table" and e.message or e
   return { status = "error", success = false, view = view, raised = raised or nil,
     error = { message = tostring(msg or "the service raised an error"),
-              sqlstate = type(e) == "table" and e.sqlstate or nil } }
+              sqlstate = type(e) == "table" and e.sqlstate or nil,
+              details = type(e) == "table" and jsonable(e.details) or nil } }
 end
 
 -- Why the response may be retried on conn: the reason, or nil.
@@ -109,7 +110,8 @@ end
 -- returns the service's response, as the service would; a failed step
 -- raises with the response, which is kept. A user strategy's value goes
 -- into meta.result, and its run succeeds unless it raised or ctx:fail-ed;
--- the error then names the strategy and where it is declared. Returns ok
+-- the error then names the strategy and where it is declared (ctx:fail's
+-- details go to meta.error.details). Returns ok
 -- and the response or the error.
 local function call_strategy(job)
   local s = job.strategy_def
@@ -134,7 +136,7 @@ local function call_strategy(job)
   end
   local msg = type(r) == "table" and tostring(r.message) or tostring(r)
   return false, { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
-    sqlstate = type(r) == "table" and r.sqlstate or nil }
+    sqlstate = type(r) == "table" and r.sqlstate or nil, details = type(r) == "table" and r.details or nil }
 end
 
 -- One attempt: the session timeouts wanted (sent with the service's first

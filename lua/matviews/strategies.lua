@@ -10,12 +10,14 @@
 --   ctx.previous    the last successful refresh run { rows_count,
 --                   duration_ms, finished_at }, or nil
 --   ctx:refresh{ concurrently = bool }   the plain or concurrent REFRESH
---   ctx:build()     builds the definition's SQL into the build relation a
---                   swap uses (with the view's indexes); returns its name
+--   ctx:build{ indexes = true }   builds the definition's SQL into the
+--                   build relation a swap uses, with the view's indexes
+--                   (always: publish keeps them); returns its quoted name
 --   ctx:publish()   audits the build (the definition's `audit`), then puts
 --                   it in place exactly as swap_refresh does
 --   ctx:query(sql, ...), ctx:exec(sql, ...)   on the job's connection
---   ctx:fail(message, details)   stops the refresh
+--   ctx:fail(message, details)   stops the refresh (the error names the
+--                   call's file and line; details go to meta.error.details)
 --
 -- Each service step raises when it fails, so a strategy reads top-down.
 -- The job records the run: meta.strategy, meta.result (what the function
@@ -178,7 +180,10 @@ function Ctx:refresh(o)
   return resp
 end
 
-function Ctx:build()
+function Ctx:build(o)
+  if type(o) == "table" and o.indexes == false then
+    raise("build: indexes = false is not offered: publish keeps every index of the view, so the build has them")
+  end
   if self._build then raise("build: the view is already built in this refresh (build once, then publish)") end
   local b, q = mv().core.services.swap_build(self.definition, self._job.options)
   if not b then self.response = q; step_failed(q) end
@@ -200,8 +205,12 @@ end
 function Ctx:query(sql, ...) return self._job.options.conn:query(sql, ...) end
 function Ctx:exec(sql, ...) return self._job.options.conn:exec(sql, ...) end
 
+-- The error names the file and line of the call; details (a table) go to
+-- the run's meta.error.details.
 function Ctx:fail(message, details)
-  require("matviews.core").error({ message = tostring(message), details = details, failed = true })
+  local at = debug.getinfo(2, "Sl")
+  local where = at and at.currentline and at.currentline > 0 and (at.short_src .. ":" .. at.currentline .. ": ") or ""
+  require("matviews.core").error({ message = where .. tostring(message), details = details, failed = true })
 end
 
 -- Drops a build that was not published (any exit of the strategy).
