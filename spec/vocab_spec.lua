@@ -57,6 +57,22 @@ describe("the vocabulary", function()
     assert.are.equal(vocab.lock_key_sql("S", "N"), a .. "S" .. b .. "N" .. c)
   end)
 
+  it("has the same build relation name in SQL", function()
+    local body = h:match("#define MV_BUILD_RELATION_SQL%(name, pid%) (.-)\n\n")
+    assert.is_truthy(body)
+    -- expand the macro: its string literals, MV_BUILD_PREFIX and the two arguments, concatenated
+    local args, out, pos = { MV_BUILD_PREFIX = vocab.BUILD_PREFIX, name = "N", pid = "P" }, {}, 1
+    while true do
+      local s1, e1, str = body:find('^[%s\\]*"([^"]*)"', pos)
+      local s2, e2, word = body:find("^[%s\\]*([%a_]+)", pos)
+      if s1 then out[#out + 1], pos = str, e1 + 1
+      elseif s2 then out[#out + 1], pos = assert(args[word], word), e2 + 1
+      else break end
+    end
+    local c = table.concat(out)
+    assert.are.equal(vocab.build_relation_sql("N", "P"), c)
+  end)
+
   it("is the one the other modules use", function()
     local catalog, defs = require "matviews.catalog", require "matviews.definitions"
     assert.are.equal(vocab.STATUS, catalog.STATUS)

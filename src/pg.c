@@ -81,6 +81,8 @@ static void ignore_notice(void *arg, const char *message) {
  * a run of jobs with the same timeouts sets them once per connection. On a
  * caller's connection the caller's own values are read in that same
  * statement and put back before the caller's next statement. */
+#define MAX_PREPARED 16
+
 typedef struct {
   PGconn *conn;                /* NULL: free slot */
   char want[2][32];            /* values to be in effect before the next statement */
@@ -88,6 +90,8 @@ typedef struct {
   char saved[2][32];           /* the caller's values, when keep_caller */
   int capture;                 /* read the caller's values with the next set */
   int restore;                 /* saved holds values to put back */
+  unsigned long long prepared[MAX_PREPARED]; /* pg_exec_prepared: statements prepared on it (hashes) */
+  int n_prepared;
 } Session;
 
 #define MAX_SESSIONS 256
@@ -376,45 +380,118 @@ static void prelude_done(Session *s, const PGresult *res) {
   s->capture = 0;
 }
 
-/* Collects the results of a pipeline of two statements and its sync: the
- * first failure, else the second statement's result. */
-static PGresult *collect_pipeline(PGconn *conn, Session *s) {
+/* Reads the results of one statement of a pipeline up to its end (the
+ * NULL after them): the first failure, else the last result. NULL when
+ * the connection failed (*broken set). */
+static PGresult *pipeline_result(PGconn *conn, int *broken) {
   PGresult *out = NULL, *r;
-  mv_query_begin();
-  for (int q = 0; q < 3; q++) {
-    for (;;) {
-      if (wait_ready(conn) < 0) { pg_clear(out); out = fatal_result(conn); goto done; }
-      r = PQgetResult(conn);
-      if (r == NULL) break;                       /* end of statement q */
-      ExecStatusType st = PQresultStatus(r);
-      if (st == PGRES_PIPELINE_SYNC) { PQclear(r); q = 3; break; }
-      if (q == 0 && pg_ok(r)) { prelude_done(s, r); PQclear(r); continue; }
-      if (out == NULL || (pg_ok(out) && !pg_ok(r) && st != PGRES_PIPELINE_ABORTED)) { pg_clear(out); out = r; }
-      else PQclear(r);
-    }
+  for (;;) {
+    if (wait_ready(conn) < 0) { pg_clear(out); *broken = 1; return NULL; }
+    r = PQgetResult(conn);
+    if (r == NULL) return out;
+    if (out == NULL || (pg_ok(out) && !pg_ok(r))) { pg_clear(out); out = r; }
+    else PQclear(r);
   }
-done:
-  mv_query_end();
-  if (!PQexitPipelineMode(conn)) {
-    while ((r = PQgetResult(conn)) != NULL) PQclear(r);
-    PQexitPipelineMode(conn);
-  }
-  return out ? out : fatal_result(conn);
 }
 
-/* Runs the prelude of s and then sql, in one round trip. */
-static PGresult *exec_pipelined(PGconn *conn, Session *s, const char *pre, const char *sql, int n,
-                                const char *const *vals) {
-  const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
-  if (!PQenterPipelineMode(conn)) return fatal_result(conn);
-  if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)
-      || !PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0) || !PQpipelineSync(conn)) {
-    PGresult *r;
-    while ((r = PQgetResult(conn)) != NULL) PQclear(r);
-    PQexitPipelineMode(conn);
-    return fatal_result(conn);
+/* Reads a sync point's result; 0 when the connection failed. */
+static int pipeline_sync(PGconn *conn) {
+  if (wait_ready(conn) < 0) return 0;
+  PGresult *r = PQgetResult(conn);
+  int ok = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+  pg_clear(r);
+  return ok;
+}
+
+/* Leaves pipeline mode, draining what is left (after a failure). */
+static void pipeline_leave(PGconn *conn) {
+  PGresult *r;
+  if (PQexitPipelineMode(conn)) return;
+  while ((r = PQgetResult(conn)) != NULL) PQclear(r);
+  PQexitPipelineMode(conn);
+}
+
+/* Sends the prelude (pre, in the transaction of the first step) and the
+ * steps, a sync after each step that asks and after the last. 0 when
+ * libpq refused. */
+static int pipeline_send(PGconn *conn, Session *s, const char *pre, const PgStep *steps, int n, const int *prepare) {
+  if (pre != NULL) {
+    const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
+    if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)) return 0;
   }
-  return collect_pipeline(conn, s);
+  for (int i = 0; i < n; i++) {
+    int sent;
+    if (steps[i].name == NULL) sent = PQsendQueryParams(conn, steps[i].sql, steps[i].n, NULL, steps[i].vals, NULL, NULL, 0);
+    else sent = (!prepare[i] || PQsendPrepare(conn, steps[i].name, steps[i].sql, steps[i].n, NULL))
+                && PQsendQueryPrepared(conn, steps[i].name, steps[i].n, steps[i].vals, NULL, NULL, 0);
+    if (!sent) return 0;
+    if ((steps[i].sync || i == n - 1) && !PQpipelineSync(conn)) return 0;
+  }
+  return 1;
+}
+
+/* 64-bit FNV-1a of s: the name of a prepared statement is that of its text. */
+static unsigned long long text_hash(const char *s) {
+  unsigned long long h = 14695981039346656037ULL;
+  for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ULL; }
+  return h;
+}
+
+/* Whether the statement hashed h is prepared on s's session. */
+static int is_prepared(const Session *s, unsigned long long h) {
+  for (int i = 0; s && i < s->n_prepared; i++) if (s->prepared[i] == h) return 1;
+  return 0;
+}
+
+/* Reads the prelude's result into *pre_res; 0 when the connection failed. */
+static int pipeline_prelude(PGconn *conn, PGresult **pre_res) {
+  int broken = 0;
+  *pre_res = pipeline_result(conn, &broken);
+  return !broken;
+}
+
+int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+  Session *s = session_of(conn, 0);
+  const char *pre = prelude(s);
+  PGresult *pre_res = NULL;
+  int broken = 0, failed = 0, first_tx = 1, prepare[PG_MAX_STEPS];
+  if (n > PG_MAX_STEPS) n = PG_MAX_STEPS;
+  for (int i = 0; i < n; i++) {
+    res[i] = NULL;
+    prepare[i] = steps[i].name != NULL && !is_prepared(s, text_hash(steps[i].sql));
+  }
+  if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF || !PQenterPipelineMode(conn)) broken = 1;
+  else if (!pipeline_send(conn, s, pre, steps, n, prepare)) { pipeline_leave(conn); broken = 1; }
+  if (!broken) {
+    mv_query_begin();
+    if (pre != NULL && !pipeline_prelude(conn, &pre_res)) broken = 1;
+    for (int i = 0; i < n && !broken; i++) {
+      PGresult *parsed = prepare[i] ? pipeline_result(conn, &broken) : NULL;
+      if (parsed && pg_ok(parsed) && s && s->n_prepared < MAX_PREPARED) s->prepared[s->n_prepared++] = text_hash(steps[i].sql);
+      res[i] = broken ? NULL : pipeline_result(conn, &broken);
+      if (parsed && !pg_ok(parsed)) { pg_clear(res[i]); res[i] = parsed; parsed = NULL; } /* its error, not "aborted" */
+      pg_clear(parsed);
+      if (first_tx && res[i] && !pg_ok(res[i])) failed = 1;
+      if (!broken && (steps[i].sync || i == n - 1)) {
+        if (!pipeline_sync(conn)) broken = 1;
+        first_tx = 0;
+      }
+    }
+    mv_query_end();
+    pipeline_leave(conn);
+  }
+  if (pre_res && pg_ok(pre_res)) prelude_done(s, pre_res);
+  /* a set_config rolled back with a failed statement of its transaction:
+   * what the session has is unknown, so the next statement sets it again */
+  if (pre != NULL && (failed || broken || !pre_res || !pg_ok(pre_res))) memset(s->have, 0, sizeof s->have);
+  if (pre_res && !pg_ok(pre_res)) { pg_clear(res[0]); res[0] = pre_res; pre_res = NULL; }
+  pg_clear(pre_res);
+  failed = 0;
+  for (int i = 0; i < n; i++) {
+    if (res[i] == NULL) res[i] = fatal_result(conn);
+    if (!pg_ok(res[i])) failed = 1;
+  }
+  return failed ? -1 : 0;
 }
 
 /* Runs the prelude of conn's session alone (before a script); 0 on failure
@@ -432,10 +509,40 @@ static int run_prelude(PGconn *conn, Session *s, const char *pre, PGresult **res
 PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
   Session *s = session_of(conn, 0);
   const char *pre = prelude(s);
-  if (pre != NULL && PQpipelineStatus(conn) == PQ_PIPELINE_OFF) return exec_pipelined(conn, s, pre, sql, n, vals);
+  if (pre != NULL && PQpipelineStatus(conn) == PQ_PIPELINE_OFF) {
+    PgStep step = { sql, n, vals, 1, NULL };
+    PGresult *res;
+    pg_pipeline(conn, &step, 1, &res);
+    return res;
+  }
   if (!PQsendQueryParams(conn, sql, n, NULL, vals, NULL, NULL, 0))
     return fatal_result(conn);
   return collect(conn);
+}
+
+PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  Session *s = session_of(conn, 1);
+  char name[32];
+  if (s == NULL || PQpipelineStatus(conn) != PQ_PIPELINE_OFF) return pg_exec(conn, sql, n, vals);
+  unsigned long long h = text_hash(sql);
+  snprintf(name, sizeof name, "matviews_%016llx", h);
+  PgStep step = { sql, n, vals, 1, name };
+  PGresult *res = NULL;
+  if (is_prepared(s, h) && prelude(s) == NULL) {
+    if (!PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0)) return fatal_result(conn);
+    res = collect(conn);
+  } else {
+    pg_pipeline(conn, &step, 1, &res);
+  }
+  const char *st = pg_sqlstate(res);
+  /* deallocated by someone (DISCARD ALL), or its plan no longer fits the
+   * tables: forget what this session has prepared and run it unnamed */
+  if (st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0) && PQtransactionStatus(conn) == PQTRANS_IDLE) {
+    s->n_prepared = 0;
+    pg_clear(res);
+    res = pg_exec(conn, sql, n, vals);
+  }
+  return res;
 }
 
 PGresult *pg_exec_script(PGconn *conn, const char *sql) {

@@ -54,6 +54,32 @@ int pg_watch_lost(void);
  * poll loop so SIGINT sends PQcancel. Returns the last result, never NULL
  * (a libpq failure becomes a PGRES_FATAL_ERROR result). */
 PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals);
+/* One statement of a pipeline: sql with n text parameters; sync = 1 ends
+ * the implicit transaction after it (the last step always does). */
+typedef struct {
+  const char *sql;
+  int n;
+  const char *const *vals;
+  int sync;
+  const char *name;   /* non-NULL: run as this prepared statement, prepared in the same round trip
+                         the first time on the session (pg_exec_prepared names it) */
+} PgStep;
+#define PG_MAX_STEPS 8
+/* Sends the n steps in one round trip (libpq pipeline mode) and fills
+ * res[i] with each step's result (the caller clears them; never NULL: a
+ * step skipped because an earlier one of its transaction failed has a
+ * PGRES_PIPELINE_ABORTED result, one lost with the connection a fatal
+ * one). The steps between two syncs are one transaction. The session's
+ * timeouts (pg_want_timeouts) are set first, in a transaction of their
+ * own; when that fails, res[0] holds its error. Cancels on SIGINT like
+ * pg_exec. Returns 0 when every step succeeded, else -1. */
+int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res);
+/* pg_exec for matviews's own fixed statements on its own connections (the
+ * recorder's begin and finish): prepared once per session, the first time
+ * in the same round trip, then executed by name, so the server neither
+ * parses nor (after a few runs) plans them again. A statement that was
+ * deallocated meanwhile runs unnamed. */
+PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *vals);
 /* Runs several statements with no parameters (simple protocol): only for
  * SQL matviews itself ships (schema steps), never for user values. */
 PGresult *pg_exec_script(PGconn *conn, const char *sql);

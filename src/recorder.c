@@ -130,7 +130,8 @@ static char *begin_sql(int op, const char *columns) {
     " clock_timestamp(), clock_timestamp() FROM d RETURNING id)"
     " SELECT r.id AS matviews_run_id, CASE WHEN d.id IS NOT NULL THEN pg_try_advisory_lock("
     MV_LOCK_KEY_SQL("d.schema_name", "d.name") ") END AS matviews_locked,"
-    " (SELECT count(*) FROM c) AS matviews_matches, d.* FROM (VALUES (1)) one (x) LEFT JOIN d ON true LEFT JOIN r ON true";
+    " (SELECT count(*) FROM c) AS matviews_matches,"
+    " set_config('synchronous_commit', 'off', true) AS matviews_async, d.* FROM (VALUES (1)) one (x) LEFT JOIN d ON true LEFT JOIN r ON true";
   size_t n = strlen(fmt) + strlen(columns) + strlen(meta) + 128;
   char *sql = malloc(n);
   if (sql) snprintf(sql, n, fmt, columns, RUN_TABLES[op], MV_RUN_RUNNING, (int)getpid(), meta);
@@ -215,7 +216,7 @@ static int l_begin(lua_State *L) {
   lua_setiuservalue(L, 8, 1);                             /* the run keeps its recorder alive */
   PGresult **res = pg_guard(L);                           /* 9: pushing rows allocates */
   run->t0 = now_ms();
-  *res = pg_exec(rec, sql, 5, vals);
+  *res = pg_exec_prepared(rec, sql, 5, vals);
   free(sql);
   if (!pg_ok(*res)) { PGresult *failed = *res; *res = NULL; return raise_begin(L, rec, failed); }
   long long matches = pg_nrows(*res) == 1 ? strtoll(pg_value(*res, 0, 2), NULL, 10) : 0;
@@ -229,6 +230,7 @@ static int l_begin(lua_State *L) {
   lua_pushnil(L); lua_setfield(L, 11, "matviews_run_id");
   lua_pushnil(L); lua_setfield(L, 11, "matviews_locked");
   lua_pushnil(L); lua_setfield(L, 11, "matviews_matches");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_async");
   lua_pushvalue(L, 8);
   lua_insert(L, -2);
   return 2;
@@ -351,7 +353,7 @@ static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whyl
   for (;;) {
     finish_sql(run, sql, sizeof sql);
     int nparams = (run->op == MV_OP_REFRESH ? 6 : 5) + (run->locked ? 2 : 0);
-    PGresult *res = pg_exec(run->rec, sql, nparams, vals);
+    PGresult *res = pg_exec_prepared(run->rec, sql, nparams, vals);
     if (pg_ok(res)) return res;
     if (why[0] == '\0' && !pg_connected(run->rec)) snprintf(why, whylen, "no connection to the server");
     else if (why[0] == '\0') result_message(run->rec, res, why, whylen);
@@ -438,7 +440,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   }
   pg_guard_clear(res);
   run->rec = NULL;
-  report_unrecorded(run, why, ok ? "success" : "failed", dur, err);
+  report_unrecorded(run, why, STATUS_NAMES[ok ? MV_RUN_SUCCESS : MV_RUN_FAILED], dur, err);
   lua_pushfstring(L, "could not finalise run %s of %s: %s", id, run->name, why);
   return 0;
 }
@@ -467,7 +469,7 @@ static int l_close(lua_State *L) {
   else if (lua_type(L, 2) == LUA_TSTRING) msg = lua_tostring(L, 2);
   lua_createtable(L, 0, 3);
   int outcome = lua_gettop(L);
-  lua_pushliteral(L, "failed"); lua_setfield(L, outcome, "status");
+  lua_pushstring(L, STATUS_NAMES[MV_RUN_FAILED]); lua_setfield(L, outcome, "status");
   lua_pushstring(L, msg ? msg : "the job ended before its run was finished"); lua_setfield(L, outcome, "error");
   lua_createtable(L, 0, 2);
   lua_pushstring(L, run->name); lua_setfield(L, -2, "view");

@@ -25,6 +25,8 @@ typedef struct { char **v; int n, cap; } MvStrList;
 /* Table privileges a definition may grant on its view, in SQL's words: the
  * GRANT statement is built from these constants, never from user text. */
 extern const char *const mv_privilege_names[];   /* NULL-terminated */
+/* The refresh strategies' names (vocab.h), indexed by MV_STRATEGY_*. */
+extern const char *const mv_strategy_names[];
 #define MV_PRIV_SELECT 1u
 
 typedef enum { MV_RC_NONE, MV_RC_ESTIMATED, MV_RC_EXACT } MvRowCount;
@@ -114,6 +116,10 @@ int svc_run(MvSvc *s, const char *sql, int log);
 /* Looks the view up in the resolved schema: 1 found (rel filled), 0 missing,
  * -1 on a database error. */
 int svc_lookup(MvSvc *s, MvRel *rel);
+/* The lookup's statement ($1 schema, $2 name), for a caller that sends it
+ * in a pipeline, and the reading of its result (as svc_lookup returns). */
+extern const char *const SVC_LOOKUP_SQL;
+int svc_read_lookup(MvSvc *s, PGresult *res, MvRel *rel);
 /* 0 when rel is a materialized view; else sets the error and returns -1. */
 int svc_require_matview(MvSvc *s, int found, const MvRel *rel);
 /* Row count of the view per the strategy (-1 unknown or none). */

@@ -10,6 +10,7 @@
 #include "svc.h"
 #include "pg.h"
 #include "validate.h"
+#include "vocab.h"
 
 /* CREATE [UNIQUE] INDEX for the definition's i-th declared index (columns
  * quoted), under its declared name (as `apply` names them) or <view>_idx<n>. */
@@ -151,17 +152,52 @@ static int run_bracketed(MvSvc *s, char *sql) {
   return ok ? 0 : -1;
 }
 
+/* The REFRESH of a regular refresh, once the view is known to be a
+ * materialized view (before counted); fills the rest of the response. */
+static void refreshed(MvSvc *s, MvRel *rel, int ok) {
+  if (!ok) return;
+  rel->populated = 1;
+  s->r->after = svc_count_after(s, rel);
+  s->r->status = MV_ST_UPDATED;
+}
+
+/* Outside a transaction, with no exact count before: the lookup and the
+ * REFRESH in one round trip (one transaction: the lookup only reads the
+ * catalog, so the view's lock is taken by the REFRESH as it would be
+ * alone). A relation that is missing or no materialized view fails the
+ * REFRESH, and the lookup's answer gives the error its usual text. (Its
+ * commit waits for the WAL flush whatever synchronous_commit says: it
+ * drops the view's old files.) */
+static void refresh_pipelined(MvSvc *s) {
+  MvRel rel;
+  const char *vals[2] = { s->schema, s->d->name };
+  char *sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview);
+  if (sql == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return; }
+  PgStep steps[2] = { { SVC_LOOKUP_SQL, 2, vals, 0, NULL }, { sql, 0, NULL, 1, NULL } };
+  PGresult *res[2];
+  pg_pipeline(s->conn, steps, 2, res);
+  int found = svc_read_lookup(s, res[0], &rel);
+  if (svc_require_matview(s, found, &rel) == 0) {
+    mv_strlist_add(&s->r->sql, sql);
+    s->r->before = svc_count(s, &rel);
+    s->r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
+    if (!pg_ok(res[1])) svc_fail_res(s, res[1]);
+    refreshed(s, &rel, pg_ok(res[1]));
+  }
+  pg_clear(res[0]);
+  pg_clear(res[1]);
+  free(sql);
+}
+
 void svc_regular_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {
   MvSvc s;
   MvRel rel;
-  if (svc_open(&s, c, d, o, r, 0) == 0 && svc_require_matview(&s, svc_lookup(&s, &rel), &rel) == 0) {
+  if (svc_open(&s, c, d, o, r, 0) < 0) { svc_close(&s); return; }
+  if (!pg_in_transaction(c) && o->row_count != MV_RC_EXACT) refresh_pipelined(&s);
+  else if (svc_require_matview(&s, svc_lookup(&s, &rel), &rel) == 0) {
     r->before = svc_count(&s, &rel);
-    r->refresh = mv_strdup("regular");
-    if (run_bracketed(&s, mv_fmt("REFRESH MATERIALIZED VIEW %s", s.qview)) == 0) {
-      rel.populated = 1;
-      r->after = svc_count_after(&s, &rel);
-      r->status = MV_ST_UPDATED;
-    }
+    r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
+    refreshed(&s, &rel, run_bracketed(&s, mv_fmt("REFRESH MATERIALIZED VIEW %s", s.qview)) == 0);
   }
   svc_close(&s);
 }

@@ -12,6 +12,9 @@
 #include "svc.h"
 #include "pg.h"
 #include "validate.h"
+#include "vocab.h"
+
+const char *const mv_strategy_names[] = MV_STRATEGY_NAMES;
 
 char *mv_strdup(const char *s) {
   if (s == NULL) return NULL;
@@ -182,12 +185,12 @@ void svc_close(MvSvc *s) {
   s->qview = NULL;
 }
 
-int svc_lookup(MvSvc *s, MvRel *rel) {
-  const char *vals[2] = { s->schema, s->d->name };
-  PGresult *res = svc_exec(s, "SELECT c.oid, c.relkind, c.relispopulated, c.reltuples::bigint FROM pg_class c "
-                              "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                              "WHERE n.nspname = $1 AND c.relname = $2", 2, vals, 0);
-  if (res == NULL) return -1;
+/* The view's relation in the resolved schema ($1 schema, $2 name). */
+const char *const SVC_LOOKUP_SQL = "SELECT c.oid, c.relkind, c.relispopulated, c.reltuples::bigint FROM pg_class c "
+                                   "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
+
+int svc_read_lookup(MvSvc *s, PGresult *res, MvRel *rel) {
+  if (!pg_ok(res)) { svc_fail_res(s, res); return -1; }
   int found = pg_nrows(res) > 0;
   if (found) {
     rel->oid = (unsigned)strtoul(pg_value(res, 0, 0), NULL, 10);
@@ -196,6 +199,13 @@ int svc_lookup(MvSvc *s, MvRel *rel) {
     rel->reltuples = strtoll(pg_value(res, 0, 3), NULL, 10);
     rel->count_fresh = 1;
   }
+  return found;
+}
+
+int svc_lookup(MvSvc *s, MvRel *rel) {
+  const char *vals[2] = { s->schema, s->d->name };
+  PGresult *res = pg_exec(s->conn, SVC_LOOKUP_SQL, 2, vals);
+  int found = svc_read_lookup(s, res, rel);
   pg_clear(res);
   return found;
 }
@@ -265,7 +275,50 @@ static void analyze_view(MvSvc *s) {
   free(sql);
 }
 
+/* ANALYZE and the estimated count after it in one round trip, outside any
+ * transaction: one transaction that commits without waiting for its WAL to
+ * be flushed (synchronous_commit off for it alone, set by the count). The
+ * statistics are the only thing it writes; a recorded run's finish, a
+ * synchronous commit later in the same WAL, makes them durable with it,
+ * and should the server crash before, autovacuum analyzes again. A failed
+ * ANALYZE (the count is then skipped) falls back to the count alone, with
+ * the warning. Returns the count. */
+static long long analyze_count_pipelined(MvSvc *s, MvRel *rel) {
+  char oid[16];
+  const char *vals[1] = { oid };
+  char *sql = mv_fmt("ANALYZE %s", s->qview);
+  rel->count_fresh = 0; /* reltuples read before ANALYZE are stale */
+  if (sql == NULL) return svc_count(s, rel);
+  snprintf(oid, sizeof oid, "%u", rel->oid);
+  PgStep steps[2] = {
+    { sql, 0, NULL, 0, NULL },
+    { s->o->row_count == MV_RC_ESTIMATED
+        ? "SELECT reltuples::bigint, set_config('synchronous_commit', 'off', true) FROM pg_class WHERE oid = $1::oid"
+        : "SELECT NULL::bigint, set_config('synchronous_commit', 'off', true) WHERE $1::oid IS NOT NULL", 1, vals, 1, NULL } };
+  PGresult *res[2];
+  long long t0 = mv_now_ms(), n = -1;
+  pg_pipeline(s->conn, steps, 2, res);
+  if (pg_ok(res[0]) && pg_ok(res[1])) {
+    s->r->analyze_ms = mv_now_ms() - t0;
+    mv_strlist_add(&s->r->sql, sql);
+    if (pg_nrows(res[1]) == 1 && pg_value(res[1], 0, 0)) n = strtoll(pg_value(res[1], 0, 0), NULL, 10);
+  } else {
+    const char *why = PQresultErrorField(pg_ok(res[0]) ? res[1] : res[0], PG_DIAG_MESSAGE_PRIMARY);
+    char *w = mv_fmt("ANALYZE %s failed: %s", s->qview, why ? why : "no result");
+    if (w) mv_strlist_add(&s->r->warnings, w);
+    free(w);
+  }
+  int counted = pg_ok(res[0]) && pg_ok(res[1]);
+  pg_clear(res[0]);
+  pg_clear(res[1]);
+  free(sql);
+  if (!counted) return svc_count(s, rel);
+  return s->o->row_count == MV_RC_NONE || n < 0 ? -1 : n;
+}
+
 long long svc_count_after(MvSvc *s, MvRel *rel) {
+  if (s->o->analyze && rel->populated && s->o->row_count != MV_RC_EXACT && !pg_in_transaction(s->conn))
+    return analyze_count_pipelined(s, rel);
   if (s->o->analyze && rel->populated) {
     analyze_view(s);
     rel->count_fresh = 0; /* reltuples read before ANALYZE are stale */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "svc.h"
 #include "pg.h"
+#include "vocab.h"
 
 /* The key columns of the first usable unique index: names for the user,
  * "a IS NULL OR ..." for the NULL check (quoted by the server's quote_ident).
@@ -78,7 +79,7 @@ static int refresh_first_time(MvSvc *s) {
   char *sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview);
   char *note = mv_fmt("%s was never populated: ran a regular refresh (CONCURRENTLY needs a populated view)", s->r->view);
   int rc = sql ? svc_run(s, sql, 1) : -1;
-  s->r->refresh = mv_strdup("regular");
+  s->r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
   s->r->note = note;
   free(sql);
   return rc;
@@ -95,7 +96,7 @@ static int refresh_concurrently(MvSvc *s, MvRel *rel) {
   }
   char *sql = mv_fmt("REFRESH MATERIALIZED VIEW CONCURRENTLY %s", s->qview);
   int rc = sql ? svc_run(s, sql, 1) : -1;
-  s->r->refresh = mv_strdup("concurrent");
+  s->r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_CONCURRENT]);
   if (rc == 0 && nullcond) warn_null_keys(s, rel, names, nullcond);
   free(sql);
   free(nullcond);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include "swap.h"
 #include "pg.h"
+#include "vocab.h"
 
 /* Runs each statement of l, logged; -1 at the first failure. */
 static int run_list(MvSvc *s, const MvStrList *l) {
@@ -134,7 +135,7 @@ int swap_build_phase(MvSvc *s, MvRel *rel, SwapPlan *p) {
   memset(p, 0, sizeof *p);
   if (preflight(s, rel) < 0) return -1;
   s->r->before = svc_count(s, rel);
-  s->r->refresh = mv_strdup("swap");
+  s->r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_SWAP]);
   swap_guard_drop_dead(s, rel);
   if (swap_plan_build(s, rel, p) < 0 || swap_guard_upstreams(s, rel, p) < 0 || build(s, p) < 0) {
     swap_guard_release(s, p);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include "swap.h"
 #include "pg.h"
+#include "vocab.h"
 
 #define KEY "hashtextextended('matviews-swap:' || n.nspname || '.' || c.relname, 0)"
 
@@ -86,9 +87,9 @@ void swap_guard_drop_dead(MvSvc *s, const MvRel *rel) {
   const char *vals[1] = { oid };
   PGresult *res = svc_exec(s, "SELECT format('DROP MATERIALIZED VIEW IF EXISTS %I.%I', n.nspname, t.relname)"
     " FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace"
-    " JOIN pg_class t ON t.relnamespace = v.relnamespace AND t.relkind = 'm' AND t.relname LIKE 'mv\\_swap\\_%'"
+    " JOIN pg_class t ON t.relnamespace = v.relnamespace AND t.relkind = 'm' AND starts_with(t.relname, '" MV_BUILD_PREFIX "')"
     " CROSS JOIN LATERAL (SELECT (regexp_match(t.relname, '_([0-9]+)$'))[1] AS pid) p"
-    " WHERE v.oid = $1::oid AND t.relname = 'mv_swap_' || left(v.relname, 63 - 8 - length('_' || p.pid)) || '_' || p.pid"
+    " WHERE v.oid = $1::oid AND t.relname = " MV_BUILD_RELATION_SQL("v.relname", "p.pid")
     " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p.pid::int)", 1, vals, 0);
   if (res == NULL) return;
   for (int i = 0; i < pg_nrows(res); i++) pg_clear(pg_exec(s->conn, pg_value(res, i, 0), 0, NULL));

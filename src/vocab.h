@@ -38,5 +38,9 @@ enum { MV_STRATEGY_REGULAR = 0, MV_STRATEGY_CONCURRENT = 1, MV_STRATEGY_SWAP = 2
 /* A swap's build relation: MV_BUILD_PREFIX <name> _ <backend pid>, <name>
  * cut so that the whole fits in 63 bytes (swap_temp_name). */
 #define MV_BUILD_PREFIX "mv_swap_"
+/* The same name in SQL over a name and a pid expression (reconcile and the
+ * swap's own clean-up find build relations with it). */
+#define MV_BUILD_RELATION_SQL(name, pid) "'" MV_BUILD_PREFIX "' || left(" name ", 63 - length('" MV_BUILD_PREFIX \
+  "') - length('_' || " pid ")) || '_' || " pid
 
 #endif

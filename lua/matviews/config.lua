@@ -31,14 +31,18 @@ M.defaults = {
 }
 
 local loaded -- cache: { path = ..., config = ... }
+local found -- cache of M.find: { cwd = ..., path = ... }
 
 -- Finds the configuration file: --config, else matviews.lua upwards; nil if none.
+-- The search is done once per working directory (every job asks).
 function M.find()
   local mv = require "matviews"
   if mv.options.config then return mv.options.config end
+  local cwd = mv.core.sys.getcwd()
+  if found and found.cwd == cwd then return found.path end
   local f = mv.project_dir() .. "/matviews.lua"
-  if require("matviews.files").exists(f) then return f end
-  return nil
+  found = { cwd = cwd, path = require("matviews.files").exists(f) and f or nil }
+  return found.path
 end
 
 local function copy(t)
@@ -247,6 +251,6 @@ M.words = {
 }
 
 -- Forgets the cached configuration (specs, REPL reloads).
-function M.reset() loaded = nil end
+function M.reset() loaded, found = nil, nil end
 
 return M

@@ -78,15 +78,16 @@ end
 -- reads exists) and that order is used. order (the graph's) is kept when
 -- every view exists or the rehearsal finds a definition it cannot create.
 function M.creation_order(conn, g, order)
+  -- one statement for the whole batch: whether any view is missing
+  local missing = conn:query([[SELECT EXISTS (SELECT 1 FROM mat_view_definitions d WHERE d.deleted_at IS NULL
+    AND to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name)) IS NULL) AS missing]])[1].missing
+  if not missing then return order end
   local defs = require("matviews").definitions.list(conn)
-  local missing, file_defs, label_of = false, {}, {}
+  local file_defs, label_of = {}, {}
   for _, d in ipairs(defs) do
-    local q = conn:quote_ident(d.schema_name) .. "." .. conn:quote_ident(d.name)
-    if not conn:query("SELECT to_regclass($1) IS NOT NULL AS ok", q)[1].ok then missing = true end
     file_defs[#file_defs + 1] = require("matviews.dsl").from_catalog(d, "catalog", 0)
     label_of[d.schema_name .. "." .. d.name] = d.label
   end
-  if not missing then return order end
   local rep = require("matviews.rehearsal").run(conn, file_defs)
   if #rep.errors > 0 or not rep.order then return order end
   local by_shown, out = {}, {}

@@ -35,8 +35,8 @@ end
 -- <name> cut so that the whole fits in 63 bytes.
 M.BUILD_PREFIX = "mv_swap_"
 function M.build_relation_sql(name_expr, pid_expr)
-  return ("'%s' || left(%s, 63 - %d - length('_' || %s)) || '_' || %s")
-    :format(M.BUILD_PREFIX, name_expr, #M.BUILD_PREFIX, pid_expr, pid_expr)
+  return ("'%s' || left(%s, 63 - length('%s') - length('_' || %s)) || '_' || %s")
+    :format(M.BUILD_PREFIX, name_expr, M.BUILD_PREFIX, pid_expr, pid_expr)
 end
 
 return M
