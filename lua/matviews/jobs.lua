@@ -111,7 +111,8 @@ end
 -- raises with the response, which is kept. A user strategy's value goes
 -- into meta.result, and its run succeeds unless it raised or ctx:fail-ed;
 -- the error then names the strategy and where it is declared (ctx:fail's
--- details go to meta.error.details). Returns ok
+-- details go to meta.error.details); one that a new attempt may fix (a
+-- RETRYABLE SQLSTATE, a lost connection) is retried. Returns ok
 -- and the response or the error.
 local function call_strategy(job)
   local s = job.strategy_def
@@ -135,8 +136,13 @@ local function call_strategy(job)
     return true, resp
   end
   local msg = type(r) == "table" and tostring(r.message) or tostring(r)
-  return false, { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
+  local e = { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
     sqlstate = type(r) == "table" and r.sqlstate or nil, details = type(r) == "table" and r.details or nil }
+  local conn = job.options.conn
+  if RETRYABLE[e.sqlstate] or not (conn:is_open() and conn:is_connected()) then
+    return true, error_response(job.view, e) -- a response, so the attempt is retried as a service's would be
+  end
+  return false, e
 end
 
 -- One attempt: the session timeouts wanted (sent with the service's first

@@ -15,6 +15,8 @@
 --                   (always: publish keeps them); returns its quoted name
 --   ctx:publish()   audits the build (the definition's `audit`), then puts
 --                   it in place exactly as swap_refresh does
+--   ctx:strategy(name)   runs another strategy (e.g. the built-in "swap")
+--                   on this context: how a strategy wraps one
 --   ctx:query(sql, ...), ctx:exec(sql, ...)   on the job's connection
 --   ctx:fail(message, details)   stops the refresh (the error names the
 --                   call's file and line; details go to meta.error.details)
@@ -200,6 +202,18 @@ function Ctx:publish()
   self.response = resp
   if not resp.success then step_failed(resp) end
   return resp
+end
+
+-- Runs the strategy named name (a built-in one or any declared) on this
+-- context and returns what it returns: how one strategy wraps another,
+-- e.g. ctx:strategy("swap") then VACUUM ANALYZE.
+function Ctx:strategy(name)
+  local s = registry[name]
+  if s == nil then M.load_project(); s = registry[name] end
+  if s == nil then
+    raise(("strategy: unknown strategy \"%s\" (declared: %s)"):format(tostring(name), table.concat(M.names(), ", ")))
+  end
+  return s.fn(self)
 end
 
 function Ctx:query(sql, ...) return self._job.options.conn:query(sql, ...) end
