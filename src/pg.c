@@ -146,33 +146,43 @@ static void session_setup(PGconn *conn) {
 }
 
 /* How long a connection refused for lack of slots is tried again
- * (pg_set_slot_wait: a parallel refresh's workers do not wait). */
+ * (pg_set_slot_wait: connect_wait_ms of the configuration; a parallel
+ * refresh's workers do not wait). */
 #define SLOT_WAIT_MS 30000
 static long slot_wait_ms = SLOT_WAIT_MS;
 
 void pg_set_slot_wait(long ms) { slot_wait_ms = ms < 0 ? 0 : ms; }
 
-/* The server refused for lack of connection slots (max_connections, a
- * role's or database's CONNECTION LIMIT; SQLSTATE 53300, which libpq gives
- * only as text): a burst of parallel jobs should wait for a slot, not fail. */
+/* Whether msg is the server refusing for lack of connection slots
+ * (max_connections, a role's or database's CONNECTION LIMIT; SQLSTATE
+ * 53300, which libpq gives only as text). */
+int pg_slot_refusal(const char *msg) {
+  return msg != NULL && (strstr(msg, "too many clients") || strstr(msg, "too many connections")
+                         || strstr(msg, "remaining connection slots"));
+}
+
+/* The server refused c for lack of slots: a burst of parallel jobs should
+ * wait for a slot, not fail. */
 static int refused_for_slots(PGconn *c) {
-  const char *m = c ? PQerrorMessage(c) : "";
-  return PQstatus(c) != CONNECTION_OK && (strstr(m, "too many clients") || strstr(m, "too many connections")
-                                          || strstr(m, "remaining connection slots"));
+  return PQstatus(c) != CONNECTION_OK && pg_slot_refusal(c ? PQerrorMessage(c) : "");
 }
 
 /* Connects with keys/vals (conninfo when keys is NULL), trying again with
- * backoff (50 ms doubling to 2 s, SLOT_WAIT_MS in all) while the server
- * refuses for lack of slots, said once on stderr; a SIGINT/SIGTERM ends
- * the wait. Returns the last attempt (NULL: out of memory). */
+ * backoff (50 ms doubling to 2 s, slot_wait_ms in all) while the server
+ * refuses for lack of slots, said once on stderr in the life of the
+ * process (a batch of views waiting in turn says it once); a
+ * SIGINT/SIGTERM ends the wait. Returns the last attempt (NULL: out of
+ * memory). */
 static PGconn *connect_waiting(const char *conninfo, const char *const *keys, const char *const *vals) {
+  static int said;
   long wait = 50, waited = 0;
   for (;;) {
     PGconn *c = keys ? PQconnectdbParams(keys, vals, 0) : PQconnectdb(conninfo);
     if (!refused_for_slots(c) || waited >= slot_wait_ms || mv_stop_signal()) return c;
-    if (waited == 0) {
-      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %ld s\n",
-              slot_wait_ms / 1000);
+    if (!said) {
+      said = 1;
+      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %ld %s\n",
+              slot_wait_ms % 1000 ? slot_wait_ms : slot_wait_ms / 1000, slot_wait_ms % 1000 ? "ms" : "s");
       fflush(stderr);
     }
     PQfinish(c);
@@ -555,6 +565,15 @@ PGresult *pg_exec_script(PGconn *conn, const char *sql) {
   return collect(conn);
 }
 
+PGresult *pg_describe(PGconn *conn, const char *sql) {
+  if (!PQsendPrepare(conn, "", sql, 0, NULL)) return fatal_result(conn);
+  PGresult *r = collect(conn);
+  if (!pg_ok(r)) return r;
+  PQclear(r);
+  if (!PQsendDescribePrepared(conn, "")) return fatal_result(conn);
+  return collect(conn);
+}
+
 int pg_ok(const PGresult *res) {
   switch (PQresultStatus(res)) {
   case PGRES_COMMAND_OK:
@@ -580,6 +599,7 @@ void pg_clear(PGresult *res) { if (res) PQclear(res); }
 int pg_nrows(const PGresult *res) { return PQntuples(res); }
 int pg_ncols(const PGresult *res) { return PQnfields(res); }
 const char *pg_colname(const PGresult *res, int col) { return PQfname(res, col); }
+unsigned int pg_coltype(const PGresult *res, int col) { return (unsigned int)PQftype(res, col); }
 
 const char *pg_value(const PGresult *res, int row, int col) {
   if (PQgetisnull(res, row, col)) return NULL;

@@ -31,6 +31,8 @@ int pg_reset(PGconn *conn);
 /* How long opening a connection waits while the server has no free slot
  * (default 30 s; 0: fail at once). */
 void pg_set_slot_wait(long ms);
+/* Whether a connection error message says the server has no free slot. */
+int pg_slot_refusal(const char *msg);
 
 /* The lock_timeout and statement_timeout (PostgreSQL interval texts;
  * statement_timeout NULL: leave it) that conn's session must have before
@@ -83,6 +85,11 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
 /* Runs several statements with no parameters (simple protocol): only for
  * SQL matviews itself ships (schema steps), never for user values. */
 PGresult *pg_exec_script(PGconn *conn, const char *sql);
+/* Prepares sql as the unnamed statement (parsed and analysed by the
+ * server, never run; the next statement replaces it) and describes it:
+ * the result has its columns (pg_ncols, pg_colname, pg_coltype) and no
+ * rows. Never NULL; a failure is a PGRES_FATAL_ERROR result. */
+PGresult *pg_describe(PGconn *conn, const char *sql);
 /* 1 when the result is a success (command or tuples), 0 otherwise. */
 int pg_ok(const PGresult *res);
 void pg_clear(PGresult *res);
@@ -91,6 +98,7 @@ int pg_nrows(const PGresult *res);
 int pg_ncols(const PGresult *res);
 const char *pg_value(const PGresult *res, int row, int col); /* NULL for SQL NULL */
 const char *pg_colname(const PGresult *res, int col);
+unsigned int pg_coltype(const PGresult *res, int col); /* the column's type oid */
 long long pg_affected(const PGresult *res);
 const char *pg_sqlstate(const PGresult *res);   /* may be NULL */
 /* A diagnostic field (PG_DIAG_*) of a result, or NULL. */

@@ -84,7 +84,8 @@ local function error_response(view, e, raised)
   local msg = type(e) == "table" and e.message or e
   return { status = "error", success = false, view = view, raised = raised or nil,
     error = { message = tostring(msg or "the service raised an error"),
-              sqlstate = type(e) == "table" and e.sqlstate or nil } }
+              sqlstate = type(e) == "table" and e.sqlstate or nil,
+              details = type(e) == "table" and jsonable(e.details) or nil } }
 end
 
 -- Why the response may be retried on conn: the reason, or nil.
@@ -109,7 +110,9 @@ end
 -- returns the service's response, as the service would; a failed step
 -- raises with the response, which is kept. A user strategy's value goes
 -- into meta.result, and its run succeeds unless it raised or ctx:fail-ed;
--- the error then names the strategy and where it is declared. Returns ok
+-- the error then names the strategy and where it is declared (ctx:fail's
+-- details go to meta.error.details); one that a new attempt may fix (a
+-- RETRYABLE SQLSTATE, a lost connection) is retried. Returns ok
 -- and the response or the error.
 local function call_strategy(job)
   local s = job.strategy_def
@@ -133,8 +136,13 @@ local function call_strategy(job)
     return true, resp
   end
   local msg = type(r) == "table" and tostring(r.message) or tostring(r)
-  return false, { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
-    sqlstate = type(r) == "table" and r.sqlstate or nil }
+  local e = { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
+    sqlstate = type(r) == "table" and r.sqlstate or nil, details = type(r) == "table" and r.details or nil }
+  local conn = job.options.conn
+  if RETRYABLE[e.sqlstate] or not (conn:is_open() and conn:is_connected()) then
+    return true, error_response(job.view, e) -- a response, so the attempt is retried as a service's would be
+  end
+  return false, e
 end
 
 -- One attempt: the session timeouts wanted (sent with the service's first
@@ -232,7 +240,7 @@ local function settle(job, defn, opts, cfg)
   job.defn, job.view = defn, defn.name
   job.strategy = dopts.strategy or defn.refresh_strategy
   if job.op == "refresh" then
-    job.strategy_def = require("matviews.strategies").resolve(job.strategy, "definition " .. (defn.label or defn.name))
+    job.strategy_def = require("matviews.strategies").of_definition(defn)
   else
     job.service = mv().services[job.op .. "_view"]
   end
@@ -280,6 +288,42 @@ local function run_body(job, row, opts, cfg)
   return o
 end
 
+-- Records a run of op on definition `def` ({ id, name }) that never
+-- started, as failed with `message`, on conn (the caller's own connection,
+-- when the recorder's could not be had), waiting at most
+-- record_timeout_ms for the run table. Returns the finalised run.
+function M.record_failed(conn, op, def, message, meta, record_timeout_ms)
+  local m = mv()
+  local sys = m.core.sys
+  meta = merged({ view = def.name }, meta)
+  local row = m.transaction(function()
+    conn:exec("SELECT set_config('lock_timeout', $1, true)",
+      ms(record_timeout_ms or m.config().record_timeout_ms))
+    return conn:query(([[INSERT INTO %s (mat_view_definition_id, status, started_at, finished_at, duration_ms,
+        error, meta, hostname, process_pid)
+      VALUES ($1, $2, now(), now(), 0, $3, $4, $5, $6) RETURNING id, started_at, finished_at]]):format(RUN_TABLES[op]),
+      def.id, vocab.STATUS_CODE.failed, message, meta, sys.hostname(), sys.getpid())[1]
+  end, conn)
+  return { id = row.id, op = op, mat_view_definition_id = def.id, view = def.name, status = "failed",
+    started_at = row.started_at, finished_at = row.finished_at, duration_ms = 0, error = message, meta = meta,
+    hostname = sys.hostname(), process_pid = sys.getpid() }
+end
+
+-- The recorder of conn; when the server gives it no connection (no free
+-- slot after connect_wait_ms, a refusal), the run is recorded as failed on
+-- conn itself (returned second), so that the view still gets its run row.
+local function recorder_or_failed_run(op, ref, conn, cfg, opts)
+  local ok, rec = pcall(M.recorder, conn)
+  if ok then return rec end
+  local def = (conn:is_open() and conn:is_connected()) and mv().definitions.find(ref, conn)
+  if not def then error(rec, 0) end
+  local message = type(rec) == "table" and tostring(rec.message) or tostring(rec)
+  local rok, run = pcall(M.record_failed, conn, op, def, message, { recorder_unavailable = true },
+    opts.record_timeout_ms or cfg.record_timeout_ms)
+  if not rok then error(rec, 0) end
+  return nil, run
+end
+
 -- One recorded run; returns the finalised run.
 local function run_job(op, ref, opts)
   local m = mv()
@@ -297,7 +341,9 @@ local function run_job(op, ref, opts)
   end
   local schema, name
   if type(ref) == "string" then schema, name = m.definitions.split(ref) else name = ref end
-  local run <close>, row = recorder.begin(M.recorder(conn), {
+  local rec, failed = recorder_or_failed_run(op, ref, conn, cfg, opts)
+  if failed then return failed end
+  local run <close>, row = recorder.begin(rec, {
     op = op, definition = name, schema = schema, columns = m.definitions.COLUMNS,
     meta = { request = jsonable(options) },
     record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms })
