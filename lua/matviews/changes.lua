@@ -260,11 +260,16 @@ function M.prune(conn)
   return conn:exec("DELETE FROM matviews_table_changes WHERE xid < $1::xid8 AND relid <> $2::oid", low, M.SENTINEL_RELID)
 end
 
+-- Whether the definition's options say refresh_when = "changed".
+function M.tracked(dopts)
+  return type(dopts) == "table" and dopts.refresh_when == "changed"
+end
+
 -- Whether a job asks to skip an unchanged view: opts.if_changed, else the
 -- definition's refresh_when = "changed".
 function M.wanted(opts, dopts)
   if opts.if_changed ~= nil then return opts.if_changed and true or false end
-  return type(dopts) == "table" and dopts.refresh_when == "changed"
+  return M.tracked(dopts)
 end
 
 return M
