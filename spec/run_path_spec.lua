@@ -42,6 +42,28 @@ describe("the run path", function()
     mv.exec("CREATE MATERIALIZED VIEW rp_0 AS SELECT id FROM rp_src, pg_sleep(30) WITH NO DATA")
   end)
 
+  it("refreshes after the connections' prepared statements were deallocated, and after a failed refresh", function()
+    local conn = mv.connect("dbname=" .. H.dbname)
+    assert.are.equal("success", mv.refresh("rp_1", { conn = conn }).status)
+    local rec = mv.jobs.recorder(conn)
+    -- the caller's timeouts are put back before its next statement, which
+    -- may be one that runs only outside a transaction block
+    conn:exec("VACUUM rp_src")
+    conn:exec("DISCARD ALL")
+    rec:exec("DEALLOCATE ALL")
+    local run = mv.refresh("rp_1", { conn = conn })
+    assert.are.equal("success", run.status, tostring(run.error))
+    assert.are.equal(7, run.rows_count)
+    -- a REFRESH that fails leaves the session's timeouts to be set again
+    conn:exec("ALTER MATERIALIZED VIEW rp_2 RENAME TO rp_2_away")
+    local failed = mv.refresh("rp_2", { conn = conn })
+    conn:exec("ALTER MATERIALIZED VIEW rp_2_away RENAME TO rp_2")
+    assert.are.equal("failed", failed.status)
+    assert.matches("materialized view public.rp_2 does not exist", failed.error, 1, true)
+    assert.are.equal("success", mv.refresh("rp_2", { conn = conn }).status)
+    conn:close()
+  end)
+
   it("runs a script one way: `matviews SCRIPT` and `matviews run SCRIPT` report an error alike", function()
     local f = H.write(H.tmpfile(".lua"), "local x = 1\nerror('boom ' .. select('#', ...))\n")
     local direct, run = H.mv(H.q(f) .. " a b"), H.mv("run " .. H.q(f) .. " a b")
