@@ -175,7 +175,7 @@ function M.serve()
     buf = buf .. (data or "")
     for line in buf:gmatch("([^\n]*)\n") do
       local job = mv.json.decode(line)
-      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, { inline = true,
+      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, { inline = true, defer_flush = true,
         row_count_strategy = job.row_count_strategy, args = job.args })
       if not jok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
       recorder.pending(true)
@@ -184,6 +184,7 @@ function M.serve()
     end
     buf = buf:match("[^\n]*$")
   end
+  mv.jobs.flush() -- the last finish waits for its flush before the pool is done
   os.exit(0)
 end
 
@@ -271,7 +272,7 @@ local function run_here(st, opts)
   local rec = { name = table.remove(st.ready) }
   st.running[1] = rec
   st.emit("start", rec)
-  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, { inline = true,
+  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, { inline = true, defer_flush = true,
     row_count_strategy = opts.row_count_strategy, args = opts.args })
   if not ok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
   st.running = {}
@@ -345,7 +346,8 @@ function M.refresh_all(opts)
   local held = recorder.hold()
   local workers = {}
   local ok, err = pcall(coordinate, st, workers, math.min(n, st.total), opts)
-  stop_pool(workers)
+  stop_pool(workers) -- each worker flushes its last finish before it exits
+  mv.jobs.flush()    -- and so do the views run here
   recorder.release(held)
   if not ok then error(err, 0) end
   local r = M.summary(st, mv.core.sys.monotonic_ms() - t0)
