@@ -2,14 +2,21 @@
 # The cost of change tracking (refresh_when = "changed") to writers:
 # pgbench's built-in TPC-B-like workload (pgbench -i -s 10; -c 2 -T SECS),
 # default server settings (fsync on), with a tracked view over
-# pgbench_accounts and pgbench_history (statement triggers on both) and
-# without (triggers dropped), in alternating rounds; then single-row insert
-# transactions into pgbench_history with fsync off, the same way. Prints the
-# median tps of each side and the drop (target: at most 5 %).
+# pgbench_accounts and pgbench_history (statement triggers on both); then
+# single-row insert transactions into pgbench_history with fsync off. Three
+# sides, in rotating order every round so none always runs first:
+#   untracked  no triggers;
+#   tracked    the triggers apply installs (schema step 12: one plain INSERT
+#              into the UNLOGGED change table);
+#   step11     the trigger of schema step 11, rebuilt here for comparison
+#              (logged table with a primary key, ON CONFLICT DO NOTHING,
+#              a SET search_path clause on the function).
+# Prints each side's median tps and rounds, and each tracked side's drop
+# against untracked (target: at most 5 %).
 # Usage: sh bench/changes_writers.sh [ROUNDS [SECS]]
 BENCH_SHARED_BUFFERS=default
 . bench/lib.sh
-ROUNDS=${1:-3}
+ROUNDS=${1:-5}
 SECS=${2:-30}
 bench_start
 machine
@@ -25,33 +32,63 @@ view "pgb_tracked" {
 }
 LUA
 "$MATVIEWS" apply --definitions "$DEFS" >/dev/null
-"$MATVIEWS" create pgb_tracked --yes >/dev/null
-on()  { "$MATVIEWS" apply --definitions "$DEFS" >/dev/null; }
-off() { q -c "DROP TRIGGER IF EXISTS matviews_track_changes ON pgbench_accounts; DROP TRIGGER IF EXISTS matviews_track_changes ON pgbench_history; TRUNCATE matviews_table_changes"; }
+q <<'SQL'
+CREATE TABLE bench_step11_changes (relid oid NOT NULL, xid xid8 NOT NULL, PRIMARY KEY (relid, xid));
+CREATE FUNCTION bench_step11_note() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_catalog AS $f$
+BEGIN
+  INSERT INTO bench_step11_changes (relid, xid) VALUES (TG_RELID, pg_current_xact_id())
+  ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END
+$f$;
+SQL
+TABLES="pgbench_accounts pgbench_history"
+off() {
+  for t in $TABLES; do
+    q -c "DROP TRIGGER IF EXISTS matviews_track_changes ON $t" -c "DROP TRIGGER IF EXISTS bench_step11 ON $t"
+  done
+  q -c "TRUNCATE matviews_table_changes, bench_step11_changes"
+}
+untracked() { off; }
+tracked() { off; "$MATVIEWS" apply --definitions "$DEFS" >/dev/null; }
+step11() {
+  off
+  for t in $TABLES; do
+    q -c "CREATE TRIGGER bench_step11 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON $t FOR EACH STATEMENT EXECUTE FUNCTION bench_step11_note()"
+  done
+}
 tps() { pgbench -n "$@" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1; }
 printf 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now());\n' > "$BENCH_TMP/insert.sql"
 
 round() { # label, pgbench args...
   label=$1; shift
-  with="" without=""
+  r_untracked="" r_tracked="" r_step11=""
   i=1
   while [ "$i" -le "$ROUNDS" ]; do
-    for side in $( [ $((i % 2)) = 1 ] && echo "on off" || echo "off on" ); do
-      $side
+    case $((i % 3)) in
+      1) order="untracked tracked step11";;
+      2) order="tracked step11 untracked";;
+      0) order="step11 untracked tracked";;
+    esac
+    for side in $order; do
+      $side >/dev/null 2>&1
       q -c "VACUUM ANALYZE pgbench_history" >/dev/null 2>&1; q -c CHECKPOINT
       t=$(tps "$@")
-      if [ "$side" = on ]; then with="$with $t"; else without="$without $t"; fi
+      eval "r_$side=\"\$r_$side $t\""
     done
     i=$((i + 1))
   done
   "$MATVIEWS" -e "
     local function med(s) local t = {} for x in s:gmatch('%S+') do t[#t + 1] = tonumber(x) end
       table.sort(t) local n = #t return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2 end
-    local w, wo = med('$with'), med('$without')
-    print(('$label: tracked tps median %.1f (%s), untracked %.1f (%s): drop %.1f %%'):format(w, '$with', wo, '$without', (1 - w / wo) * 100))"
+    local u, t, o = med('$r_untracked'), med('$r_tracked'), med('$r_step11')
+    print(('$label:'))
+    print(('  untracked       %9.1f tps (%s)'):format(u, '$r_untracked'))
+    print(('  tracked         %9.1f tps (%s): drop %.1f %%'):format(t, '$r_tracked', (1 - t / u) * 100))
+    print(('  step 11 trigger %9.1f tps (%s): drop %.1f %%'):format(o, '$r_step11', (1 - o / u) * 100))"
 }
 round "TPC-B-like, -c 2 -T $SECS, fsync on" -c 2 -T "$SECS"
 q -c "ALTER SYSTEM SET fsync = off" -c "SELECT pg_reload_conf()" >/dev/null
 round "single-row inserts, -c 2 -T $SECS, fsync off" -c 2 -T "$SECS" -f "$BENCH_TMP/insert.sql"
-echo "change rows recorded in the last tracked run: $(q -At -c 'SELECT count(*) FROM matviews_table_changes')"
 echo "load: $(uptime | sed 's/.*load/load/')"

@@ -98,10 +98,29 @@ view "ch_top" { sql = "SELECT sum(v) AS total FROM ch_mid_v", refresh_when = "ch
     refresh("ch_plain_only")
     assert.is_false(skipped("ch_plain_only")) -- ch_other has no trigger
     assert.is_false(skipped("ch_plain_only"))
+    -- a trigger disabled, or dropped (its tracked_relations row left behind)
+    refresh("ch_direct")
+    assert.is_true(skipped("ch_direct"))
+    mv.exec("ALTER TABLE ch_base DISABLE TRIGGER matviews_track_changes")
+    assert.is_false(skipped("ch_direct"))
+    mv.exec("ALTER TABLE ch_base ENABLE TRIGGER matviews_track_changes") -- not ALWAYS: still not trusted
+    assert.is_false(skipped("ch_direct"))
     mv.exec("DROP TRIGGER matviews_track_changes ON ch_base")
-    mv.exec("DELETE FROM matviews_tracked_relations WHERE relid = 'ch_base'::regclass")
     assert.is_false(skipped("ch_direct"))
     assert.is_false(skipped("ch_direct"))
+  end)
+
+  it("records a change made under session_replication_role = replica (logical replication's apply)", function()
+    assert.are.equal(0, H.mv("apply --definitions " .. H.q(dir)).code) -- reinstalls the trigger, ENABLE ALWAYS
+    assert.are.same({ { e = "A" } }, mv.query([[SELECT tgenabled::text AS e FROM pg_trigger
+      WHERE tgrelid = 'ch_base'::regclass AND tgname = 'matviews_track_changes']]))
+    refresh("ch_direct")
+    assert.is_true(skipped("ch_direct"))
+    local w <close> = mv.connect("dbname=" .. H.dbname)
+    w:exec("SET session_replication_role = replica")
+    w:exec("INSERT INTO ch_base VALUES (400, 1)")
+    assert.is_false(skipped("ch_direct"))
+    assert.is_true(skipped("ch_direct"))
   end)
 
   it("follows refresh_when = \"changed\" without --if-changed", function()
@@ -124,5 +143,43 @@ view "ch_top" { sql = "SELECT sum(v) AS total FROM ch_mid_v", refresh_when = "ch
     assert.is_true(skipped("ch_direct"))
     mv.exec("INSERT INTO ch_base VALUES (300, 1)")
     assert.is_false(skipped("ch_direct"))
+  end)
+end)
+
+describe("refresh --if-changed over table trees", function()
+  setup(function()
+    H.fresh_db("changes_tree")
+    mv.init()
+    mv.exec("CREATE TABLE ct_parent (id int)")
+    mv.exec("CREATE TABLE ct_child () INHERITS (ct_parent)")
+    mv.exec("CREATE TABLE ct_part (id int) PARTITION BY RANGE (id)")
+    mv.exec("CREATE TABLE ct_mid PARTITION OF ct_part FOR VALUES FROM (0) TO (100) PARTITION BY RANGE (id)")
+    mv.exec("CREATE TABLE ct_leaf PARTITION OF ct_mid FOR VALUES FROM (0) TO (100)")
+    local dir = H.defs_dir({ ["v.lua"] = [[
+view "ct_v" { sql = "SELECT (SELECT count(*) FROM ct_parent) AS a, (SELECT count(*) FROM ct_part) AS b", refresh_when = "changed" }
+]] })
+    local r = H.mv("apply --definitions " .. H.q(dir))
+    assert.are.equal(0, r.code, r.err .. r.out)
+    for _, t in ipairs({ "ct_parent", "ct_child", "ct_part", "ct_mid", "ct_leaf" }) do
+      assert.matches("tracking changes of public." .. t .. "\n", r.out)
+    end
+    refresh("ct_v")
+  end)
+
+  it("sees a write addressed to any table of the tree: an inheriting child, a sub-partitioned partition, a leaf", function()
+    assert.is_true(skipped("ct_v"))
+    for i, t in ipairs({ "ct_child", "ct_mid", "ct_leaf", "ct_part", "ct_parent" }) do
+      mv.exec("INSERT INTO " .. t .. " VALUES (" .. i .. ")")
+      assert.is_false(skipped("ct_v"), t)
+      assert.is_true(skipped("ct_v"), t)
+    end
+    assert.are.same({ { a = 2, b = 3 } }, mv.query("SELECT a::int, b::int FROM ct_v"))
+  end)
+
+  it("never skips when a new partition has no tracking yet", function()
+    mv.exec("CREATE TABLE ct_new PARTITION OF ct_part FOR VALUES FROM (100) TO (200)")
+    mv.exec("INSERT INTO ct_new VALUES (150)")
+    assert.is_false(skipped("ct_v"))
+    assert.is_false(skipped("ct_v"))
   end)
 end)

@@ -7,40 +7,22 @@ local H = require "spec.helper"
 local P = require "spec.proc_helper"
 local mv = require "matviews"
 
-local AS = H.sh("id -u").out == "0\n" and "runuser -u postgres -- " or ""
 local PORT = 55499
 
--- Runs a PostgreSQL program of MATVIEWS_SPEC_PGBIN as the cluster's owner.
-local function pg(cmd)
-  return H.sh(AS .. H.q(H.pgbin .. "/" .. cmd:match("^%S+")) .. cmd:match("^%S+(.*)$"))
-end
-
 describe("the server stopping during a long refresh", function()
-  local dir, dsn, conn
+  local cluster, dsn, conn
 
-  local function ctl(action) return pg(("pg_ctl -D %s -l %s -m fast -w %s"):format(
-    H.q(dir .. "/data"), H.q(dir .. "/server.log"), action)) end
+  local function ctl(action) return cluster.ctl(action) end
 
   setup(function()
     H.fresh_db()
-    dir = H.tmpfile("_cluster")
-    assert.are.equal(0, H.sh(AS .. "mkdir " .. H.q(dir)).code)
-    local r = pg(("initdb -D %s -U postgres -A trust -E UTF8 --no-sync"):format(H.q(dir .. "/data")))
-    assert.are.equal(0, r.code, r.err)
-    r = H.sh(AS .. "tee -a " .. H.q(dir .. "/data/postgresql.conf") .. " >/dev/null", { stdin =
-      ("listen_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\n"):format(dir, PORT) })
-    assert.are.equal(0, r.code, r.err)
-    r = ctl("start")
-    assert.are.equal(0, r.code, r.err .. H.slurp(dir .. "/server.log"))
-    dsn = ("host=%s port=%d user=postgres dbname=postgres"):format(dir, PORT)
+    cluster = P.own_cluster(PORT)
+    dsn = cluster.dsn
   end)
 
   teardown(function()
     if conn then conn:close() end
-    if dir then
-      pg(("pg_ctl -D %s -m immediate -w stop"):format(H.q(dir .. "/data")))
-      H.sh("rm -rf " .. H.q(dir))
-    end
+    if cluster then cluster.destroy() end
   end)
 
   it("exits 1 with one line, and reconcile fails the run; the view keeps its contents", function()

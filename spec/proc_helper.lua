@@ -79,4 +79,35 @@ function P.items()
   mv.exec("INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 5) g")
 end
 
+-- A throwaway cluster of this spec's own on port (initdb + pg_ctl, as the
+-- postgres user when root; fsync off), for specs that stop or crash the
+-- server (the other specs' server is shared). Returns { dir, dsn,
+-- ctl(action [, mode]) -> H.sh result (pg_ctl -m mode, default fast),
+-- destroy() (immediate stop, files removed) }; asserts that it started.
+function P.own_cluster(port)
+  local as = H.sh("id -u").out == "0\n" and "runuser -u postgres -- " or ""
+  local function pg(cmd) -- a PostgreSQL program of MATVIEWS_SPEC_PGBIN as the cluster's owner
+    return H.sh(as .. H.q(H.pgbin .. "/" .. cmd:match("^%S+")) .. cmd:match("^%S+(.*)$"))
+  end
+  local c = { dir = H.tmpfile("_cluster") }
+  c.dsn = ("host=%s port=%d user=postgres dbname=postgres"):format(c.dir, port)
+  function c.ctl(action, mode)
+    return pg(("pg_ctl -D %s -l %s -m %s -w %s"):format(H.q(c.dir .. "/data"), H.q(c.dir .. "/server.log"),
+      mode or "fast", action))
+  end
+  function c.destroy()
+    pg(("pg_ctl -D %s -m immediate -w stop"):format(H.q(c.dir .. "/data")))
+    H.sh("rm -rf " .. H.q(c.dir))
+  end
+  assert(H.sh(as .. "mkdir " .. H.q(c.dir)).code == 0)
+  local r = pg(("initdb -D %s -U postgres -A trust -E UTF8 --no-sync"):format(H.q(c.dir .. "/data")))
+  assert(r.code == 0, r.err)
+  r = H.sh(as .. "tee -a " .. H.q(c.dir .. "/data/postgresql.conf") .. " >/dev/null", { stdin =
+    ("listen_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\n"):format(c.dir, port) })
+  assert(r.code == 0, r.err)
+  r = c.ctl("start")
+  assert(r.code == 0, r.err .. H.slurp(c.dir .. "/server.log"))
+  return c
+end
+
 return P

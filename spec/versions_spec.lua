@@ -36,7 +36,7 @@ describe("definition versions", function()
     local r = H.mv("history mv_h")
     assert.are.equal(0, r.code, r.err)
     local user = mv.query("SELECT current_user AS u")[1].u
-    local text = r.out:gsub("%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ", "T"):gsub("  " .. user .. "  ", "  U  ")
+    local text = r.out:gsub("%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%+%-]%d%d:%d%d", "T"):gsub("  " .. user .. "  ", "  U  ")
     assert.are.equal([[
 version 1  T  U  created
 version 2  T  U  sql

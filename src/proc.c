@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <lauxlib.h>
 #include "core.h"
+#include "ticker.h"
 
 extern char **environ;
 
@@ -191,9 +192,31 @@ static int l_fd_close(lua_State *L) {
 
 #define MAX_POLL 256
 
+/* Milliseconds of the monotonic clock. */
+static long long mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* poll(2) of pfd for up to timeout ms (< 0: no limit), in slices of at most
+ * 200 ms between which the live progress line is redrawn when due (the
+ * parallel refresh's coordinator waits here, not in pg.c's loop). */
+static int poll_ticking(struct pollfd *pfd, nfds_t n, int timeout) {
+  long long end = timeout < 0 ? -1 : mono_ms() + timeout;
+  for (;;) {
+    long long left = end < 0 ? 200 : end - mono_ms();
+    if (left < 0) left = 0;
+    int rc = poll(pfd, n, left > 200 ? 200 : (int)left);
+    if (rc != 0 || (end >= 0 && mono_ms() >= end)) return rc;
+    mv_ticker_poll();
+  }
+}
+
 /* poll_read(fds [, timeout_ms]) -> { [fd] = data }: what the readable fds
  * had (up to 64 KiB each; "" at end of file or on an error). Empty after
- * timeout_ms (default: wait) or when a signal ended the wait. */
+ * timeout_ms (default: wait) or when a signal ended the wait. The progress
+ * line ticks while it waits. */
 static int l_poll_read(lua_State *L) {
   struct pollfd pfd[MAX_POLL];
   char buf[65536];
@@ -209,7 +232,7 @@ static int l_poll_read(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_newtable(L);
-  if (poll(pfd, (nfds_t)n, timeout) <= 0) return 1;
+  if (poll_ticking(pfd, (nfds_t)n, timeout) <= 0) return 1;
   for (int i = 0; i < n; i++) {
     if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     ssize_t got;

@@ -60,12 +60,14 @@ void mv_ticker_poll(void) {
   if (now - tk.last_ms >= 1000) draw(now);
 }
 
-/* ticker_start(prefix, eta_ms | nil): draws the line and keeps it ticking. */
+/* ticker_start(prefix, eta_ms | nil [, since_ms]): draws the line and keeps
+ * it ticking; elapsed counts from since_ms ago (default 0), and eta_ms is
+ * counted from there too. */
 static int l_ticker_start(lua_State *L) {
   const char *p = luaL_checkstring(L, 1);
   snprintf(tk.prefix, sizeof tk.prefix, "%s", p);
   tk.eta_ms = lua_isinteger(L, 2) ? (long long)lua_tointeger(L, 2) : -1;
-  tk.start_ms = now_ms();
+  tk.start_ms = now_ms() - (long long)luaL_optinteger(L, 3, 0);
   tk.on = 1;
   draw(tk.start_ms);
   return 0;

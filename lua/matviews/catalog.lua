@@ -21,6 +21,7 @@ M.steps = {
   "008_run_counters",
   "010_definition_versions",
   "011_change_tracking",
+  "012_cheap_change_tracking",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

@@ -21,6 +21,12 @@
 -- A source whose tracking is missing (no trigger, tracking installed after
 -- B, a foreign table, a user function in the query, no event trigger for a
 -- materialized view source) is never skipped.
+-- The change table is UNLOGGED (schema step 12: writers pay no WAL for
+-- it), so a crash or a failover empties it. A sentinel row (relid 0) goes
+-- with it: the check skips only when a sentinel is visible in B (the table
+-- has recorded without a break since B), and seeds a new one when there is
+-- none, whose xid no earlier baseline sees. A baseline from a later xid
+-- than the server's (a restored or reset cluster) is never trusted either.
 local M = {}
 
 local function mv() return require "matviews" end
@@ -28,6 +34,7 @@ local function mv() return require "matviews" end
 M.TRIGGER = "matviews_track_changes"
 M.EVENT_TRIGGER = "matviews_track_matviews"
 M.MATVIEWS_RELID = 0 -- matviews_tracked_relations row of the event trigger
+M.SENTINEL_RELID = 0 -- matviews_table_changes row: the table has recorded since its xid
 
 -- The relations a view reads, transitively through plain views and
 -- materialized views: rows { relid, relkind, name }; plus user functions
@@ -55,28 +62,35 @@ SELECT DISTINCT x.relid::bigint AS relid, x.kind::text AS relkind,
 
 -- The sources of the view schema.name: { tables = { {relid, name} },
 -- matviews = { ... }, untracked = { "why", ... }, exists = bool }.
--- Partitions of a partitioned table count as tables of their own.
+-- Children of a table (partitions, and tables that INHERIT it) count as
+-- tables of their own.
 function M.sources(conn, schema, name)
   local out = { tables = {}, matviews = {}, untracked = {}, exists = false }
+  local seen = {}
+  local function add(list, relid, rel) -- once each: a parent and its child may both be read
+    if not seen[relid] then seen[relid] = true; list[#list + 1] = { relid = relid, name = rel } end
+  end
   local rows = conn:query(SOURCES, schema, name)
   for _, r in ipairs(rows) do
     if r.self then
       out.exists = true
       if r.user_functions > 0 then out.untracked[#out.untracked + 1] = "its query calls user functions" end
-    elseif r.relkind == "r" then
-      out.tables[#out.tables + 1] = { relid = r.relid, name = r.name }
-    elseif r.relkind == "p" then
-      out.tables[#out.tables + 1] = { relid = r.relid, name = r.name }
+    elseif r.relkind == "r" or r.relkind == "p" then
+      -- a query of a parent reads its children too (partitions, and tables
+      -- that INHERIT it), and a write to a child fires the child's triggers
+      add(out.tables, r.relid, r.name)
       for _, p in ipairs(conn:query([[WITH RECURSIVE parts(relid) AS (
           SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::oid
           UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts ON i.inhparent = parts.relid)
-        SELECT p.relid::bigint AS relid, format('%I.%I', n.nspname, c.relname) AS name
-          FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r']], r.relid)) do
-        out.tables[#out.tables + 1] = { relid = p.relid, name = p.name }
+        SELECT p.relid::bigint AS relid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS relkind
+          FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace]], r.relid)) do
+        -- a statement fires the statement triggers of the table it names
+        -- only, whatever level of the tree that is: each one gets its own
+        if p.relkind == "r" or p.relkind == "p" then add(out.tables, p.relid, p.name)
+        else out.untracked[#out.untracked + 1] = p.name .. " (relkind " .. p.relkind .. ")" end
       end
     elseif r.relkind == "m" then
-      out.matviews[#out.matviews + 1] = { relid = r.relid, name = r.name }
+      add(out.matviews, r.relid, r.name)
     elseif r.relkind ~= "v" then
       out.untracked[#out.untracked + 1] = r.name .. " (relkind " .. r.relkind .. ")"
     end
@@ -88,6 +102,15 @@ end
 function M.snapshot(conn)
   local ok, rows = pcall(conn.query, conn, "SELECT pg_current_snapshot()::text AS s")
   return ok and rows[1] and rows[1].s or nil
+end
+
+-- Seeds a sentinel on c unless one is visible to its statement already;
+-- returns true when it inserted one.
+local SEED = [[INSERT INTO matviews_table_changes (relid, xid)
+  SELECT $1::oid, pg_current_xact_id() WHERE NOT EXISTS (SELECT 1 FROM matviews_table_changes
+    WHERE relid = $1::oid AND pg_visible_in_snapshot(xid, pg_current_snapshot()))]]
+function M.seed(c)
+  return c:exec(SEED, M.SENTINEL_RELID) > 0
 end
 
 -- Runs fn(c) in a savepoint of the transaction on c; returns ok, error.
@@ -114,11 +137,18 @@ function M.install(c, views)
       for _, t in ipairs(src.tables) do
         if not done[t.relid] then
           done[t.relid] = true
-          local have = c:query("SELECT 1 FROM pg_trigger WHERE tgrelid = $1::oid AND tgname = $2", t.relid, M.TRIGGER)
-          if #have == 0 then
+          local have = c:query("SELECT tgenabled::text AS e FROM pg_trigger WHERE tgrelid = $1::oid AND tgname = $2",
+            t.relid, M.TRIGGER)[1]
+          if not have or have.e ~= "A" then
+            -- ENABLE ALWAYS: it fires under session_replication_role =
+            -- replica too (a logical replication subscriber's apply worker,
+            -- pg_restore --disable-triggers); tracking (re)starts now
             local ok, err = guarded(c, function(g)
-              g:exec(("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s.matviews_note_change()")
-                :format(M.TRIGGER, t.name, fn))
+              if not have then
+                g:exec(("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s.matviews_note_change()")
+                  :format(M.TRIGGER, t.name, fn))
+              end
+              g:exec(("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s"):format(t.name, M.TRIGGER))
               g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
                 ON CONFLICT (relid) DO UPDATE SET tracked_since = EXCLUDED.tracked_since, installed_at = now()]], t.relid)
             end)
@@ -133,10 +163,15 @@ function M.install(c, views)
       if #src.matviews > 0 then want_event = true end
     end
   end
-  if want_event and #c:query("SELECT 1 FROM pg_event_trigger WHERE evtname = $1", M.EVENT_TRIGGER) == 0 then
+  if #out.installed > 0 or want_event then M.seed(c) end
+  local evt = want_event and c:query("SELECT evtenabled::text AS e FROM pg_event_trigger WHERE evtname = $1", M.EVENT_TRIGGER)[1]
+  if want_event and (not evt or evt.e ~= "A") then
     local ok, err = guarded(c, function(g)
-      g:exec(("CREATE EVENT TRIGGER %s ON ddl_command_end WHEN TAG IN ('REFRESH MATERIALIZED VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW') EXECUTE FUNCTION %s.matviews_note_matview()")
-        :format(M.EVENT_TRIGGER, fn))
+      if not evt then
+        g:exec(("CREATE EVENT TRIGGER %s ON ddl_command_end WHEN TAG IN ('REFRESH MATERIALIZED VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW') EXECUTE FUNCTION %s.matviews_note_matview()")
+          :format(M.EVENT_TRIGGER, fn))
+      end
+      g:exec(("ALTER EVENT TRIGGER %s ENABLE ALWAYS"):format(M.EVENT_TRIGGER))
       g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
         ON CONFLICT (relid) DO UPDATE SET tracked_since = EXCLUDED.tracked_since, installed_at = now()]], M.MATVIEWS_RELID)
     end)
@@ -180,12 +215,30 @@ function M.check(conn, defn)
   for _, m in ipairs(src.matviews) do ids[#ids + 1] = m.relid end
   if #src.matviews > 0 then tracked[#tracked + 1] = M.MATVIEWS_RELID end
   local list = function(t) return "{" .. table.concat(t, ",") .. "}" end
+  -- xid >= xmin(B) is implied by "not visible in B"; it lets the xid index
+  -- read only the rows newer than the baseline
   local r = conn:query([[SELECT pg_current_snapshot()::text AS snap,
+      pg_snapshot_xmax($1::pg_snapshot) <= pg_snapshot_xmax(pg_current_snapshot()) AS sane,
+      EXISTS (SELECT 1 FROM matviews_table_changes s WHERE s.relid = $4::oid
+          AND pg_visible_in_snapshot(s.xid, $1::pg_snapshot)) AS recorded,
       (SELECT count(*) FROM matviews_tracked_relations t WHERE t.relid = ANY ($3::oid[])
-          AND pg_visible_in_snapshot(t.tracked_since, $1::pg_snapshot))::int AS tracked,
+          AND pg_visible_in_snapshot(t.tracked_since, $1::pg_snapshot)
+          AND CASE WHEN t.relid = $7::oid
+                THEN EXISTS (SELECT 1 FROM pg_event_trigger e WHERE e.evtname = $6 AND e.evtenabled = 'A')
+                ELSE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = $5 AND g.tgenabled = 'A')
+              END)::int AS tracked,
       EXISTS (SELECT 1 FROM matviews_table_changes c WHERE c.relid = ANY ($2::oid[])
-          AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot)) AS changed]], base, list(ids), list(tracked))[1]
-  if r.tracked < #tracked then return nil, "tracking of a source began after the last refresh" end
+          AND c.xid >= pg_snapshot_xmin($1::pg_snapshot)
+          AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot)) AS changed]],
+    base, list(ids), list(tracked), M.SENTINEL_RELID, M.TRIGGER, M.EVENT_TRIGGER, M.MATVIEWS_RELID)[1]
+  if not r.sane then return nil, "the last refresh's snapshot is newer than the server (a restored or reset cluster)" end
+  if not r.recorded then
+    M.seed(conn)
+    return nil, "change tracking restarted since the last refresh (a crash or failover empties the change table)"
+  end
+  if r.tracked < #tracked then
+    return nil, "a source's tracking began after the last refresh, or its trigger is gone or not ENABLE ALWAYS (run apply)"
+  end
   if r.changed then return nil, "a source changed" end
   return { view = defn.name, skipped = "unchanged", snapshot = r.snap, sources = #ids }
 end
@@ -204,7 +257,7 @@ function M.prune(conn)
     end
   end
   low = low or conn:query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x")[1].x
-  return conn:exec("DELETE FROM matviews_table_changes WHERE xid < $1::xid8", low)
+  return conn:exec("DELETE FROM matviews_table_changes WHERE xid < $1::xid8 AND relid <> $2::oid", low, M.SENTINEL_RELID)
 end
 
 -- Whether a job asks to skip an unchanged view: opts.if_changed, else the

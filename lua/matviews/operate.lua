@@ -191,6 +191,7 @@ function M.run(op, args, ctx, jopts, verbs)
   if ctx.options.json then
     -- in the one timestamp format; as recorded when the database is gone
     pcall(require("matviews.format").iso_fields, mv.conn(), results, { "started_at", "finished_at", "created_at" })
+    pcall(require("matviews.format").iso_meta, mv.conn(), results)
     output.json(results)
   end
   return failed > 0 and 1 or 0

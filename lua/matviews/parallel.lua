@@ -145,7 +145,24 @@ local function from_run(rec, run)
   rec.status, rec.run_id, rec.rows_count = run.status, int(run.id), int(run.rows_count)
   rec.duration_ms, rec.lock_wait_ms = int(run.duration_ms), int(run.lock_wait_ms)
   rec.error = run.error ~= require("matviews").null and run.error or nil
+  rec.meta = M.answer_meta(run.meta)
   return rec
+end
+
+-- The job options of one view's refresh from a worker's line (or
+-- refresh_all's opts): the same as a sequential refresh gets.
+function M.job_options(o)
+  -- defer_flush: the pool flushes each worker's last finish (matviews.jobs)
+  return { inline = true, row_count_strategy = o.row_count_strategy, args = o.args,
+    if_changed = o.if_changed, on_overlap = o.on_overlap, defer_flush = true }
+end
+
+-- What the coordinator needs of a run's meta: why it was skipped (skip
+-- unchanged, or the overlap policy) and the run in progress; nil otherwise.
+function M.answer_meta(meta)
+  if type(meta) ~= "table" or not meta.skipped then return nil end
+  return { skipped = meta.skipped, on_overlap = meta.on_overlap, running_run_id = meta.running_run_id,
+    running_op = meta.running_op }
 end
 
 -- Writes one JSON document as a line on fd (a worker's socket, or stdout).
@@ -175,12 +192,11 @@ function M.serve()
     buf = buf .. (data or "")
     for line in buf:gmatch("([^\n]*)\n") do
       local job = mv.json.decode(line)
-      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, { inline = true, defer_flush = true,
-        row_count_strategy = job.row_count_strategy, args = job.args })
+      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, M.job_options(job))
       if not jok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
       recorder.pending(true)
       send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
-        rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms })
+        rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
     end
     buf = buf:match("[^\n]*$")
   end
@@ -261,7 +277,8 @@ local function dispatch(st, w, opts)
   w.rec = rec
   st.running[#st.running + 1] = rec
   st.emit("start", rec)
-  if not send(w.fd, { name = rec.name, row_count_strategy = opts.row_count_strategy, args = opts.args }) then
+  if not send(w.fd, { name = rec.name, row_count_strategy = opts.row_count_strategy, args = opts.args,
+      if_changed = opts.if_changed, on_overlap = opts.on_overlap }) then
     on_answer(st, w, nil)
   end
 end
@@ -269,11 +286,10 @@ end
 -- Runs one view here (no worker could connect).
 local function run_here(st, opts)
   local mv = require "matviews"
-  local rec = { name = table.remove(st.ready) }
+  local rec = { name = table.remove(st.ready), started_ms = mv.core.sys.monotonic_ms() }
   st.running[1] = rec
   st.emit("start", rec)
-  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, { inline = true, defer_flush = true,
-    row_count_strategy = opts.row_count_strategy, args = opts.args })
+  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, M.job_options(opts))
   if not ok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
   st.running = {}
   from_run(rec, run)
@@ -326,7 +342,8 @@ local function coordinate(st, workers, n, opts)
 end
 
 -- Refreshes the selected views in dependency order on up to opts.parallel
--- pool workers. opts.on_event(kind, rec, state) is called on "start",
+-- pool workers; each view's job gets opts.row_count_strategy, args,
+-- if_changed and on_overlap, as a sequential refresh would. opts.on_event(kind, rec, state) is called on "start",
 -- "done" and "skipped". Returns { ok, status, total, succeeded, failed,
 -- skipped, interrupted, duration_ms, runs = { {name, status, error, run_id,
 -- duration_ms, rows_count, lock_wait_ms}... } }.
@@ -370,7 +387,7 @@ local function result_text(rec)
   local skipped = rec.status == "skipped"
   return require("matviews.operate").result_text("refresh", rec.name, { status = skipped and "failed" or rec.status,
     duration_ms = not skipped and rec.duration_ms or nil, rows_count = rec.rows_count, error = rec.error,
-    lock_wait_ms = rec.lock_wait_ms })
+    lock_wait_ms = rec.lock_wait_ms, meta = rec.meta })
 end
 
 -- `matviews refresh NAME...|--id N|--all --parallel N [--upstream] [--downstream]`:
@@ -393,16 +410,27 @@ function M.command(args, ctx, jopts)
     return require("matviews.prompt").ABORTED
   end
   local p = require("matviews.progress").new({ total = #order, verb = "refreshing", quiet = ctx.options.json })
+  -- the running views, and when the last of them should end (from the
+  -- command's start, by each one's recorded median; nil when one has none)
+  local medians = {}
   local function running(st)
-    local names = {}
-    for i, r in ipairs(st.running) do names[i] = r.name end
-    return table.concat(names, ", ")
+    local names, eta = {}, 0
+    for i, r in ipairs(st.running) do
+      names[i] = r.name
+      if medians[r.name] == nil then
+        medians[r.name] = require("matviews.progress").median_ms("refresh", st.g.nodes[r.name].id) or false
+      end
+      local m = medians[r.name]
+      if eta and m then eta = math.max(eta, (r.started_ms or mv.core.sys.monotonic_ms()) - p.t0 + m) else eta = nil end
+    end
+    return table.concat(names, ", "), eta
   end
   local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream,
     row_count_strategy = jopts and jopts.row_count_strategy, args = jopts and jopts.args,
+    if_changed = jopts and jopts.if_changed, on_overlap = jopts and jopts.on_overlap,
     on_event = function(kind, rec, st)
       if kind ~= "start" then p:finish(result_text(rec)) end
-      if #st.running > 0 then p:start(running(st)) end
+      if #st.running > 0 then p:running(running(st)) end
     end })
   p:close(r.failed + r.skipped)
   if r.interrupted then io.stderr:write(("interrupted: %d not started\n"):format(r.interrupted)) end
@@ -411,7 +439,7 @@ function M.command(args, ctx, jopts)
     for i, rec in ipairs(r.runs) do
       out[i] = { view = rec.name, status = rec.status == "skipped" and "failed" or rec.status,
         skipped = rec.status == "skipped", run_id = rec.run_id, duration_ms = rec.duration_ms,
-        rows_count = rec.rows_count, error = rec.error, upstream_failed = rec.upstream_failed }
+        rows_count = rec.rows_count, error = rec.error, upstream_failed = rec.upstream_failed, meta = rec.meta }
     end
     output.json(out)
   end

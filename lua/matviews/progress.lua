@@ -49,6 +49,15 @@ function M:start(view, id)
   sys.ticker_start(("[%d/%d] %s %s"):format(self.done, self.total, self.verb, view), M.median_ms(self.op, id))
 end
 
+-- Shows the views running at once (parallel refresh), text naming them;
+-- elapsed counts from the command's start, and eta_ms (nil: none) is the
+-- expected end counted from there (terminal only).
+function M:running(text, eta_ms)
+  if not self.tty then return end
+  sys.ticker_start(("[%d/%d] %s %s"):format(self.done, self.total, self.verb, text),
+    eta_ms and math.floor(eta_ms), math.floor(sys.monotonic_ms() - self.t0))
+end
+
 -- Records that a view finished; text is its result line.
 function M:finish(text)
   self.done = self.done + 1

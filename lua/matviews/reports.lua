@@ -129,7 +129,7 @@ ORDER BY u.created_at DESC, u.id DESC LIMIT %s]]):format(LABEL, orphaned_sql("u"
     r.status = targets.STATUS[r.status] or tostring(r.status)
     r.meta = require("matviews.format").json_column(r.meta)
   end
-  return rows
+  return require("matviews.format").iso_meta(conn, rows)
 end
 
 -- `slow` needs at least this many successful runs in the stats window: two

@@ -51,6 +51,7 @@ WHERE r.id = $1]]):format(op, require("matviews.definitions").label_sql("d"), re
   r.status = catalog.STATUS[r.status] or tostring(r.status)
   local meta, ok = require("matviews.format").json_column(r.meta)
   r.meta = ok and integers(meta) or meta
+  require("matviews.format").iso_meta(conn, { r })
   return r
 end
 

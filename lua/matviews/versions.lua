@@ -12,7 +12,7 @@ local FIELDS = { "sql", "refresh_strategy", "unique_index_columns", "dependencie
 local SELECT = [[SELECT version, checksum, schema_name, name, sql, refresh_strategy,
   unique_index_columns::text, dependencies::text, schedule_cron, indexes::text, grants::text, comment,
   retention::text, options::text, deleted, created_by,
-  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at
+  ]] .. require("matviews.format").iso_sql("created_at") .. [[ AS created_at
 FROM mat_view_definition_versions WHERE mat_view_definition_id = $1]]
 
 -- The lines of s.

@@ -13,11 +13,15 @@ function M.configure(cmd)
   require("matviews.operate").configure_row_count(cmd, "Row count strategy.")
   cmd:flag("--cascade", "delete: drop dependents too.")
   cmd:flag("--if-exists", "delete: a missing view is skipped.")
+  cmd:flag("--if-changed", "refresh: skip (record as skipped) a view whose sources did not change.")
+  cmd:flag("--no-if-changed", "refresh: refresh even a view that says refresh_when = \"changed\".")
+  require("matviews.operate").configure_overlap(cmd)
 end
 
 -- The job options the arguments give for op.
 local function options(args)
-  local o = { row_count_strategy = args.row_count }
+  local o = { row_count_strategy = args.row_count, on_overlap = args.on_overlap }
+  if args.op == "refresh" then o.if_changed = require("matviews.operate").flag_or_nil(args, "if-changed") end
   if args.op == "create" then o.force, o.no_data = args.force or nil, args.no_data or nil end
   if args.op == "delete" then o.cascade, o.if_exists = args.cascade or nil, args.if_exists or nil end
   return o
