@@ -14,5 +14,11 @@ view "mv_user_accounts_events" {
   ]],
   strategy = "swap",
   unique = { "user_id" },
+  -- write-audit-publish: checked on the new contents before they replace the old
+  audit = {
+    min_rows = 1,
+    not_null = { "user_id" }, unique = { "user_id" },
+    sql = { "select count(*) = 0 from {new} where revenue_cents < 0" },
+  },
   comment = "Demo: users, accounts and events (3 tables)",
 }

@@ -2,7 +2,10 @@
 -- nothing else is set), seeds users, accounts, events and sessions, applies
 -- the four definitions of definitions/ (mv.apply: the views are created
 -- with their unique indexes), refreshes each with its strategy (regular,
--- concurrent and swap are all used), then prints the run summary and the
+-- concurrent and swap are all used; the swap one is audited before it is
+-- published), after showing first a refresh that its audit refuses (a
+-- broken load: a refund larger than a user's revenue, removed again), then
+-- prints the run summary and the
 -- validation table, and writes the run history as report.html
 -- (`matviews report --html`).
 -- Run again, it reuses the data and the views that exist, and deploys a
@@ -84,6 +87,32 @@ local function job(op, name)
   return run
 end
 
+-- "; audit passed: min_rows, ..." for a run whose audit ran (meta.audit).
+local function audited(run)
+  local checks = {}
+  for _, c in ipairs(run.meta and run.meta.audit or {}) do checks[#checks + 1] = c.check end
+  return #checks > 0 and ("; audit passed: " .. table.concat(checks, ", ")) or ""
+end
+
+-- What a failed audit looks like: a refund larger than everything a user
+-- paid lands in events (a broken load), the refresh of the audited view
+-- name is refused and its old contents stay; the refund is then removed.
+local function refused_audit(name)
+  local before = mv.query("SELECT count(*) AS n, sum(revenue_cents) AS r FROM " .. name)[1]
+  mv.exec([[INSERT INTO events (id, user_id, account_id, kind, amount_cents, occurred_at)
+    SELECT -1, a.user_id, a.id, 'refund', -1000000000, now() FROM accounts a ORDER BY a.id LIMIT 1]])
+  local ok, run = pcall(mv.refresh, name, { row_count_strategy = "exact" })
+  mv.exec("DELETE FROM events WHERE id = -1")
+  if not ok then error(run, 0) end
+  local after = mv.query("SELECT count(*) AS n, sum(revenue_cents) AS r FROM " .. name)[1]
+  if run.status ~= "failed" or after.n ~= before.n or after.r ~= before.r then
+    error(mv.error({ message = ("the audit of %s did not refuse a negative revenue (run %s)"):format(name, run.status) }), 0)
+  end
+  step("audit", ("%s: a -10,000,000.00 refund lands in events; the refresh is refused"):format(name), run.duration_ms)
+  print(("%-8s %s"):format("", run.error))
+  print(("%-8s %s still has its %d rows; the refund is removed again"):format("", name, after.n))
+end
+
 local function main(args)
   local users = seed.users_from_args(args)
   mv.init()
@@ -93,10 +122,12 @@ local function main(args)
     s.users, c.accounts, c.events, c.sessions, s.seeded and "" or " (reused)"), s.ms)
 
   local defs = apply_definitions()
+  refused_audit("mv_user_accounts_events")
   for _, d in ipairs(defs) do
     local run = job("refresh", d.name)
     local strategy = run.meta and run.meta.strategy or d.refresh_strategy
-    step("refresh", ("%s (%s, %s rows)"):format(d.name, strategy, tostring(run.rows_count or "?")), run.duration_ms)
+    step("refresh", ("%s (%s, %s rows%s)"):format(d.name, strategy, tostring(run.rows_count or "?"),
+      audited(run)), run.duration_ms)
   end
 
   print()

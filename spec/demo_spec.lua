@@ -1,6 +1,7 @@
 -- The demo: seeding is deterministic (the same checksum in two databases),
 -- and the demo script at a tiny scale creates, refreshes and validates the
--- four views, then reuses everything on a second run.
+-- four views (one audit refusing a broken load, then passing), then reuses
+-- everything on a second run.
 local H = require "spec.helper"
 local mv = require "matviews"
 
@@ -44,9 +45,18 @@ describe("demo script", function()
       assert.matches("create%s+" .. name .. "%s", r.out)
       assert.matches("public%." .. name .. "%s+5%s+.-%s300%s+300%s+match\n", r.out)
     end
-    for _, s in ipairs({ "regular", "concurrent", "swap" }) do
+    for _, s in ipairs({ "regular", "concurrent" }) do
       assert.matches("refresh%s+mv_[%w_]+ %(" .. s .. ", 300 rows%)", r.out)
     end
+    -- the swap view is audited: passed on its refresh, refused on a broken load before it
+    assert.matches("refresh%s+mv_user_accounts_events %(swap, 300 rows; audit passed: min_rows, not_null, unique, sql%)", r.out)
+    assert.matches("audit%s+mv_user_accounts_events: a %-10,000,000%.00 refund lands in events; the refresh is refused%s+%d+ ms\n"
+      .. "%s+audit failed: audit sql 1 is false: select count%(%*%) = 0 from {new} where revenue_cents < 0; the old contents stay\n"
+      .. "%s+mv_user_accounts_events still has its 300 rows; the refund is removed again\n", r.out)
+    local runs = mv.query([[SELECT r.status, r.error FROM mat_view_refresh_runs r JOIN mat_view_definitions d
+      ON d.id = r.mat_view_definition_id WHERE d.name = 'mv_user_accounts_events' ORDER BY r.id]])
+    assert.are.same({ 3, 2 }, { runs[1].status, runs[2].status })
+    assert.are.equal(0, mv.query("SELECT count(*) AS n FROM events WHERE id < 0")[1].n)
     local u = mv.query("SELECT count(*) AS n FROM pg_indexes WHERE indexname IN (SELECT indexname FROM pg_indexes "
       .. "WHERE tablename LIKE 'mv_%' AND indexdef LIKE 'CREATE UNIQUE INDEX%')")[1]
     assert.are.equal(4, u.n)

@@ -101,6 +101,33 @@ static int conn_exec(lua_State *L) {
   return mv_conn_run(L, c, luaL_checkstring(L, 2), 3, lua_gettop(L), 0);
 }
 
+/* conn:describe(sql) -> array of { name, type_oid }: the columns sql
+ * would return, from the server's parse analysis, without running it;
+ * raises like conn:query when it does not parse or analyse. */
+static int conn_describe(lua_State *L) {
+  PGconn *c = mv_checkconn(L, 1);
+  const char *sql = luaL_checkstring(L, 2);
+  PGresult **res = pg_guard(L);                   /* [guard] */
+  *res = pg_describe(c, sql);
+  if (!pg_ok(*res)) {
+    pg_push_error(L, c, *res);                    /* [guard err] */
+    pg_guard_clear(res);
+    return lua_error(L);
+  }
+  int nc = pg_ncols(*res);
+  lua_createtable(L, nc, 0);                      /* [guard cols] */
+  for (int i = 0; i < nc; i++) {
+    lua_createtable(L, 0, 2);                     /* [guard cols col] */
+    lua_pushstring(L, pg_colname(*res, i));
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, (lua_Integer)pg_coltype(*res, i));
+    lua_setfield(L, -2, "type_oid");
+    lua_rawseti(L, -2, i + 1);                    /* [guard cols] */
+  }
+  pg_guard_clear(res);
+  return 1;
+}
+
 /* conn:script(sql): several trusted statements, no parameters */
 static int conn_script(lua_State *L) {
   PGconn *c = mv_checkconn(L, 1);
@@ -206,7 +233,7 @@ static int l_connect(lua_State *L) {
 }
 
 static const luaL_Reg conn_methods[] = {
-  {"query", conn_query}, {"exec", conn_exec}, {"script", conn_script}, {"close", conn_close},
+  {"query", conn_query}, {"exec", conn_exec}, {"script", conn_script}, {"describe", conn_describe}, {"close", conn_close},
   {"info", conn_info}, {"quote_ident", conn_quote_ident}, {"is_open", conn_is_open},
   {"clone", conn_clone}, {"is_connected", conn_is_connected},
   {NULL, NULL}

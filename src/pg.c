@@ -595,6 +595,15 @@ PGresult *pg_exec_script(PGconn *conn, const char *sql) {
   return collect(conn);
 }
 
+PGresult *pg_describe(PGconn *conn, const char *sql) {
+  if (!PQsendPrepare(conn, "", sql, 0, NULL)) return fatal_result(conn);
+  PGresult *r = collect(conn);
+  if (!pg_ok(r)) return r;
+  PQclear(r);
+  if (!PQsendDescribePrepared(conn, "")) return fatal_result(conn);
+  return collect(conn);
+}
+
 int pg_ok(const PGresult *res) {
   switch (PQresultStatus(res)) {
   case PGRES_COMMAND_OK:
@@ -620,6 +629,7 @@ void pg_clear(PGresult *res) { if (res) PQclear(res); }
 int pg_nrows(const PGresult *res) { return PQntuples(res); }
 int pg_ncols(const PGresult *res) { return PQnfields(res); }
 const char *pg_colname(const PGresult *res, int col) { return PQfname(res, col); }
+unsigned int pg_coltype(const PGresult *res, int col) { return (unsigned int)PQftype(res, col); }
 
 const char *pg_value(const PGresult *res, int row, int col) {
   if (PQgetisnull(res, row, col)) return NULL;

@@ -84,6 +84,11 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
 /* Runs several statements with no parameters (simple protocol): only for
  * SQL matviews itself ships (schema steps), never for user values. */
 PGresult *pg_exec_script(PGconn *conn, const char *sql);
+/* Prepares sql as the unnamed statement (parsed and analysed by the
+ * server, never run; the next statement replaces it) and describes it:
+ * the result has its columns (pg_ncols, pg_colname, pg_coltype) and no
+ * rows. Never NULL; a failure is a PGRES_FATAL_ERROR result. */
+PGresult *pg_describe(PGconn *conn, const char *sql);
 /* 1 when the result is a success (command or tuples), 0 otherwise. */
 int pg_ok(const PGresult *res);
 void pg_clear(PGresult *res);
@@ -92,6 +97,7 @@ int pg_nrows(const PGresult *res);
 int pg_ncols(const PGresult *res);
 const char *pg_value(const PGresult *res, int row, int col); /* NULL for SQL NULL */
 const char *pg_colname(const PGresult *res, int col);
+unsigned int pg_coltype(const PGresult *res, int col); /* the column's type oid */
 long long pg_affected(const PGresult *res);
 const char *pg_sqlstate(const PGresult *res);   /* may be NULL */
 /* A diagnostic field (PG_DIAG_*) of a result, or NULL. */

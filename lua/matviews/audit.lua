@@ -32,6 +32,57 @@ function M.check(audit)
   return nil
 end
 
+-- Checks audit against rel (the quoted relation with the view's new
+-- columns, made by plan's rehearsal, in its transaction; it need not be
+-- populated: nothing is run). not_null and unique must name columns of the
+-- view; each sql check must plan with {new} standing for rel and return
+-- exactly one column, a boolean (M.describe). Returns the problems as
+-- { key = "not_null"|"unique"|"sql", message }.
+function M.validate(conn, audit, rel)
+  local out, have, names = {}, {}, {}
+  for _, r in ipairs(conn:query([[SELECT attname AS name FROM pg_attribute WHERE attrelid = $1::regclass
+      AND attnum > 0 AND NOT attisdropped ORDER BY attnum]], rel)) do
+    have[r.name] = true
+    names[#names + 1] = r.name
+  end
+  for _, key in ipairs({ "not_null", "unique" }) do
+    for _, c in ipairs(audit[key] or {}) do
+      if not have[c] then
+        out[#out + 1] = { key = key, message = ("audit %s: the view has no column %s (columns: %s)")
+          :format(key, c, table.concat(names, ", ")) }
+      end
+    end
+  end
+  for i, sql in ipairs(audit.sql or {}) do
+    local why = M.describe(conn, (sql:gsub("{new}", function() return rel end)))
+    if why then out[#out + 1] = { key = "sql", message = ("audit sql %d %s: %s"):format(i, why, sql) } end
+  end
+  return out
+end
+
+-- Why sql cannot be an audit check (it does not plan, or does not return
+-- exactly one boolean column), or nil. Nothing is run: the server
+-- describes the statement (conn:describe, PQdescribePrepared) and plans it
+-- (EXPLAIN), in a savepoint of the caller's transaction.
+function M.describe(conn, sql)
+  local cols
+  conn:exec("SAVEPOINT matviews_audit")
+  local ok, e = pcall(function()
+    cols = conn:describe(sql)
+    conn:exec("EXPLAIN (COSTS OFF) " .. sql)
+  end)
+  if not ok then
+    conn:exec("ROLLBACK TO SAVEPOINT matviews_audit")
+    conn:exec("RELEASE SAVEPOINT matviews_audit")
+    return "does not plan (" .. (type(e) == "table" and tostring(e.message) or tostring(e)) .. ")"
+  end
+  conn:exec("RELEASE SAVEPOINT matviews_audit")
+  if #cols == 1 and cols[1].type_oid == 16 then return nil end -- 16: boolean
+  local types = {}
+  for i, c in ipairs(cols) do types[i] = conn:query("SELECT format_type($1::oid, NULL) AS t", c.type_oid)[1].t end
+  return ("must return exactly one boolean column, it returns (%s)"):format(table.concat(types, ", "))
+end
+
 -- The quoted, comma-joined columns.
 local function cols(conn, list)
   local q = {}

@@ -273,8 +273,13 @@ local function check_view(state, name, body, line, schema)
     end
   end
   if body.sql == nil then fail(nil, "key 'sql' is required"); ok = false end
+  if body.strategy ~= nil then def.strategy_line = config.locate(state.text, "strategy", line) end
   if ok and def.strategy == "concurrent" and #def.unique == 0 then
     fail("strategy", "key 'strategy' is \"concurrent\", which needs unique columns (unique = { ... })"); ok = false
+  end
+  if ok and def.audit and (def.strategy == "regular" or def.strategy == "concurrent") then
+    fail("audit", ("key 'audit' checks a build before it is published, and strategy \"%s\" does not build "
+      .. "(use strategy = \"swap\", or a strategy that calls ctx:build())"):format(def.strategy)); ok = false
   end
   if ok then -- what the catalog itself refuses (SQL shape, column names)
     local valid, err = pcall(require("matviews.definitions").validate, M.to_catalog(def))
@@ -351,7 +356,8 @@ end
 
 -- Loads every definition file of dir (default: the configured directory).
 -- Returns defs (array sorted by file then position, each with file and line)
--- or nil and the array of error messages ("file:line: view 'x': ...").
+-- or nil, the array of error messages ("file:line: view 'x': ...") and the
+-- definitions that did load.
 function M.load_dir(dir)
   dir = dir or config.definitions_dir()
   local state = { defs = {}, errors = {}, seen = {} }
@@ -381,11 +387,11 @@ function M.load_dir(dir)
   for _, def in ipairs(state.defs) do
     if not strategies.get(def.strategy) then
       state.errors[#state.errors + 1] = ("%s:%d: view '%s': unknown strategy \"%s\" (declared: %s)"):format(
-        def.file, def.line, def.schema and (def.schema .. "." .. def.name) or def.name, def.strategy,
+        def.file, def.strategy_line or def.line, def.schema and (def.schema .. "." .. def.name) or def.name, def.strategy,
         table.concat(strategies.names(), ", "))
     end
   end
-  if #state.errors > 0 then return nil, state.errors end
+  if #state.errors > 0 then return nil, state.errors, state.defs end
   return state.defs
 end
 

@@ -84,7 +84,8 @@ local function error_response(view, e, raised)
   local msg = type(e) == "table" and e.message or e
   return { status = "error", success = false, view = view, raised = raised or nil,
     error = { message = tostring(msg or "the service raised an error"),
-              sqlstate = type(e) == "table" and e.sqlstate or nil } }
+              sqlstate = type(e) == "table" and e.sqlstate or nil,
+              details = type(e) == "table" and jsonable(e.details) or nil } }
 end
 
 -- Why the response may be retried on conn: the reason, or nil.
@@ -109,7 +110,9 @@ end
 -- returns the service's response, as the service would; a failed step
 -- raises with the response, which is kept. A user strategy's value goes
 -- into meta.result, and its run succeeds unless it raised or ctx:fail-ed;
--- the error then names the strategy and where it is declared. Returns ok
+-- the error then names the strategy and where it is declared (ctx:fail's
+-- details go to meta.error.details); one that a new attempt may fix (a
+-- RETRYABLE SQLSTATE, a lost connection) is retried. Returns ok
 -- and the response or the error.
 local function call_strategy(job)
   local s = job.strategy_def
@@ -133,8 +136,13 @@ local function call_strategy(job)
     return true, resp
   end
   local msg = type(r) == "table" and tostring(r.message) or tostring(r)
-  return false, { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
-    sqlstate = type(r) == "table" and r.sqlstate or nil }
+  local e = { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
+    sqlstate = type(r) == "table" and r.sqlstate or nil, details = type(r) == "table" and r.details or nil }
+  local conn = job.options.conn
+  if RETRYABLE[e.sqlstate] or not (conn:is_open() and conn:is_connected()) then
+    return true, error_response(job.view, e) -- a response, so the attempt is retried as a service's would be
+  end
+  return false, e
 end
 
 -- One attempt: the session timeouts wanted (sent with the service's first
@@ -232,7 +240,7 @@ local function settle(job, defn, opts, cfg)
   job.defn, job.view = defn, defn.name
   job.strategy = dopts.strategy or defn.refresh_strategy
   if job.op == "refresh" then
-    job.strategy_def = require("matviews.strategies").resolve(job.strategy, "definition " .. (defn.label or defn.name))
+    job.strategy_def = require("matviews.strategies").of_definition(defn)
   else
     job.service = mv().services[job.op .. "_view"]
   end

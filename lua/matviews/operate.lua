@@ -32,6 +32,24 @@ function M.configure_overlap(cmd)
     :choices(require("matviews.overlap").LIST)
 end
 
+-- Adds --arg KEY=VALUE (repeatable): the strategy's ctx.args.
+function M.configure_args(cmd)
+  cmd:option("--arg", "KEY=VALUE for the view's strategy (ctx.args); repeatable."):args(1):count("*")
+end
+
+-- The table of --arg KEY=VALUE pairs, or nil when none; a pair without =
+-- is a usage error.
+function M.strategy_args(args)
+  local out
+  for _, kv in ipairs(args.arg or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then require("matviews.targets").usage(("--arg takes KEY=VALUE, got %q"):format(kv)) end
+    out = out or {}
+    out[k] = v
+  end
+  return out
+end
+
 -- Adds --row-count S (see M.row_count); help says when it is counted.
 function M.configure_row_count(cmd, help)
   cmd:option("--row-count", help):choices(require("matviews.definitions").ROW_COUNT_LIST)

@@ -12,7 +12,8 @@
 -- changed view's dependents are checked for columns the new SQL drops or
 -- retypes; declared indexes are built (on the new view, the candidate, or
 -- an empty copy of a live view) to check them and to read their normal
--- form (pg_get_indexdef); then the dependency graph is read from pg_depend
+-- form (pg_get_indexdef); declared audits are checked on the view's new
+-- columns (matviews.audit.validate); then the dependency graph is read from pg_depend
 -- plus each definition's depends_on. What cannot be done is an error
 -- naming the file and line.
 local dsl = require "matviews.dsl"
@@ -48,9 +49,10 @@ end
 -- The candidate name of a view whose SQL changed (in its schema).
 local function candidate_name(e) return ("mv_rehearsal_%d"):format(e.n) end
 
--- Adds an error about entry e (its file and line, the line of `key` when given).
-local function fail(rep, e, key, msg)
-  local line = e.def.line
+-- Adds an error about entry e (its file and line: the line of `key` when
+-- given, else at when given, else the view's).
+local function fail(rep, e, key, msg, at)
+  local line = at or e.def.line
   if key and e.text then line = require("matviews.config").locate(e.text, key, e.def.line) end
   rep.errors[#rep.errors + 1] = ("%s:%d: view '%s': %s"):format(e.def.file, line, e.shown, msg)
   e.invalid = true
@@ -180,6 +182,19 @@ local function check_indexes(c, rep, e)
   end
 end
 
+-- Checks the audit e declares (matviews.audit.validate) on the relation
+-- that has its new columns: the created view, the candidate, or the live
+-- view. An error is placed on the line of the check's key inside `audit`.
+local function check_audit(c, rep, e)
+  local audit = e.def.audit
+  if type(audit) ~= "table" then return end
+  local rel = e.candidate and e.candidate.q or (c:quote_ident(e.fc.schema_name) .. "." .. c:quote_ident(e.def.name))
+  for _, p in ipairs(require("matviews.audit").validate(c, audit, rel)) do
+    local at = e.text and require("matviews.config").locate(e.text, "audit", e.def.line) or e.def.line
+    fail(rep, e, nil, p.message, e.text and require("matviews.config").locate(e.text, p.key, at) or at)
+  end
+end
+
 -- Reads pg_depend for the edges between the rehearsed relations (the
 -- views made, the candidates standing for changed views, the live ones)
 -- and builds the dependency graph with the declared dependencies.
@@ -293,6 +308,7 @@ function M.run(conn, defs)
     for _, e in ipairs(rep.list) do
       if e.ready and e.sql_changed then check_changed(c, rep, e) end
       if e.ready then check_indexes(c, rep, e) end
+      if e.ready then check_audit(c, rep, e) end
     end
     rep.graph = graph(c, rep, rep.list, rep.orphans)
     error(ROLLBACK, 0)

@@ -145,7 +145,8 @@ local function overview_rows(data)
     out[#out + 1] = table.concat({
       ('<tr data-view="%s">'):format(h(v.view)),
       td(('<a href="#view-%d">%s</a>'):format(i, h(v.view)), v.view),
-      td(h(v.strategy), v.strategy),
+      td(h(v.strategy) .. (v.strategy_error and (' <span class="bad" title="%s">unknown</span>'):format(h(v.strategy_error)) or ""),
+        v.strategy),
       td(status_badge(v.last_status), STATUS_RANK[v.last_status] or 9),
       fresh_cell(v),
       td(h(ms_text(v.median_ms)), v.median_ms or -1, "num"),

@@ -241,7 +241,8 @@ LEFT JOIN LATERAL (SELECT * FROM (
 ]] .. M.last_fill_sql("d")
 
 -- The definitions for `matviews list`: id, view, schema, strategy, schedule,
--- exists, populated, last_op, last_status, last_run_at, fresh_at, fresh_age_s.
+-- exists, populated, last_op, last_status, last_run_at, fresh_at, fresh_age_s,
+-- and strategy_error when no file declares the strategy (matviews.strategies.check).
 function M.list(opts)
   local conn = conn_of(opts)
   require("matviews.definitions").check(conn)
@@ -257,8 +258,14 @@ LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' ||
 %s
 WHERE d.deleted_at IS NULL
 ORDER BY d.name, d.schema_name]]):format(LABEL, iso("last.created_at"), iso("fill.finished_at"), LAST_RUN))
+  local unknown = nil
   for _, r in ipairs(rows) do
-    -- a strategy declared in Lua is listed by its name (see matviews.strategies)
+    -- a strategy declared in Lua is listed by its name (see matviews.strategies);
+    -- one no file declares carries the error (file and line)
+    if r.declared_strategy ~= cjson.null then
+      unknown = unknown or require("matviews.strategies").catalog_errors(conn)
+      r.strategy_error = unknown[r.view]
+    end
     r.strategy = r.declared_strategy ~= cjson.null and r.declared_strategy
       or STRATEGY_NAMES[r.strategy] or tostring(r.strategy)
     r.declared_strategy = nil

@@ -13,6 +13,7 @@ local KEEP_DAYS = 7 -- claimed slots older than this (before the last one) are r
 
 local SCHEDULED = [[
 SELECT d.id, ]] .. require("matviews.definitions").label_sql("d") .. [[ AS name, d.schedule_cron,
+       d.schema_name, d.name AS view_name, d.options->>'strategy' AS strategy,
        floor(extract(epoch FROM d.created_at))::bigint AS created,
        (SELECT floor(extract(epoch FROM max(s.slot_time)))::bigint
           FROM mat_view_schedule_slots s WHERE s.mat_view_definition_id = d.id) AS last_slot
@@ -65,6 +66,11 @@ function M.plan(now, conn)
       if prev and prev > (r.last_slot or d.created) then r.due = prev end
       local prev2 = prev and mv.core.cron_prev(d.schedule_cron, prev - 1, tz)
       if prev2 and prev2 >= d.created and (r.last_slot or -1) < prev2 then r.unclaimed_since = prev2 end
+      if not r.error and not is_null(d.strategy) then -- a strategy no file declares: reported, never queued
+        local ok, why = require("matviews.strategies").check({ schema_name = d.schema_name, name = d.view_name,
+          label = d.name }, d.strategy)
+        if not ok then r.error = why end
+      end
     end
     out[#out + 1] = r
   end
@@ -98,7 +104,9 @@ end
 -- One scheduling turn at `now` (UTC seconds; default the database's now()).
 -- opts.enqueue(def, slot, conn) replaces the queued refresh; opts.conn the
 -- connection. Returns { now, time_zone, claimed = { {name, slot, job} },
--- errors = { {name, error} } }: a bad cron expression is reported, not raised.
+-- errors = { {name, error} } }: a bad cron expression, or a strategy no file
+-- declares (matviews.strategies.check: file and line), is reported, not
+-- raised, and the view is not queued.
 function M.tick(now, opts)
   local mv = require "matviews"
   opts = opts or {}

@@ -10,12 +10,16 @@
 --   ctx.previous    the last successful refresh run { rows_count,
 --                   duration_ms, finished_at }, or nil
 --   ctx:refresh{ concurrently = bool }   the plain or concurrent REFRESH
---   ctx:build()     builds the definition's SQL into the build relation a
---                   swap uses (with the view's indexes); returns its name
+--   ctx:build{ indexes = true }   builds the definition's SQL into the
+--                   build relation a swap uses, with the view's indexes
+--                   (always: publish keeps them); returns its quoted name
 --   ctx:publish()   audits the build (the definition's `audit`), then puts
 --                   it in place exactly as swap_refresh does
+--   ctx:strategy(name)   runs another strategy (e.g. the built-in "swap")
+--                   on this context: how a strategy wraps one
 --   ctx:query(sql, ...), ctx:exec(sql, ...)   on the job's connection
---   ctx:fail(message, details)   stops the refresh
+--   ctx:fail(message, details)   stops the refresh (the error names the
+--                   call's file and line; details go to meta.error.details)
 --
 -- Each service step raises when it fails, so a strategy reads top-down.
 -- The job records the run: meta.strategy, meta.result (what the function
@@ -59,32 +63,89 @@ end
 -- Whether name is one of the three built into the catalog's refresh_strategy.
 function M.builtin(name) return require("matviews.vocab").STRATEGIES[name] ~= nil end
 
--- The strategy named name; a name no file declares raises naming where it
--- is used (where: "file:line" or a definition's name).
-function M.resolve(name, where)
-  local s = registry[name]
-  if s == nil and not M.builtin(name) then
-    -- strategies live in the project's files: load them once, then look again
-    M.load_project()
-    s = registry[name]
-  end
-  if s == nil then
-    raise(("%sunknown strategy \"%s\" (declared: %s)"):format(where and (where .. ": ") or "", tostring(name),
-      table.concat(M.names(), ", ")))
-  end
-  return s
-end
-
-local loaded_project = false
+local loaded_project, project_defs = false, {}
 
 -- Registers the strategies the project declares (its definition files;
--- matviews.lua registers its own when the configuration loads).
+-- matviews.lua registers its own when the configuration loads), and keeps
+-- the views the files declare (those that loaded, when some files have
+-- errors) to say where a view names its strategy.
 function M.load_project()
   if loaded_project then return end
   loaded_project = true
   mv().config()
   local ok, dsl = pcall(require, "matviews.dsl")
-  if ok then pcall(dsl.load_dir) end
+  if not ok then return end
+  local lok, defs, _, loaded = pcall(dsl.load_dir)
+  if lok then project_defs = defs or loaded or {} end
+end
+
+-- The declaration of catalog definition d ({ schema_name, name }) in the
+-- project's definition files, or nil.
+local function declared_view(d)
+  M.load_project()
+  for _, def in ipairs(project_defs) do
+    if def.name == d.name and (def.schema == nil or def.schema == d.schema_name) then return def end
+  end
+  return nil
+end
+
+-- The strategy of catalog definition d (mv.definitions tables, or rows
+-- with schema_name, name, label and the strategy's name): the strategy, or
+-- nil and why not, naming the file and line where the view names it.
+function M.check(d, name)
+  name = name or (type(d.options) == "table" and d.options.strategy) or d.refresh_strategy
+  local s = registry[name]
+  if s == nil and not M.builtin(name) then M.load_project(); s = registry[name] end
+  if s then return s end
+  local label, def = d.label or d.name, declared_view(d)
+  local known = table.concat(M.names(), ", ")
+  if not def then
+    return nil, ("view '%s': unknown strategy \"%s\" (no definition file declares the view, the catalog names "
+      .. "the strategy; declared: %s)"):format(label, tostring(name), known)
+  end
+  local at = ("%s:%d"):format(def.file, def.strategy_line or def.line)
+  if def.strategy ~= name then
+    return nil, ("%s: view '%s': unknown strategy \"%s\" in the catalog, the file says \"%s\": run apply "
+      .. "(declared: %s)"):format(at, label, tostring(name), tostring(def.strategy), known)
+  end
+  return nil, ("%s: view '%s': unknown strategy \"%s\" (declared: %s)"):format(at, label, tostring(name), known)
+end
+
+-- M.check, raising.
+function M.of_definition(d)
+  local s, why = M.check(d)
+  if not s then raise(why) end
+  return s
+end
+
+-- The definitions of the catalog on conn whose strategy is unknown:
+-- { [label] = message } (see M.check). Only declared (non built-in)
+-- names are looked up.
+function M.catalog_errors(conn)
+  local out = {}
+  local rows = conn:query([[SELECT schema_name, name, ]] .. require("matviews.definitions").label_sql("d")
+    .. [[ AS label, options->>'strategy' AS strategy FROM mat_view_definitions d
+    WHERE deleted_at IS NULL AND options ? 'strategy' ORDER BY name, schema_name]])
+  for _, r in ipairs(rows) do
+    local s, why = M.check(r, r.strategy)
+    if not s then out[r.label] = why end
+  end
+  return out
+end
+
+-- Writes the messages of errs ({ [label] = message }) for the labels in
+-- rows (rows[i][key]; all when rows is nil) on stderr, sorted; returns
+-- how many.
+function M.report_errors(errs, rows, key)
+  local shown = {}
+  if rows then
+    for _, r in ipairs(rows) do if errs[r[key]] then shown[#shown + 1] = errs[r[key]] end end
+  else
+    for _, m in pairs(errs) do shown[#shown + 1] = m end
+  end
+  table.sort(shown)
+  for _, m in ipairs(shown) do io.stderr:write("matviews: ", m, "\n") end
+  return #shown
 end
 
 -- The error a failed service step raises: its response kept for the run.
@@ -121,7 +182,10 @@ function Ctx:refresh(o)
   return resp
 end
 
-function Ctx:build()
+function Ctx:build(o)
+  if type(o) == "table" and o.indexes == false then
+    raise("build: indexes = false is not offered: publish keeps every index of the view, so the build has them")
+  end
   if self._build then raise("build: the view is already built in this refresh (build once, then publish)") end
   local b, q = mv().core.services.swap_build(self.definition, self._job.options)
   if not b then self.response = q; step_failed(q) end
@@ -140,11 +204,27 @@ function Ctx:publish()
   return resp
 end
 
+-- Runs the strategy named name (a built-in one or any declared) on this
+-- context and returns what it returns: how one strategy wraps another,
+-- e.g. ctx:strategy("swap") then VACUUM ANALYZE.
+function Ctx:strategy(name)
+  local s = registry[name]
+  if s == nil then M.load_project(); s = registry[name] end
+  if s == nil then
+    raise(("strategy: unknown strategy \"%s\" (declared: %s)"):format(tostring(name), table.concat(M.names(), ", ")))
+  end
+  return s.fn(self)
+end
+
 function Ctx:query(sql, ...) return self._job.options.conn:query(sql, ...) end
 function Ctx:exec(sql, ...) return self._job.options.conn:exec(sql, ...) end
 
+-- The error names the file and line of the call; details (a table) go to
+-- the run's meta.error.details.
 function Ctx:fail(message, details)
-  require("matviews.core").error({ message = tostring(message), details = details, failed = true })
+  local at = debug.getinfo(2, "Sl")
+  local where = at and at.currentline and at.currentline > 0 and (at.short_src .. ":" .. at.currentline .. ": ") or ""
+  require("matviews.core").error({ message = where .. tostring(message), details = details, failed = true })
 end
 
 -- Drops a build that was not published (any exit of the strategy).

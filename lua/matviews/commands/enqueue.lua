@@ -16,12 +16,19 @@ function M.configure(cmd)
   cmd:flag("--if-changed", "refresh: skip (record as skipped) a view whose sources did not change.")
   cmd:flag("--no-if-changed", "refresh: refresh even a view that says refresh_when = \"changed\".")
   require("matviews.operate").configure_overlap(cmd)
+  require("matviews.operate").configure_args(cmd)
 end
 
 -- The job options the arguments give for op.
 local function options(args)
   local o = { row_count_strategy = args.row_count, on_overlap = args.on_overlap }
-  if args.op == "refresh" then o.if_changed = require("matviews.operate").flag_or_nil(args, "if-changed") end
+  if args.op == "refresh" then
+    o.if_changed = require("matviews.operate").flag_or_nil(args, "if-changed")
+    o.args = require("matviews.operate").strategy_args(args) -- the strategy's ctx.args, kept in the job's options
+  end
+  if args.op ~= "refresh" and #(args.arg or {}) > 0 then
+    require("matviews.targets").usage("--arg is for refresh jobs: it gives the view's strategy ctx.args")
+  end
   if args.op == "create" then o.force, o.no_data = args.force or nil, args.no_data or nil end
   if args.op == "delete" then o.cascade, o.if_exists = args.cascade or nil, args.if_exists or nil end
   return o

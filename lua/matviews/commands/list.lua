@@ -25,7 +25,10 @@ function M.run(_, ctx)
     end
     io.write(output.table(list, COLUMNS))
   end)
-  return 0
+  -- a strategy no file declares: an error naming the file and line, after the listing
+  local errs = {}
+  for _, r in ipairs(rows) do if r.strategy_error then errs[r.view] = r.strategy_error end end
+  return require("matviews.strategies").report_errors(errs) > 0 and 1 or 0
 end
 
 return M

@@ -16,20 +16,14 @@ function M.configure(cmd)
   cmd:flag("--if-changed", "Skip (record as skipped) a view no committed change of its sources touched since its last refresh.")
   cmd:flag("--no-if-changed", "Refresh even a view that says refresh_when = \"changed\".")
   cmd:option("--parallel", "Refresh in dependency order, N views at a time (on N long-lived workers).")
-  cmd:option("--arg", "KEY=VALUE for the view's strategy (ctx.args); repeatable."):args(1):count("*")
+  operate.configure_args(cmd)
   cmd:flag("--upstream", "First refresh what the views read, recursively.")
   cmd:flag("--downstream", "Afterwards refresh what reads the views, recursively.")
 end
 
 function M.run(args, ctx)
   local opts = { row_count_strategy = operate.row_count(args), on_overlap = args.on_overlap,
-    if_changed = require("matviews.operate").flag_or_nil(args, "if-changed") }
-  for _, kv in ipairs(args.arg or {}) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    if not k then require("matviews.targets").usage(("--arg takes KEY=VALUE, got %q"):format(kv)) end
-    opts.args = opts.args or {}
-    opts.args[k] = v
-  end
+    if_changed = require("matviews.operate").flag_or_nil(args, "if-changed"), args = operate.strategy_args(args) }
   if args.parallel or args.upstream or args.downstream then
     return require("matviews.parallel").command(args, ctx, opts)
   end

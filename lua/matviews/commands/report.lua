@@ -36,13 +36,18 @@ function M.run(args, ctx)
   local targets = require "matviews.targets"
   if not args.html and not ctx.options.json then targets.usage("say where to write the page: --html FILE (- for stdout), or --json") end
   local data = require("matviews.report").data({ since = args.since, views = args.names })
-  if not args.html then require("matviews.output").json(data); return 0 end
+  -- a strategy no file declares: the page is written, the error (file and
+  -- line) goes to stderr and the exit code is 1
+  local errs = {}
+  for _, v in ipairs(data.views) do if v.strategy_error then errs[v.view] = v.strategy_error end end
+  local function done() return require("matviews.strategies").report_errors(errs) > 0 and 1 or 0 end
+  if not args.html then require("matviews.output").json(data); return done() end
   local page = require("matviews.report_html").render(data)
-  if args.html == "-" then io.stdout:write(page); return 0 end
+  if args.html == "-" then io.stdout:write(page); return done() end
   write_file(args.html, page)
   io.write(("wrote %s: %s, %d kB\n"):format(args.html, require("matviews.format").count(#data.views, "view"),
     (#page + 1023) // 1024))
-  return 0
+  return done()
 end
 
 return M
