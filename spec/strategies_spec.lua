@@ -148,7 +148,7 @@ view "st_broken" { sql = "SELECT id FROM orders", strategy = "broken" }
     for k, v in pairs(options or {}) do o[k] = v end
     return run("-e " .. H.q(([[
       require("matviews.strategies").define(%q, %s, "t.lua", 1)
-      local sql = "UPDATE mat_view_definitions SET options = options - 'statement_timeout_ms' || $1::jsonb WHERE name = 'st_vacuumed'"
+      local sql = "UPDATE mat_view_definitions SET options = options - 'statement_timeout_ms' - 'analyze' || $1::jsonb WHERE name = 'st_vacuumed'"
       mv.exec(sql, mv.json.decode(%q))
       local run = mv.refresh("st_vacuumed")
       mv.exec(sql, { strategy = "vacuumed" })
@@ -185,6 +185,15 @@ view "st_broken" { sql = "SELECT id FROM orders", strategy = "broken" }
     assert.are.equal("success\ttrue\n", r.out, r.err)
     assert.are.equal(1, #mv.query("SELECT 1 FROM st_vacuumed WHERE id = 101"))
     assert.are.equal(1, vacuum_count("st_vacuumed")) -- the swapped-in relation is new: its one VACUUM
+  end)
+
+  it("builds with the view's analyze option, as swap_refresh does", function()
+    local r = refresh_with("swap_plain", 'function(ctx) return ctx:strategy("swap") end',
+      "run.status, tostring(run.meta.response.analyze_ms), tostring(run.meta.request.analyze)", { analyze = false })
+    assert.are.equal("success\tnil\tfalse\n", r.out, r.err)
+    r = refresh_with("swap_plain", 'function(ctx) return ctx:strategy("swap") end',
+      "run.status, math.type(run.meta.response.analyze_ms), tostring(run.meta.request.analyze)")
+    assert.are.equal("success\tinteger\ttrue\n", r.out, r.err)
   end)
 
   it("retries a user strategy whose failure a new attempt may fix", function()
@@ -236,7 +245,8 @@ view "st_audited" {
     not_null = { "usr_id" },
     unique = { "user_id", "nope" },
     sql = { "select count(*) from {new}", "select true from {new} where totl > 0", "select count(*) = 0, 1 from {new}",
-            "select count(*) = 0 from {new} where total < 0" },
+            "select count(*) = 0 from {new} where total < 0",
+            "with d as (delete from orders returning 1) select count(*) = 0 from d" },
   },
 }
 view "st_regular_audit" { sql = "SELECT 1 AS x", audit = { min_rows = 1 } }
@@ -245,7 +255,7 @@ view "st_regular_audit" { sql = "SELECT 1 AS x", audit = { min_rows = 1 } }
       local r = H.mv("--config " .. H.q(bad .. "/matviews.lua") .. " " .. cmd)
       assert.are.equal(2, r.code, r.out .. r.err)
       local text = r.err .. r.out
-      assert.matches("x%.lua:11: view 'st_regular_audit': key 'audit' checks a build before it is published, and "
+      assert.matches("x%.lua:12: view 'st_regular_audit': key 'audit' checks a build before it is published, and "
         .. "strategy \"regular\" does not build", text)
       assert.is_nil(text:find("st_audited", 1, true), text) -- the first pass stops at the DSL error
     end
@@ -264,12 +274,14 @@ view "st_regular_audit" { sql = "SELECT 1 AS x", audit = { min_rows = 1 } }
           .. "select true from {new} where totl > 0",
         "x.lua:7: view 'st_audited': audit sql 3 must return exactly one boolean column, it returns (boolean, integer): "
           .. "select count(*) = 0, 1 from {new}",
+        "x.lua:7: view 'st_audited': audit sql 5 must only read (it writes: INSERT, UPDATE, DELETE or MERGE): "
+          .. "with d as (delete from orders returning 1) select count(*) = 0 from d",
       }, lines)
     end
     -- in the session that planned: nothing prepared is left, nothing created
     local r0 = H.mv("--config " .. H.q(bad .. "/matviews.lua") .. " -e " .. H.q([[local p = mv.plan()
       print(#p.errors, #mv.query("SELECT 1 FROM pg_prepared_statements"))]]))
-    assert.are.equal("5\t0\n", r0.out, r0.err)
+    assert.are.equal("6\t0\n", r0.out, r0.err)
     assert.are.same({}, mv.query("SELECT 1 FROM pg_class WHERE relname = 'st_audited'"))
     -- the project's own audits (st_guarded, live and unchanged) plan
     local r = run("plan")
@@ -370,6 +382,18 @@ describe("an unknown strategy, wherever a strategy is named", function()
     r = mvp("schedule")
     assert.are.equal(1, r.code)
     assert.matches(UNKNOWN, r.err)
+  end)
+
+  it("a long-running process sees a strategy declared after it started (the files are read again)", function()
+    local r = mvp("-e " .. H.q(([[
+      local first = mv.refresh("st_late")
+      local f = assert(io.open(%q, "w"))
+      f:write('-- moved down\nstrategy "late" (function(ctx) ctx:refresh() return { again = true } end)\n')
+      f:close()
+      local second = mv.refresh("st_late")
+      print(first.status, second.status, second.meta.result.again)]]):format(dir .. "/definitions/c_late.lua")))
+    H.write(dir .. "/definitions/c_late.lua", "-- no strategy here any more\n")
+    assert.are.equal("failed\tsuccess\ttrue\n", r.out, r.err)
   end)
 
   it("names the file when it says another strategy, and says when no file declares the view", function()

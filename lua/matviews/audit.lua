@@ -60,16 +60,18 @@ function M.validate(conn, audit, rel)
   return out
 end
 
--- Why sql cannot be an audit check (it does not plan, or does not return
--- exactly one boolean column), or nil. Nothing is run: the server
--- describes the statement (conn:describe, PQdescribePrepared) and plans it
--- (EXPLAIN), in a savepoint of the caller's transaction.
+-- Why sql cannot be an audit check (it does not plan, it writes, or it
+-- does not return exactly one boolean column), or nil. Nothing is run: the
+-- server describes the statement (conn:describe, PQdescribePrepared) and
+-- plans it (EXPLAIN: a ModifyTable node anywhere is a write), in a
+-- savepoint of the caller's transaction.
 function M.describe(conn, sql)
-  local cols
+  local cols, writes
   conn:exec("SAVEPOINT matviews_audit")
   local ok, e = pcall(function()
     cols = conn:describe(sql)
-    conn:exec("EXPLAIN (COSTS OFF) " .. sql)
+    local plan = conn:query("EXPLAIN (COSTS OFF, FORMAT JSON) " .. sql)[1]
+    writes = plan and tostring(plan["QUERY PLAN"]):find('"Node Type": "ModifyTable"', 1, true) ~= nil
   end)
   if not ok then
     conn:exec("ROLLBACK TO SAVEPOINT matviews_audit")
@@ -77,6 +79,7 @@ function M.describe(conn, sql)
     return "does not plan (" .. (type(e) == "table" and tostring(e.message) or tostring(e)) .. ")"
   end
   conn:exec("RELEASE SAVEPOINT matviews_audit")
+  if writes then return "must only read (it writes: INSERT, UPDATE, DELETE or MERGE)" end
   if #cols == 1 and cols[1].type_oid == 16 then return nil end -- 16: boolean
   local types = {}
   for i, c in ipairs(cols) do types[i] = conn:query("SELECT format_type($1::oid, NULL) AS t", c.type_oid)[1].t end

@@ -305,7 +305,7 @@ local function environment(state)
   function env.strategy(name)
     local line = debug.getinfo(2, "l").currentline
     return function(fn)
-      local ok, e = pcall(require("matviews.strategies").define, name, fn, state.file, line)
+      local ok, e = pcall(require("matviews.strategies").define, name, fn, state.file, line, false, true)
       if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e) end
     end
   end

@@ -205,18 +205,27 @@ local function with_index_tails(d, conn)
   return t
 end
 
+-- The options service `name` gets for definition defn: a copy of opts, the
+-- connection defaulted, and (but for delete_view) `analyze` from opts, else
+-- the definition's option, else the configuration's. Returns the
+-- definition (resolved) and the options.
+function M.service_options(name, defn, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.conn = o.conn or M.conn()
+  local d = M.definitions.resolve(defn, o.conn)
+  if o.analyze == nil and name ~= "delete_view" then
+    local own = nil
+    if type(d.options) == "table" then own = d.options.analyze end
+    if own == nil or own == core.null then own = M.config().analyze end
+    o.analyze = own ~= false
+  end
+  return d, o
+end
+
 for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", "swap_refresh", "delete_view" }) do
   M.services[name] = function(defn, opts)
-    local o = {}
-    for k, v in pairs(opts or {}) do o[k] = v end
-    o.conn = o.conn or M.conn()
-    local d = M.definitions.resolve(defn, o.conn)
-    if o.analyze == nil and name ~= "delete_view" then
-      local own = nil
-      if type(d.options) == "table" then own = d.options.analyze end
-      if own == nil or own == core.null then own = M.config().analyze end
-      o.analyze = own ~= false
-    end
+    local d, o = M.service_options(name, defn, opts)
     if name == "create_view" and o.replace then
       local r = core.services.swap_refresh(d, o)
       r.request.replaced = true

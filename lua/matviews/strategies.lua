@@ -34,8 +34,9 @@ local function mv() return require "matviews" end
 local function raise(e) require("matviews.core").error(e) end
 
 -- Registers strategy name (fn(ctx)) declared at file:line; two
--- declarations of one name are an error naming both places.
-function M.define(name, fn, file, line, builtin)
+-- declarations of one name are an error naming both places. project: a
+-- definition file declares it (declared again when the files change).
+function M.define(name, fn, file, line, builtin, project)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
     raise(("%s:%d: a strategy name is a word (letters, digits, _), got %s"):format(file, line, tostring(name)))
   end
@@ -46,7 +47,8 @@ function M.define(name, fn, file, line, builtin)
   if old and not (old.file == file and old.line == line) then
     raise(("strategy \"%s\" is defined twice: %s:%d and %s:%d"):format(name, old.file, old.line, file, line))
   end
-  registry[name] = { name = name, fn = fn, file = file, line = line, builtin = builtin or false }
+  registry[name] = { name = name, fn = fn, file = file, line = line, builtin = builtin or false,
+    project = project or false }
 end
 
 -- The strategy named name, or nil.
@@ -60,10 +62,20 @@ function M.names()
   return out
 end
 
--- Whether name is one of the three built into the catalog's refresh_strategy.
-function M.builtin(name) return require("matviews.vocab").STRATEGIES[name] ~= nil end
+local loaded_project, project_defs, project_text = false, {}, nil
 
-local loaded_project, project_defs = false, {}
+-- The definition files' names and contents as one string; nil when the
+-- directory cannot be read.
+local function project_text_now()
+  local ok, text = pcall(function()
+    local dir, parts = require("matviews.config").definitions_dir(), {}
+    for _, n in ipairs(require("matviews.dsl").files(dir)) do
+      parts[#parts + 1] = n .. "\n" .. (require("matviews.files").read(dir .. "/" .. n) or "")
+    end
+    return table.concat(parts, "\0")
+  end)
+  return ok and text or nil
+end
 
 -- Registers the strategies the project declares (its definition files;
 -- matviews.lua registers its own when the configuration loads), and keeps
@@ -73,10 +85,26 @@ function M.load_project()
   if loaded_project then return end
   loaded_project = true
   mv().config()
+  project_text = project_text_now()
   local ok, dsl = pcall(require, "matviews.dsl")
   if not ok then return end
   local lok, defs, _, loaded = pcall(dsl.load_dir)
   if lok then project_defs = defs or loaded or {} end
+end
+
+-- The strategy named name, or nil when no file declares it. The project's
+-- files are loaded the first time a name is not known, and again when they
+-- changed since: a long-running worker or scheduler sees a strategy
+-- declared after it started.
+local function lookup(name)
+  local s = registry[name]
+  if s then return s end
+  if loaded_project and project_text_now() ~= project_text then
+    for n, r in pairs(registry) do if r.project then registry[n] = nil end end
+    loaded_project, project_defs = false, {}
+  end
+  M.load_project()
+  return registry[name]
 end
 
 -- The declaration of catalog definition d ({ schema_name, name }) in the
@@ -94,8 +122,7 @@ end
 -- nil and why not, naming the file and line where the view names it.
 function M.check(d, name)
   name = name or (type(d.options) == "table" and d.options.strategy) or d.refresh_strategy
-  local s = registry[name]
-  if s == nil and not M.builtin(name) then M.load_project(); s = registry[name] end
+  local s = lookup(name)
   if s then return s end
   local label, def = d.label or d.name, declared_view(d)
   local known = table.concat(M.names(), ", ")
@@ -187,7 +214,8 @@ function Ctx:build(o)
     raise("build: indexes = false is not offered: publish keeps every index of the view, so the build has them")
   end
   if self._build then raise("build: the view is already built in this refresh (build once, then publish)") end
-  local b, q = mv().core.services.swap_build(self.definition, self._job.options)
+  -- the options swap_refresh would get (analyze as the definition or configuration says)
+  local b, q = mv().core.services.swap_build(mv().service_options("swap_refresh", self.definition, self._job.options))
   if not b then self.response = q; step_failed(q) end
   self._build, self.new = b, q
   return q
@@ -208,8 +236,7 @@ end
 -- context and returns what it returns: how one strategy wraps another,
 -- e.g. ctx:strategy("swap") then VACUUM ANALYZE.
 function Ctx:strategy(name)
-  local s = registry[name]
-  if s == nil then M.load_project(); s = registry[name] end
+  local s = lookup(name)
   if s == nil then
     raise(("strategy: unknown strategy \"%s\" (declared: %s)"):format(tostring(name), table.concat(M.names(), ", ")))
   end
