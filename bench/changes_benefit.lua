@@ -9,9 +9,7 @@ local bin, rounds, rows = arg[1], tonumber(arg[2] or "5"), tonumber(arg[3] or "1
 local sys = mv.core.sys
 local N, CHANGED = 100, 10
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p " .. dir))
+local dir = assert(sys.mkdtemp()) -- private; removed at the end
 local defs = {}
 for i = 1, N do
   mv.exec(("DROP TABLE IF EXISTS cb_t%d CASCADE"):format(i))
@@ -59,3 +57,5 @@ print(("refresh --all --if-changed: median %.0f ms (%s)"):format(mc, table.conca
 print(("refresh --all:              median %.0f ms (%s)"):format(ma, table.concat(times.all, ", ")))
 print(("ratio if-changed / all: %.3f (target: at most 0.2)"):format(mc / ma))
 print(("runs recorded: %d, skipped as unchanged: %d"):format(skipped.n, skipped.s))
+os.remove(dir .. "/views.lua")
+os.remove(dir)

@@ -34,7 +34,8 @@ local n = mv.query("SELECT count(*) AS n FROM mat_view_refresh_runs")[1].n
 say("rows: %d refresh runs over %d views (5%% failed, spread over 60 days), loaded in %.1f s", n, VIEWS, load_ms / 1000)
 say("graphviz: %s", os.execute("command -v dot >/dev/null 2>&1") and "dot installed (graph drawn at generation)" or "no dot (graph drawn by the page)")
 
-local out = os.tmpname()
+local scratch = assert(mv.core.sys.mkdtemp()) -- private; removed at the end
+local out = scratch .. "/report.html"
 for _, since in ipairs({ "30d", "all" }) do
   local data_ms, data = median_ms(function() return mv.report({ since = since }) end)
   local page_ms, page = median_ms(function() return report_html.render(data) end)
@@ -55,3 +56,4 @@ for _, since in ipairs({ "30d", "all" }) do
     since, runs, points, bucketed, #data.views, data_ms, page_ms, proc_ms, size / 1048576, size, #page)
 end
 os.remove(out)
+os.remove(scratch)

@@ -31,15 +31,15 @@ local function step(what, detail, ms)
 end
 
 -- The definitions directory to deploy: definitions/ on the first run and
--- every other run after it; on the others a copy where mv_user_accounts
--- has one more column (so each run after the first shows a replace).
-local function definitions_dir()
+-- every other run after it; on the others a copy in `scratch` (a private
+-- directory the caller removes) where mv_user_accounts has one more column
+-- (so each run after the first shows a replace).
+local function definitions_dir(scratch)
   local live = mv.query([[SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('mv_user_accounts')
     AND attname = 'first_account_at']])
   local exists = mv.query("SELECT to_regclass('mv_user_accounts') IS NOT NULL AS ok")[1].ok
   if not exists or #live > 0 then return root .. "/definitions" end
-  local dir = os.tmpname() .. "_defs"
-  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local dir = scratch
   local files = require "matviews.files"
   for _, f in ipairs(mv.core.sys.listdir(root .. "/definitions")) do
     local text = assert(files.read(root .. "/definitions/" .. f))
@@ -57,9 +57,13 @@ end
 -- grants), printing one step per action. Returns the catalog definitions
 -- of the demo's views, in DEMO order.
 local function apply_definitions()
-  local dir, variant = definitions_dir()
+  local variant
   local t = clock()
-  local p = mv.apply({ definitions = dir })
+  local p = require("matviews.files").with_scratch_dir(function(scratch)
+    local dir
+    dir, variant = definitions_dir(scratch)
+    return mv.apply({ definitions = dir })
+  end)
   if not p.valid or not p.ok then
     local why = #p.errors > 0 and table.concat(p.errors, "\n") or "an action failed"
     for _, a in ipairs(p.actions) do if a.status == "failed" then why = a.line .. ": " .. tostring(a.error) end end

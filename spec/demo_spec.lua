@@ -68,8 +68,13 @@ describe("demo script", function()
 
   it("reuses the data and the views on a second run", function()
     local before = seed.checksum()
-    local r = H.mv("run demo/demo.lua", { env = { DEMO_USERS = "300" } })
+    -- the variant of definitions/ is written in a private scratch directory
+    -- under TMPDIR, removed after
+    local tmpdir = H.tmpfile("_tmpdir")
+    assert(os.execute("mkdir " .. H.q(tmpdir)))
+    local r = H.mv("run demo/demo.lua", { env = { DEMO_USERS = "300", TMPDIR = tmpdir } })
     assert.are.equal(0, r.code, r.err)
+    assert.are.same({}, mv.core.sys.listdir(tmpdir))
     assert.matches("300 users, .- %(reused%)", r.out)
     assert.matches("replace%s+mv_user_accounts: SQL changed, columns added: first_account_at", r.out)
     assert.are.equal(1, #mv.query([[SELECT 1 FROM pg_attribute WHERE attrelid = 'mv_user_accounts'::regclass

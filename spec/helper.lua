@@ -47,13 +47,13 @@ end
 -- Returns { code = n, out = stdout, err = stderr }.
 function H.sh(cmd, opts)
   opts = opts or {}
-  local errf = os.tmpname()
+  local errf = H.tmpfile(".err")
   local env = "export PGDATABASE=" .. H.q(H.dbname or "postgres")
   for k, v in pairs(opts.env or {}) do env = env .. " " .. k .. "=" .. H.q(v) end
   local full = env .. "; ( " .. cmd .. " ) 2>" .. errf
   local inf
   if opts.stdin then
-    inf = os.tmpname()
+    inf = H.tmpfile(".in")
     H.write(inf, opts.stdin)
     full = full .. " <" .. inf
   else
@@ -80,7 +80,7 @@ end
 function H.tty(args, opts)
   if os.execute("script -qec true /dev/null >/dev/null 2>&1") ~= true then return nil end
   opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
+  local out, err = H.tmpfile(".out"), H.tmpfile(".err")
   local inner = "exec " .. H.bin .. " " .. args .. " >" .. out .. " 2>" .. err
   local r = H.sh("script -qec " .. H.q(inner) .. " /dev/null >/dev/null", { stdin = opts.stdin or "", env = opts.env })
   r.out, r.err = slurp(out), slurp(err)

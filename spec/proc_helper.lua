@@ -6,6 +6,10 @@ local mv = require "matviews"
 
 local P = {}
 
+-- SQL: the client backends of this file's database other than the spec's own.
+P.OTHERS = [[SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+  AND pid <> pg_backend_pid() AND backend_type = 'client backend']]
+
 -- Starts `matviews ARGS` in the background (PGDATABASE = this file's
 -- database). Returns { out, err, code, pidf } paths; P.wait collects them,
 -- P.pid reads the host's pid (an sh that execs it writes its own $$).
@@ -81,10 +85,11 @@ end
 
 -- A throwaway cluster of this spec's own on port (initdb + pg_ctl, as the
 -- postgres user when root; fsync off), for specs that stop or crash the
--- server (the other specs' server is shared). Returns { dir, dsn,
+-- server, or need settings of their own (text appended to postgresql.conf:
+-- max_connections = 10); the other specs' server is shared. Returns { dir, dsn,
 -- ctl(action [, mode]) -> H.sh result (pg_ctl -m mode, default fast),
 -- destroy() (immediate stop, files removed) }; asserts that it started.
-function P.own_cluster(port)
+function P.own_cluster(port, settings)
   local as = H.sh("id -u").out == "0\n" and "runuser -u postgres -- " or ""
   local function pg(cmd) -- a PostgreSQL program of MATVIEWS_SPEC_PGBIN as the cluster's owner
     return H.sh(as .. H.q(H.pgbin .. "/" .. cmd:match("^%S+")) .. cmd:match("^%S+(.*)$"))
@@ -103,7 +108,8 @@ function P.own_cluster(port)
   local r = pg(("initdb -D %s -U postgres -A trust -E UTF8 --no-sync"):format(H.q(c.dir .. "/data")))
   assert(r.code == 0, r.err)
   r = H.sh(as .. "tee -a " .. H.q(c.dir .. "/data/postgresql.conf") .. " >/dev/null", { stdin =
-    ("listen_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\n"):format(c.dir, port) })
+    ("listen_addresses = ''\nunix_socket_directories = '%s'\nport = %d\nfsync = off\n%s\n"):format(c.dir, port,
+      settings or "") })
   assert(r.code == 0, r.err)
   r = c.ctl("start")
   assert(r.code == 0, r.err .. H.slurp(c.dir .. "/server.log"))

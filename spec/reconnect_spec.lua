@@ -5,9 +5,7 @@ local H = require "spec.helper"
 local P = require "spec.proc_helper"
 local mv = require "matviews"
 
--- The backends of this database other than the spec's own.
-local OTHERS = [[SELECT pid FROM pg_stat_activity WHERE datname = current_database()
-  AND pid <> pg_backend_pid() AND backend_type = 'client backend']]
+local OTHERS = P.OTHERS
 
 describe("the worker", function()
   setup(function()

@@ -41,11 +41,36 @@ describe("swap refreshes of an upstream and a downstream view at once", function
     assert.are.same({}, mv.query("SELECT relname FROM pg_class WHERE relname LIKE 'mv\\_swap\\_%'"))
   end)
 
+  it("queued refreshes of both run by two workers at once all succeed", function()
+    for i = 1, 5 do
+      mv.exec("INSERT INTO sd_base VALUES ($1)", 2000 + i)
+      local order = i % 2 == 0 and "sd_a sd_b" or "sd_b sd_a"
+      assert.are.equal(0, H.mv("enqueue refresh " .. order).code)
+      local r = H.mv("worker --once --concurrency 2")
+      assert.are.equal(0, r.code, r.out .. r.err)
+      assert.are.equal(2, select(2, r.out:gsub("job %d+ refresh [%w_.]*sd_%a: success", "")), r.out)
+    end
+    assert.are.same({}, mv.query("SELECT relname FROM pg_class WHERE relname LIKE 'mv\\_swap\\_%'"))
+  end)
+
   it("drops the build relation an earlier attempt left before building again", function()
     local dead = mv.query("SELECT coalesce(max(pid), 0) + 100000 AS pid FROM pg_stat_activity")[1].pid
     local left = ("mv_swap_sd_a_%d"):format(dead)
     mv.exec(("CREATE MATERIALIZED VIEW %s AS SELECT 1 AS id"):format(left))
     assert.are.equal(0, H.mv("refresh sd_a --yes").code)
     assert.are.same({}, mv.query("SELECT 1 FROM pg_class WHERE relname = $1", left))
+  end)
+
+  it("leaves no build relation after attempts that each gave up waiting for the swap's lock", function()
+    local holder = mv.connect("dbname=" .. H.dbname)
+    holder:exec("BEGIN")
+    holder:query("SELECT count(*) FROM sd_a") -- holds a lock the swap must wait for
+    local cfg = H.write(H.tmpfile(".lua"), "lock_timeout_ms = 200\nretry = { attempts = 3, base_ms = 10, max_ms = 20 }\n")
+    local r = H.mv("--config " .. H.q(cfg) .. " refresh sd_a --yes")
+    holder:exec("COMMIT")
+    holder:close()
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches("gave up waiting for a lock after 200 ms %(lock_timeout_ms%); the old view is untouched after 3 attempts", r.out)
+    assert.are.same({}, mv.query("SELECT relname FROM pg_class WHERE relname LIKE 'mv\\_swap\\_%'"))
   end)
 end)

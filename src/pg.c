@@ -146,7 +146,8 @@ static void session_setup(PGconn *conn) {
 }
 
 /* How long a connection refused for lack of slots is tried again
- * (pg_set_slot_wait: a parallel refresh's workers do not wait). */
+ * (pg_set_slot_wait: connect_wait_ms of the configuration; a parallel
+ * refresh's workers do not wait). */
 #define SLOT_WAIT_MS 30000
 static long slot_wait_ms = SLOT_WAIT_MS;
 
@@ -162,17 +163,21 @@ static int refused_for_slots(PGconn *c) {
 }
 
 /* Connects with keys/vals (conninfo when keys is NULL), trying again with
- * backoff (50 ms doubling to 2 s, SLOT_WAIT_MS in all) while the server
- * refuses for lack of slots, said once on stderr; a SIGINT/SIGTERM ends
- * the wait. Returns the last attempt (NULL: out of memory). */
+ * backoff (50 ms doubling to 2 s, slot_wait_ms in all) while the server
+ * refuses for lack of slots, said once on stderr in the life of the
+ * process (a batch of views waiting in turn says it once); a
+ * SIGINT/SIGTERM ends the wait. Returns the last attempt (NULL: out of
+ * memory). */
 static PGconn *connect_waiting(const char *conninfo, const char *const *keys, const char *const *vals) {
+  static int said;
   long wait = 50, waited = 0;
   for (;;) {
     PGconn *c = keys ? PQconnectdbParams(keys, vals, 0) : PQconnectdb(conninfo);
     if (!refused_for_slots(c) || waited >= slot_wait_ms || mv_stop_signal()) return c;
-    if (waited == 0) {
-      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %ld s\n",
-              slot_wait_ms / 1000);
+    if (!said) {
+      said = 1;
+      fprintf(stderr, "matviews: the server has no free connection slot; trying again for up to %ld %s\n",
+              slot_wait_ms % 1000 ? slot_wait_ms : slot_wait_ms / 1000, slot_wait_ms % 1000 ? "ms" : "s");
       fflush(stderr);
     }
     PQfinish(c);

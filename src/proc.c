@@ -1,8 +1,9 @@
 /*
  * proc.c: child processes for parallel refresh, added to mv.core.sys:
  * exe_path() (this host's executable), spawn(argv, opts),
- * wait_any(pids [, timeout_ms]), kill, and the socket a pool worker is fed
- * over: fd_write, poll_read, fd_close. Children are started with posix_spawn; the
+ * wait_any(pids [, timeout_ms]), kill, die_with_parent, and the socket a
+ * pool worker is fed over (or a child writes its output to): fd_write,
+ * poll_read, fd_close. Children are started with posix_spawn; the
  * argv strings stay owned by the Lua table passed in, and the file actions
  * and environment array are freed before any Lua error can be raised.
  */
@@ -18,6 +19,9 @@
 #include <unistd.h>
 #include <poll.h>
 #include <sys/socket.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <lauxlib.h>
 #include "core.h"
 #include "ticker.h"
@@ -296,9 +300,33 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
+/* die_with_parent(ppid) -> true | nil, message: this process gets SIGTERM
+ * (handled as a stop: the current job ends, then the process) when its
+ * parent ppid dies, even of SIGKILL or SIGPIPE, which it cannot pass on;
+ * at once when ppid is gone already. Linux only (elsewhere nil). */
+static int l_die_with_parent(lua_State *L) {
+  pid_t ppid = (pid_t)luaL_checkinteger(L, 1);
+#ifdef __linux__
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  if (getppid() != ppid) raise(SIGTERM); /* it died before prctl */
+  lua_pushboolean(L, 1);
+  return 1;
+#else
+  (void)ppid;
+  lua_pushnil(L);
+  lua_pushliteral(L, "not supported on this system");
+  return 2;
+#endif
+}
+
 static const luaL_Reg proc_funcs[] = {
   {"exe_path", l_exe_path}, {"spawn", l_spawn}, {"wait_any", l_wait_any}, {"kill", l_kill},
   {"fd_write", l_fd_write}, {"fd_close", l_fd_close}, {"poll_read", l_poll_read},
+  {"die_with_parent", l_die_with_parent},
   {NULL, NULL}
 };
 

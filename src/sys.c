@@ -1,7 +1,7 @@
 /*
  * sys.c: the few POSIX facts the Lua side needs and standard Lua lacks:
  * working directory, pid, host name, a monotonic clock, isatty, sleeping,
- * directory listing. Memory: listdir's names are freed before it returns.
+ * directory listing, a private scratch directory. Memory: listdir's names are freed before it returns.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -120,10 +120,32 @@ static int l_listdir(lua_State *L) {
   return 1;
 }
 
+/* mkdtemp() -> path | nil, message: a new directory of this user's alone
+ * (mode 0700, a name nobody could guess or create first) under $TMPDIR,
+ * else /tmp, for scratch files, which the caller removes. */
+static int l_mkdtemp(lua_State *L) {
+  const char *base = getenv("TMPDIR");
+  char path[PATH_MAX];
+  if (base == NULL || base[0] != '/') base = "/tmp";
+  if (snprintf(path, sizeof path, "%s/matviews-XXXXXX", base) >= (int)sizeof path) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "TMPDIR is too long");
+    return 2;
+  }
+  if (mkdtemp(path) == NULL) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot create a directory in %s: %s", base, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, path);
+  return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
   {"getcwd", l_getcwd}, {"getpid", l_getpid}, {"hostname", l_hostname},
   {"monotonic_ms", l_monotonic_ms}, {"isatty", l_isatty}, {"sleep_ms", l_sleep_ms},
   {"listdir", l_listdir}, {"stop_signal", l_stop_signal}, {"clear_stop", l_clear_stop},
+  {"mkdtemp", l_mkdtemp},
   {NULL, NULL}
 };
 

@@ -8,8 +8,9 @@ local M = {}
 M.DSN_VAR = "MATVIEWS_CHILD_DSN"
 
 -- Starts `matviews [--config FILE] ARGS...`. opts: dsn (else the one this
--- process was given: mv.use's conninfo or --dsn), stdout and stderr (paths;
--- else inherited), socket and group (see sys.spawn). stdin is /dev/null
+-- process was given: mv.use's conninfo or --dsn), env (more variables),
+-- stdout and stderr (paths; else inherited), socket and group (see
+-- sys.spawn). stdin is /dev/null
 -- unless socket. Returns the pid (and the socket); raises on failure.
 function M.spawn(args, opts)
   opts = opts or {}
@@ -19,6 +20,7 @@ function M.spawn(args, opts)
   if mv.options.config then argv[#argv + 1] = "--config"; argv[#argv + 1] = mv.options.config end
   table.move(args, 1, #args, #argv + 1, argv)
   local env, dsn = {}, opts.dsn or mv.used_dsn or mv.options.dsn
+  for k, v in pairs(opts.env or {}) do env[k] = v end
   if dsn then env[M.DSN_VAR] = dsn end
   local pid, err = sys.spawn(argv, { stdout = opts.stdout, stderr = opts.stderr, env = env,
     socket = opts.socket, group = opts.group })

@@ -19,6 +19,7 @@ M.defaults = {
   statement_timeout_ms = nil,     -- nil: the server's (role's, database's); 0: no limit
   lock_wait_ms = 30000,           -- how long a job waits for another on the same view
   record_timeout_ms = 10000,      -- how long writing a run row waits for locks on the run tables
+  connect_wait_ms = 30000,        -- how long a connection refused for lack of slots is tried again
   retry = { attempts = 3, base_ms = 200, max_ms = 5000 },
   retention = { keep_last = 500, keep_days = nil, keep_failures = true },
   time_zone = "UTC",              -- schedules are read in this zone
@@ -90,6 +91,7 @@ M.types = {
   statement_timeout_ms = count,
   lock_wait_ms = count,
   record_timeout_ms = count,
+  connect_wait_ms = count,
   retry = retry,
   retention = function(v) return require("matviews.retention").check(v) end,
   time_zone = kind("string"),
@@ -212,6 +214,7 @@ function M.load(path)
     cfg.path = path
   end
   loaded = { path = path, config = cfg }
+  require("matviews.core").slot_wait(cfg.connect_wait_ms) -- connections opened from now on
   return cfg
 end
 

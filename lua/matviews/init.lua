@@ -109,6 +109,7 @@ function M.conn()
     if M.options.verbose then
       io.stderr:write(("matviews: connecting to %s (%s)\n"):format(dsn == "" and "PG* environment" or M.redact_dsn(dsn), source))
     end
+    M.config() -- its connect_wait_ms applies
     default_conn = core.connect(dsn)
   end
   return default_conn

@@ -288,6 +288,42 @@ local function run_body(job, row, opts, cfg)
   return o
 end
 
+-- Records a run of op on definition `def` ({ id, name }) that never
+-- started, as failed with `message`, on conn (the caller's own connection,
+-- when the recorder's could not be had), waiting at most
+-- record_timeout_ms for the run table. Returns the finalised run.
+function M.record_failed(conn, op, def, message, meta, record_timeout_ms)
+  local m = mv()
+  local sys = m.core.sys
+  meta = merged({ view = def.name }, meta)
+  local row = m.transaction(function()
+    conn:exec("SELECT set_config('lock_timeout', $1, true)",
+      ms(record_timeout_ms or m.config().record_timeout_ms))
+    return conn:query(([[INSERT INTO %s (mat_view_definition_id, status, started_at, finished_at, duration_ms,
+        error, meta, hostname, process_pid)
+      VALUES ($1, $2, now(), now(), 0, $3, $4, $5, $6) RETURNING id, started_at, finished_at]]):format(RUN_TABLES[op]),
+      def.id, vocab.STATUS_CODE.failed, message, meta, sys.hostname(), sys.getpid())[1]
+  end, conn)
+  return { id = row.id, op = op, mat_view_definition_id = def.id, view = def.name, status = "failed",
+    started_at = row.started_at, finished_at = row.finished_at, duration_ms = 0, error = message, meta = meta,
+    hostname = sys.hostname(), process_pid = sys.getpid() }
+end
+
+-- The recorder of conn; when the server gives it no connection (no free
+-- slot after connect_wait_ms, a refusal), the run is recorded as failed on
+-- conn itself (returned second), so that the view still gets its run row.
+local function recorder_or_failed_run(op, ref, conn, cfg, opts)
+  local ok, rec = pcall(M.recorder, conn)
+  if ok then return rec end
+  local def = (conn:is_open() and conn:is_connected()) and mv().definitions.find(ref, conn)
+  if not def then error(rec, 0) end
+  local message = type(rec) == "table" and tostring(rec.message) or tostring(rec)
+  local rok, run = pcall(M.record_failed, conn, op, def, message, { recorder_unavailable = true },
+    opts.record_timeout_ms or cfg.record_timeout_ms)
+  if not rok then error(rec, 0) end
+  return nil, run
+end
+
 -- One recorded run; returns the finalised run.
 local function run_job(op, ref, opts)
   local m = mv()
@@ -305,7 +341,9 @@ local function run_job(op, ref, opts)
   end
   local schema, name
   if type(ref) == "string" then schema, name = m.definitions.split(ref) else name = ref end
-  local run <close>, row = recorder.begin(M.recorder(conn), {
+  local rec, failed = recorder_or_failed_run(op, ref, conn, cfg, opts)
+  if failed then return failed end
+  local run <close>, row = recorder.begin(rec, {
     op = op, definition = name, schema = schema, columns = m.definitions.COLUMNS,
     meta = { request = jsonable(options) },
     record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms })

@@ -53,15 +53,22 @@ function M.select_views(g, opts)
   return set
 end
 
--- Runs fn(conn) on the coordinator's connection; a lost connection is
--- reconnected with backoff (up to 5 times) and fn run again.
+-- Runs fn(conn) on the coordinator's connection; a lost connection is said
+-- once on stderr, reconnected with backoff (up to 5 times) and fn run again.
 local function with_conn(st, fn)
   local mv = require "matviews"
   local wait = 100
   for try = 1, 6 do
     local ok, r = pcall(fn, st.conn)
-    if ok then return r end
+    if ok then
+      if try > 1 then io.stderr:write("matviews: refresh coordinator reconnected\n") end
+      return r
+    end
     if try == 6 or (st.conn:is_open() and st.conn:is_connected()) then error(r, 0) end
+    if try == 1 then
+      io.stderr:write(("matviews: refresh coordinator lost its connection (%s); reconnecting\n")
+        :format((tostring(type(r) == "table" and r.message or r):gsub("\n.*", ""))))
+    end
     mv.core.sys.sleep_ms(wait)
     wait = math.min(wait * 2, 2000)
     local cok, fresh = pcall(st.conn.clone, st.conn)
@@ -76,23 +83,23 @@ local function with_conn(st, fn)
   end
 end
 
+-- Records a failed refresh run of node ({ id, name }) that never ran
+-- (meta says why) on the coordinator's connection; says on stderr when
+-- even that is impossible. Returns the run id, or nil.
+local function record_failed(st, node, msg, meta)
+  local ok, run = pcall(with_conn, st, function(conn)
+    return require("matviews.jobs").record_failed(conn, "refresh", node, msg, meta)
+  end)
+  if ok then return run.id end
+  io.stderr:write(("matviews: could not record that %s was not refreshed (%s)\n"):format(node.name,
+    type(run) == "table" and tostring(run.message) or tostring(run)))
+end
+
 -- Records that `name` was not refreshed because `upstream` failed: a failed
 -- refresh run, started and finished now.
 local function record_skipped(st, node, upstream)
-  local mv = require "matviews"
   local msg = ("not refreshed: upstream %s failed"):format(upstream)
-  local ok, err = pcall(with_conn, st, function(conn)
-    conn:exec([[INSERT INTO mat_view_refresh_runs
-        (mat_view_definition_id, status, started_at, finished_at, duration_ms, error, meta, hostname, process_pid)
-      VALUES ($1, $2, now(), now(), 0, $3, $4, $5, $6)]],
-      node.id, STATUS_FAILED, msg, { view = node.name, skipped = true, upstream_failed = upstream },
-      mv.core.sys.hostname(), mv.core.sys.getpid())
-  end)
-  if not ok then
-    io.stderr:write(("matviews: could not record that %s was not refreshed (%s)\n"):format(node.name,
-      type(err) == "table" and tostring(err.message) or tostring(err)))
-  end
-  return msg
+  return msg, record_failed(st, node, msg, { skipped = true, upstream_failed = upstream })
 end
 
 -- Marks every not yet finished view downstream of `failed` as skipped.
@@ -102,8 +109,8 @@ local function skip_downstream(st, failed)
     if st.set[n] and not st.done[n] then
       st.done[n] = true
       st.waiting[n] = nil
-      local msg = record_skipped(st, st.g.nodes[n], failed)
-      local rec = { name = n, status = "skipped", error = msg, upstream_failed = failed }
+      local msg, run_id = record_skipped(st, st.g.nodes[n], failed)
+      local rec = { name = n, status = "skipped", error = msg, upstream_failed = failed, run_id = run_id }
       st.results[#st.results + 1] = rec
       st.emit("skipped", rec)
     end
@@ -111,7 +118,12 @@ local function skip_downstream(st, failed)
 end
 
 -- Handles a finished child: frees its downstream, or skips it on failure.
+-- A view that failed without a run row (its job raised, its worker died
+-- before it began) gets one here.
 local function on_finished(st, rec)
+  if rec.status ~= "success" and not rec.run_id then
+    rec.run_id = record_failed(st, st.g.nodes[rec.name], rec.error or "failed", { unrecorded = true })
+  end
   st.done[rec.name] = true
   st.results[#st.results + 1] = rec
   st.emit("done", rec)
@@ -181,6 +193,7 @@ function M.serve()
   local mv = require "matviews"
   local sys, recorder = mv.core.sys, mv.core.recorder
   recorder.hold()
+  mv.config()
   mv.core.slot_wait(0) -- a worker the server has no slot for says so and is dropped
   local ok, err = pcall(function() mv.jobs.recorder(mv.conn()) end)
   send(1, { ready = ok, error = not ok and (type(err) == "table" and tostring(err.message) or tostring(err)) or nil })
@@ -311,8 +324,8 @@ local function grow_pool(st, workers, n, opts)
   end
   if st.refused and not starting and not st.said then
     st.said = true
-    io.stderr:write(("matviews: %d of %d refresh workers could connect (%s); going on with %d\n")
-      :format(usable, n, tostring(st.refused), usable))
+    io.stderr:write(("matviews: %d of %d refresh workers could connect (%s); %s\n"):format(usable, n,
+      tostring(st.refused), usable > 0 and "going on with " .. usable or "refreshing here, one at a time"))
   end
   return usable, starting
 end

@@ -265,14 +265,16 @@ end
 -- The graph as inline SVG by Graphviz, or nil when dot is missing or fails.
 local function dot_svg(data)
   if not have_dot() then return nil end
-  local tmp = os.tmpname()
-  local f = assert(io.open(tmp, "wb"))
-  f:write(dot_text(data))
-  f:close()
-  local p = io.popen("dot -Tsvg " .. tmp .. " 2>/dev/null", "r")
-  local svg = p:read("a")
-  p:close()
-  os.remove(tmp)
+  -- the graph's text in a private directory, removed however dot ends
+  local svg = require("matviews.files").with_scratch_dir(function(dir)
+    local f = assert(io.open(dir .. "/graph.dot", "wb"))
+    f:write(dot_text(data))
+    f:close()
+    local p = io.popen("dot -Tsvg '" .. (dir .. "/graph.dot"):gsub("'", "'\\''") .. "' 2>/dev/null", "r")
+    local out = p:read("a")
+    p:close()
+    return out
+  end)
   svg = svg and svg:match("(<svg.*</svg>)")
   if not svg then return nil end
   svg = svg:gsub("<!%-%-.-%-%->", "")

@@ -26,39 +26,59 @@ local function line(r)
 end
 
 -- Starts n-1 child workers (matviews.child); with --json each writes its
--- document to a file, else its lines go to this process's stdout.
+-- document to a socket this process reads (no file: nothing is left
+-- behind whatever ends the processes), else its lines go to this
+-- process's stdout. Each child stops when this process dies.
 local function spawn(args, ctx, n)
   local kids = {}
+  local env = { MATVIEWS_PARENT_PID = tostring(ctx.mv.core.sys.getpid()) }
   for i = 1, n - 1 do
     local argv = { "worker", "--child", "--poll-ms", tostring(args.poll_ms) }
     if args.once then argv[#argv + 1] = "--once" end
-    local kid = {}
-    if ctx.options.json then
-      table.insert(argv, 1, "--json")
-      kid.out = os.tmpname()
-    end
-    kid.pid = require("matviews.child").spawn(argv, { stdout = kid.out })
+    if ctx.options.json then table.insert(argv, 1, "--json") end
+    local kid = { out = {} }
+    kid.pid, kid.fd = require("matviews.child").spawn(argv, { socket = ctx.options.json, env = env })
     kids[i] = kid
   end
   return kids
 end
 
+-- Reads the children's sockets until each ends (a child writes its
+-- document when it exits, so reading goes along with waiting).
+local function drain(kids)
+  local sys = require("matviews").core.sys
+  local fds, by_fd = {}, {}
+  for _, kid in ipairs(kids) do
+    if kid.fd then fds[#fds + 1] = kid.fd; by_fd[kid.fd] = kid end
+  end
+  while #fds > 0 do
+    for fd, data in pairs(sys.poll_read(fds, 1000)) do
+      local kid = by_fd[fd]
+      kid.out[#kid.out + 1] = data
+      if data == "" then
+        sys.fd_close(fd)
+        kid.fd = nil
+        for i, f in ipairs(fds) do if f == fd then table.remove(fds, i) break end end
+      end
+    end
+  end
+end
+
 -- Waits for the children; merges their documents; returns how many failed.
 -- A SIGINT/SIGTERM that stopped this worker is passed on to them first: a
 -- signal sent to the parent alone would leave them polling under init.
-local function reap(kids, doc)
+-- When this worker's loop ended on an error (broken), they get a SIGTERM.
+local function reap(kids, doc, broken)
   local sys = require("matviews").core.sys
-  local sig, bad = sys.stop_signal(), 0
+  local sig, bad = sys.stop_signal() or (broken and 15), 0
   if sig then for _, kid in ipairs(kids) do sys.kill(kid.pid, sig) end end
+  drain(kids)
   for _, kid in ipairs(kids) do
     local _, code = sys.wait_any({ kid.pid })
     if code ~= 0 and not (sig and code == 128 + sig) then bad = bad + 1 end
-    if kid.out then
-      local text = require("matviews.files").take(kid.out)
-      local dok, kdoc = pcall(require("cjson").decode, text)
-      for _, r in ipairs(dok and type(kdoc) == "table" and kdoc.processed or {}) do
-        doc.processed[#doc.processed + 1] = r
-      end
+    local dok, kdoc = pcall(require("cjson").decode, table.concat(kid.out))
+    for _, r in ipairs(dok and type(kdoc) == "table" and kdoc.processed or {}) do
+      doc.processed[#doc.processed + 1] = r
     end
   end
   return bad
@@ -107,13 +127,15 @@ function M.run(args, ctx)
   end
   args.concurrency, args.poll_ms = n, poll
   local doc = { processed = {} }
+  local parent = args.child and math.tointeger(tonumber(os.getenv("MATVIEWS_PARENT_PID") or ""))
+  if parent then ctx.mv.core.sys.die_with_parent(parent) end
   if not args.child then
     doc.reconciled = ctx.mv.reconcile()
     if not ctx.options.json then report_reconcile(doc.reconciled) end
   end
   local kids = spawn(args, ctx, n)
   local ok, failed = pcall(loop, args, ctx, doc)
-  local bad = reap(kids, doc)
+  local bad = reap(kids, doc, not ok)
   local sig = ctx.mv.core.sys.stop_signal()
   -- stopped by SIGINT/SIGTERM between two jobs: no error to report
   if not ok and sig and tostring(failed):match("interrupted!$") then return 128 + sig end
