@@ -162,4 +162,24 @@ describe("a parallel refresh with more workers than the server has connections f
       { runs.cl_a_1.status, runs.cl_a_2.status, runs.cl_b_1.status, runs.cl_b_1.error })
     assert.matches("refresh cl_a_1: failed in 0 ms: [^\n]*too many clients", r.out)
   end)
+
+  it("worker --concurrency 16: the processes the server has slots for run every job, said once", function()
+    local held = leave_free(6) -- the parent's two connections and two children's
+    conn:exec("DELETE FROM matviews_jobs")
+    for i = 1, 30 do
+      local r = H.mv("--dsn " .. H.q(cluster.dsn) .. " enqueue refresh cl_a_" .. i)
+      assert.are.equal(0, r.code, r.err)
+    end
+    local p = P.spawn("--dsn " .. H.q(cluster.dsn) .. " worker --concurrency 16 --poll-ms 100")
+    P.wait_for("every job to be done", function()
+      return conn:query("SELECT count(*)::int AS n FROM matviews_jobs WHERE status = 2")[1].n == 30
+    end, 60000)
+    P.wait_for("the refusal to be said", function() return H.slurp(p.err) ~= "" end)
+    P.kill(P.pid(p), "TERM")
+    local r = P.wait(p)
+    for _, c in ipairs(held) do c:close() end
+    assert.are.equal(143, r.code, r.err)
+    assert.are.equal("matviews: the server has no free connection slot for every worker process; going on with fewer\n", r.err)
+    assert.are.equal(30, select(2, r.out:gsub("job %d+ refresh [%w_.]*cl_a_%d+: success", "")), r.out)
+  end)
 end)

@@ -227,6 +227,13 @@ static int l_slot_wait(lua_State *L) {
   return 0;
 }
 
+/* slot_refused(message) -> whether a connection error says the server
+ * has no free connection slot (too many clients, a CONNECTION LIMIT). */
+static int l_slot_refused(lua_State *L) {
+  lua_pushboolean(L, pg_slot_refusal(luaL_checkstring(L, 1)));
+  return 1;
+}
+
 /* connect(conninfo) -> conn; raises {message} naming host and port */
 static int l_connect(lua_State *L) {
   return open_conn(L, luaL_optstring(L, 1, ""), NULL);
@@ -252,6 +259,8 @@ void mv_register_conn(lua_State *L) {
   lua_setfield(L, -2, "connect");
   lua_pushcfunction(L, l_slot_wait);
   lua_setfield(L, -2, "slot_wait");
+  lua_pushcfunction(L, l_slot_refused);
+  lua_setfield(L, -2, "slot_refused");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
 }

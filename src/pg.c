@@ -153,13 +153,18 @@ static long slot_wait_ms = SLOT_WAIT_MS;
 
 void pg_set_slot_wait(long ms) { slot_wait_ms = ms < 0 ? 0 : ms; }
 
-/* The server refused for lack of connection slots (max_connections, a
- * role's or database's CONNECTION LIMIT; SQLSTATE 53300, which libpq gives
- * only as text): a burst of parallel jobs should wait for a slot, not fail. */
+/* Whether msg is the server refusing for lack of connection slots
+ * (max_connections, a role's or database's CONNECTION LIMIT; SQLSTATE
+ * 53300, which libpq gives only as text). */
+int pg_slot_refusal(const char *msg) {
+  return msg != NULL && (strstr(msg, "too many clients") || strstr(msg, "too many connections")
+                         || strstr(msg, "remaining connection slots"));
+}
+
+/* The server refused c for lack of slots: a burst of parallel jobs should
+ * wait for a slot, not fail. */
 static int refused_for_slots(PGconn *c) {
-  const char *m = c ? PQerrorMessage(c) : "";
-  return PQstatus(c) != CONNECTION_OK && (strstr(m, "too many clients") || strstr(m, "too many connections")
-                                          || strstr(m, "remaining connection slots"));
+  return PQstatus(c) != CONNECTION_OK && pg_slot_refusal(c ? PQerrorMessage(c) : "");
 }
 
 /* Connects with keys/vals (conninfo when keys is NULL), trying again with

@@ -31,6 +31,8 @@ int pg_reset(PGconn *conn);
 /* How long opening a connection waits while the server has no free slot
  * (default 30 s; 0: fail at once). */
 void pg_set_slot_wait(long ms);
+/* Whether a connection error message says the server has no free slot. */
+int pg_slot_refusal(const char *msg);
 
 /* The lock_timeout and statement_timeout (PostgreSQL interval texts;
  * statement_timeout NULL: leave it) that conn's session must have before

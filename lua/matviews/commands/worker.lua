@@ -43,6 +43,31 @@ local function spawn(args, ctx, n)
   return kids
 end
 
+-- The exit code of a child the server had no connection slot for: it is
+-- dropped, not counted as failed (EX_TEMPFAIL).
+local NO_SLOT = 75
+
+-- Notes that kid ended with code; says once when a child found no free
+-- connection slot (the others go on).
+local function ended(kid, code, state)
+  kid.code = code
+  if code == NO_SLOT and not state.said then
+    state.said = true
+    io.stderr:write("matviews: the server has no free connection slot for every worker process; going on with fewer\n")
+  end
+end
+
+-- Reaps the children that ended already, without waiting.
+local function watch(kids, state)
+  local sys = require("matviews").core.sys
+  for _, kid in ipairs(kids) do
+    if kid.code == nil then
+      local pid, code = sys.wait_any({ kid.pid }, 0)
+      if pid then ended(kid, code, state) end
+    end
+  end
+end
+
 -- Reads the children's sockets until each ends (a child writes its
 -- document when it exits, so reading goes along with waiting).
 local function drain(kids)
@@ -68,14 +93,15 @@ end
 -- A SIGINT/SIGTERM that stopped this worker is passed on to them first: a
 -- signal sent to the parent alone would leave them polling under init.
 -- When this worker's loop ended on an error (broken), they get a SIGTERM.
-local function reap(kids, doc, broken)
+local function reap(kids, doc, broken, state)
   local sys = require("matviews").core.sys
   local sig, bad = sys.stop_signal() or (broken and 15), 0
-  if sig then for _, kid in ipairs(kids) do sys.kill(kid.pid, sig) end end
+  if sig then for _, kid in ipairs(kids) do if kid.code == nil then sys.kill(kid.pid, sig) end end end
   drain(kids)
   for _, kid in ipairs(kids) do
-    local _, code = sys.wait_any({ kid.pid })
-    if code ~= 0 and not (sig and code == 128 + sig) then bad = bad + 1 end
+    if kid.code == nil then ended(kid, select(2, sys.wait_any({ kid.pid })), state) end
+    local code = kid.code
+    if code ~= 0 and code ~= NO_SLOT and not (sig and code == 128 + sig) then bad = bad + 1 end
     local dok, kdoc = pcall(require("cjson").decode, table.concat(kid.out))
     for _, r in ipairs(dok and type(kdoc) == "table" and kdoc.processed or {}) do
       doc.processed[#doc.processed + 1] = r
@@ -94,12 +120,13 @@ end
 
 -- Claims and runs jobs until the queue is empty (--once), a SIGINT or
 -- SIGTERM arrives, or forever; a lost connection is reopened.
-local function loop(args, ctx, doc)
+local function loop(args, ctx, doc, kids, state)
   local queue = require "matviews.queue"
   local sys = ctx.mv.core.sys
   local failed = 0
   local tick = args.schedule and require("matviews.schedule").ticker(ctx, doc)
   while not sys.stop_signal() do
+    watch(kids, state)
     -- a lost connection is reopened, then the jobs of its session failed
     local ok, r = require("matviews.reconnect").step(ctx.mv, "worker", function()
       if tick then tick() end
@@ -129,13 +156,24 @@ function M.run(args, ctx)
   local doc = { processed = {} }
   local parent = args.child and math.tointeger(tonumber(os.getenv("MATVIEWS_PARENT_PID") or ""))
   if parent then ctx.mv.core.sys.die_with_parent(parent) end
-  if not args.child then
+  if args.child then
+    -- a child the server has no slots for (its connection and the
+    -- recorder's) ends at once: its parent goes on with fewer and says so
+    -- once (each child waiting and saying it would not); once connected,
+    -- a lost connection waits for a slot again
+    local cfg = ctx.mv.config()
+    ctx.mv.core.slot_wait(0)
+    local cok, err = pcall(function() ctx.mv.jobs.recorder(ctx.mv.conn()) end)
+    if not cok and ctx.mv.core.slot_refused(tostring(type(err) == "table" and err.message or err)) then return NO_SLOT end
+    if not cok then error(err, 0) end
+    ctx.mv.core.slot_wait(cfg.connect_wait_ms)
+  else
     doc.reconciled = ctx.mv.reconcile()
     if not ctx.options.json then report_reconcile(doc.reconciled) end
   end
-  local kids = spawn(args, ctx, n)
-  local ok, failed = pcall(loop, args, ctx, doc)
-  local bad = reap(kids, doc, not ok)
+  local kids, state = spawn(args, ctx, n), {}
+  local ok, failed = pcall(loop, args, ctx, doc, kids, state)
+  local bad = reap(kids, doc, not ok, state)
   local sig = ctx.mv.core.sys.stop_signal()
   -- stopped by SIGINT/SIGTERM between two jobs: no error to report
   if not ok and sig and tostring(failed):match("interrupted!$") then return 128 + sig end
