@@ -78,8 +78,11 @@ view "st_broken" { sql = "SELECT id FROM orders", strategy = "broken" }
   end)
 
   it("publishes a build whose audits pass, and records every check", function()
+    mv.exec("UPDATE orders SET total = total + 1 WHERE id = 1")
     local r = run("--yes refresh st_guarded")
+    mv.exec("UPDATE orders SET total = total - 1 WHERE id = 1")
     assert.are.equal(0, r.code, r.err .. r.out)
+    assert.are.equal(2101, mv.query("SELECT sum(total)::int AS t FROM st_guarded")[1].t) -- the new contents
     local run_row = last_run("st_guarded")
     assert.are.equal(2, run_row.status)
     local checks = {}
