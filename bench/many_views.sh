@@ -61,6 +61,20 @@ interleaved "100 tiny views: refresh --all / psql -f (target <= 1.3)" "$ROUNDS" 
   "env PGDATABASE=tiny $MATVIEWS refresh --all --yes" "psql -X -q -d tiny -f $BENCH_TMP/all.sql"
 interleaved "100 tiny views: refresh --all --parallel 2 / two psql sessions side by side (target <= 1.2)" "$ROUNDS" 2 \
   "env PGDATABASE=tiny $MATVIEWS refresh --all --parallel 2 --yes" "sh $BENCH_TMP/two_psql.sh"
+# Not targets, the breakdown: the same two ratios without the ANALYZE that
+# refresh runs by default (configuration analyze = false), and the WAL
+# flushes (pg_stat_wal.wal_sync, counted by the server) of one run of each.
+printf 'analyze = false\n' >"$BENCH_TMP/noanalyze.lua"
+interleaved "100 tiny views, analyze = false: refresh --all / psql -f" "$ROUNDS" 1 \
+  "env PGDATABASE=tiny $MATVIEWS --config $BENCH_TMP/noanalyze.lua refresh --all --yes" "psql -X -q -d tiny -f $BENCH_TMP/all.sql"
+interleaved "100 tiny views, analyze = false: refresh --all --parallel 2 / two psql sessions" "$ROUNDS" 1 \
+  "env PGDATABASE=tiny $MATVIEWS --config $BENCH_TMP/noanalyze.lua refresh --all --parallel 2 --yes" "sh $BENCH_TMP/two_psql.sh"
+syncs() { q -At -d tiny -c "SELECT wal_sync FROM pg_stat_wal"; }
+s0=$(syncs); PGDATABASE=tiny "$MATVIEWS" refresh --all --yes >/dev/null; s1=$(syncs)
+psql -X -q -d tiny -f "$BENCH_TMP/all.sql"; s2=$(syncs)
+PGDATABASE=tiny "$MATVIEWS" refresh --all --parallel 2 --yes >/dev/null; s3=$(syncs)
+echo "WAL flushes for the 100 tiny views: refresh --all $((s1 - s0)), psql -f $((s2 - s1)), --parallel 2 $((s3 - s2))"
+
 interleaved "100 views waiting 20 ms: --parallel 4 / refresh --all (target <= 0.35)" "$ROUNDS" 1 \
   "env PGDATABASE=sleep100 $MATVIEWS refresh --all --parallel 4 --yes" "env PGDATABASE=sleep100 $MATVIEWS refresh --all --yes"
 interleaved "1,000 views waiting 20 ms: --parallel 4 / refresh --all (target <= 0.35)" "$ROUNDS_BIG" 0 \

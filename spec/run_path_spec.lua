@@ -42,6 +42,61 @@ describe("the run path", function()
     mv.exec("CREATE MATERIALIZED VIEW rp_0 AS SELECT id FROM rp_src, pg_sleep(30) WITH NO DATA")
   end)
 
+  it("defers the flush of each finish in a refresh batch, and ends the batch with a synchronous commit", function()
+    local tag = ("flush_%d_%d"):format(os.time(), math.random(1e6))
+    local log_env = { env = { PGOPTIONS = "-c log_statement=all" } }
+    local function mark(m) assert.are.equal(0, H.mv("-e " .. H.q(("mv.query(\"SELECT '%s'\")"):format(m)), log_env).code) end
+    local function between(a, b)
+      return P.wait_for("the marker " .. b .. " in the server log", function()
+        local log = H.slurp(H.tmp .. "/server.log")
+        local from, to = log:find(a, 1, true), log:find(b, 1, true)
+        return from and to and log:sub(from, to) or nil
+      end)
+    end
+    mark("a_" .. tag)
+    local r = H.mv("--yes refresh rp_3 rp_4", log_env)
+    mark("b_" .. tag)
+    assert.are.equal(0, r.code, r.err)
+    local batch = between("a_" .. tag, "b_" .. tag)
+    -- each finish asks for synchronous_commit = off ($7 of a refresh's finish) ...
+    local finishes = select(2, batch:gsub("UPDATE mat_view_refresh_runs SET status = %$2[^\n]*\n[^\n]*%$7 = 'off'", ""))
+    assert.are.equal(2, finishes, batch)
+    -- ... and a synchronous commit on the recorder, after the last finish, flushes them
+    local last_finish = 0
+    for pos in batch:gmatch("()UPDATE mat_view_refresh_runs SET status = ") do last_finish = pos end
+    local flush = batch:find("UPDATE mat_view_refresh_runs SET updated_at = updated_at WHERE id = $1", 1, true)
+    assert.is_truthy(flush and flush > last_finish, batch)
+    -- a refresh on its own (a script's mv.refresh) keeps a synchronous finish
+    mark("c_" .. tag)
+    assert.are.equal(0, H.mv("-e " .. H.q("assert(mv.refresh('rp_3').status == 'success')"), log_env).code)
+    mark("d_" .. tag)
+    local single = between("c_" .. tag, "d_" .. tag)
+    assert.is_nil(single:find("$7 = 'off'", 1, true), single)
+    assert.is_truthy(single:find("UPDATE mat_view_refresh_runs SET status = ", 1, true), single)
+  end)
+
+  it("refreshes after the connections' prepared statements were deallocated, and after a failed refresh", function()
+    local conn = mv.connect("dbname=" .. H.dbname)
+    assert.are.equal("success", mv.refresh("rp_1", { conn = conn }).status)
+    local rec = mv.jobs.recorder(conn)
+    -- the caller's timeouts are put back before its next statement, which
+    -- may be one that runs only outside a transaction block
+    conn:exec("VACUUM rp_src")
+    conn:exec("DISCARD ALL")
+    rec:exec("DEALLOCATE ALL")
+    local run = mv.refresh("rp_1", { conn = conn })
+    assert.are.equal("success", run.status, tostring(run.error))
+    assert.are.equal(7, run.rows_count)
+    -- a REFRESH that fails leaves the session's timeouts to be set again
+    conn:exec("ALTER MATERIALIZED VIEW rp_2 RENAME TO rp_2_away")
+    local failed = mv.refresh("rp_2", { conn = conn })
+    conn:exec("ALTER MATERIALIZED VIEW rp_2_away RENAME TO rp_2")
+    assert.are.equal("failed", failed.status)
+    assert.matches("materialized view public.rp_2 does not exist", failed.error, 1, true)
+    assert.are.equal("success", mv.refresh("rp_2", { conn = conn }).status)
+    conn:close()
+  end)
+
   it("runs a script one way: `matviews SCRIPT` and `matviews run SCRIPT` report an error alike", function()
     local f = H.write(H.tmpfile(".lua"), "local x = 1\nerror('boom ' .. select('#', ...))\n")
     local direct, run = H.mv(H.q(f) .. " a b"), H.mv("run " .. H.q(f) .. " a b")

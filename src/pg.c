@@ -421,19 +421,23 @@ static void pipeline_leave(PGconn *conn) {
   PQexitPipelineMode(conn);
 }
 
-/* Sends the prelude (pre, in the transaction of the first step) and the
- * steps, a sync after each step that asks and after the last. 0 when
- * libpq refused. */
-static int pipeline_send(PGconn *conn, Session *s, const char *pre, const PgStep *steps, int n, const int *prepare) {
+/* Sends the prelude (pre, with a sync of its own, so that the first step
+ * starts its own implicit transaction: VACUUM, DISCARD ALL or REFRESH ...
+ * CONCURRENTLY may not share one) and the steps, a sync after each step
+ * that asks and after the last. The prelude's set_config takes values
+ * matviews formats itself, so it fails only where the steps fail too (a
+ * lost connection, an aborted transaction). 0 when libpq refused. */
+static int pipeline_send(PGconn *conn, Session *s, const char *pre, const PgStep *steps, int n, const int *prepare,
+                         char (*names)[32]) {
   if (pre != NULL) {
     const char *pv[2] = {s->want[0], s->want[1][0] ? s->want[1] : NULL};
-    if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0)) return 0;
+    if (!PQsendQueryParams(conn, pre, 2, NULL, pv, NULL, NULL, 0) || !PQpipelineSync(conn)) return 0;
   }
   for (int i = 0; i < n; i++) {
     int sent;
-    if (steps[i].name == NULL) sent = PQsendQueryParams(conn, steps[i].sql, steps[i].n, NULL, steps[i].vals, NULL, NULL, 0);
-    else sent = (!prepare[i] || PQsendPrepare(conn, steps[i].name, steps[i].sql, steps[i].n, NULL))
-                && PQsendQueryPrepared(conn, steps[i].name, steps[i].n, steps[i].vals, NULL, NULL, 0);
+    if (!steps[i].prepared) sent = PQsendQueryParams(conn, steps[i].sql, steps[i].n, NULL, steps[i].vals, NULL, NULL, 0);
+    else sent = (!prepare[i] || PQsendPrepare(conn, names[i], steps[i].sql, steps[i].n, NULL))
+                && PQsendQueryPrepared(conn, names[i], steps[i].n, steps[i].vals, NULL, NULL, 0);
     if (!sent) return 0;
     if ((steps[i].sync || i == n - 1) && !PQpipelineSync(conn)) return 0;
   }
@@ -453,25 +457,70 @@ static int is_prepared(const Session *s, unsigned long long h) {
   return 0;
 }
 
-/* Reads the prelude's result into *pre_res; 0 when the connection failed. */
+/* Reads the prelude's result into *pre_res and its sync; 0 when the
+ * connection failed. */
 static int pipeline_prelude(PGconn *conn, PGresult **pre_res) {
   int broken = 0;
   *pre_res = pipeline_result(conn, &broken);
-  return !broken;
+  return !broken && pipeline_sync(conn);
 }
 
+/* The name of sql as a prepared statement. */
+static void prepared_name(char *out, size_t len, const char *sql) {
+  snprintf(out, len, "matviews_%016llx", text_hash(sql));
+}
+
+/* Whether a pipeline failed only because a prepared statement of its one
+ * transaction was deallocated (DISCARD ALL) or no longer fits the tables:
+ * nothing was committed, it may be sent again unprepared. */
+static int stale_prepared(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+  int any = 0;
+  for (int i = 0; i < n; i++) {
+    if (i < n - 1 && steps[i].sync) return 0;
+    const char *st = pg_sqlstate(res[i]);
+    if (steps[i].prepared && st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)) any = 1;
+  }
+  return any && PQtransactionStatus(conn) == PQTRANS_IDLE;
+}
+
+static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res);
+
 int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+  int rc = pipeline_run(conn, steps, n, res);
   Session *s = session_of(conn, 0);
+  if (rc == 0 || s == NULL || !stale_prepared(conn, steps, n, res)) return rc;
+  PgStep plain[PG_MAX_STEPS];
+  for (int i = 0; i < n && i < PG_MAX_STEPS; i++) { plain[i] = steps[i]; plain[i].prepared = 0; pg_clear(res[i]); }
+  s->n_prepared = 0;
+  return pipeline_run(conn, plain, n, res);
+}
+
+/* pg_pipeline, once. */
+static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+  int any = 0;
+  if (n > PG_MAX_STEPS) n = PG_MAX_STEPS;
+  for (int i = 0; i < n; i++) any |= steps[i].prepared;
+  Session *s = session_of(conn, any);
   const char *pre = prelude(s);
   PGresult *pre_res = NULL;
-  int broken = 0, failed = 0, first_tx = 1, prepare[PG_MAX_STEPS];
-  if (n > PG_MAX_STEPS) n = PG_MAX_STEPS;
-  for (int i = 0; i < n; i++) {
+  int broken = 0, prepare[PG_MAX_STEPS];
+  /* inside a caller's transaction block the set may yet be rolled back */
+  int in_block = PQtransactionStatus(conn) != PQTRANS_IDLE;
+  char names[PG_MAX_STEPS][32];
+  PgStep use[PG_MAX_STEPS];
+  for (int i = 0, room = s ? MAX_PREPARED - s->n_prepared : 0; i < n; i++) {
     res[i] = NULL;
-    prepare[i] = steps[i].name != NULL && !is_prepared(s, text_hash(steps[i].sql));
+    use[i] = steps[i];
+    prepare[i] = 0;
+    if (use[i].prepared && !is_prepared(s, text_hash(use[i].sql))) {
+      /* a session without room for one more runs it unnamed */
+      if (room > 0) { prepare[i] = 1; room--; } else use[i].prepared = 0;
+    }
+    prepared_name(names[i], sizeof names[i], use[i].sql);
   }
+  steps = use;
   if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF || !PQenterPipelineMode(conn)) broken = 1;
-  else if (!pipeline_send(conn, s, pre, steps, n, prepare)) { pipeline_leave(conn); broken = 1; }
+  else if (!pipeline_send(conn, s, pre, steps, n, prepare, names)) { pipeline_leave(conn); broken = 1; }
   if (!broken) {
     mv_query_begin();
     if (pre != NULL && !pipeline_prelude(conn, &pre_res)) broken = 1;
@@ -481,22 +530,17 @@ int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
       res[i] = broken ? NULL : pipeline_result(conn, &broken);
       if (parsed && !pg_ok(parsed)) { pg_clear(res[i]); res[i] = parsed; parsed = NULL; } /* its error, not "aborted" */
       pg_clear(parsed);
-      if (first_tx && res[i] && !pg_ok(res[i])) failed = 1;
-      if (!broken && (steps[i].sync || i == n - 1)) {
-        if (!pipeline_sync(conn)) broken = 1;
-        first_tx = 0;
-      }
+      if (!broken && (steps[i].sync || i == n - 1) && !pipeline_sync(conn)) broken = 1;
     }
     mv_query_end();
     pipeline_leave(conn);
   }
   if (pre_res && pg_ok(pre_res)) prelude_done(s, pre_res);
-  /* a set_config rolled back with a failed statement of its transaction:
-   * what the session has is unknown, so the next statement sets it again */
-  if (pre != NULL && (failed || broken || !pre_res || !pg_ok(pre_res))) memset(s->have, 0, sizeof s->have);
+  /* what the session has is unknown: the next statement sets it again */
+  if (pre != NULL && (in_block || broken || !pre_res || !pg_ok(pre_res))) memset(s->have, 0, sizeof s->have);
   if (pre_res && !pg_ok(pre_res)) { pg_clear(res[0]); res[0] = pre_res; pre_res = NULL; }
   pg_clear(pre_res);
-  failed = 0;
+  int failed = 0;
   for (int i = 0; i < n; i++) {
     if (res[i] == NULL) res[i] = fatal_result(conn);
     if (!pg_ok(res[i])) failed = 1;
@@ -520,7 +564,7 @@ PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals)
   Session *s = session_of(conn, 0);
   const char *pre = prelude(s);
   if (pre != NULL && PQpipelineStatus(conn) == PQ_PIPELINE_OFF) {
-    PgStep step = { sql, n, vals, 1, NULL };
+    PgStep step = { sql, n, vals, 1, 0 };
     PGresult *res;
     pg_pipeline(conn, &step, 1, &res);
     return res;
@@ -534,20 +578,16 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
   Session *s = session_of(conn, 1);
   char name[32];
   if (s == NULL || PQpipelineStatus(conn) != PQ_PIPELINE_OFF) return pg_exec(conn, sql, n, vals);
-  unsigned long long h = text_hash(sql);
-  snprintf(name, sizeof name, "matviews_%016llx", h);
-  PgStep step = { sql, n, vals, 1, name };
+  PgStep step = { sql, n, vals, 1, 1 };
   PGresult *res = NULL;
-  if (is_prepared(s, h) && prelude(s) == NULL) {
-    if (!PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0)) return fatal_result(conn);
-    res = collect(conn);
-  } else {
+  if (!is_prepared(s, text_hash(sql)) || prelude(s) != NULL) {
     pg_pipeline(conn, &step, 1, &res);
+    return res;
   }
-  const char *st = pg_sqlstate(res);
-  /* deallocated by someone (DISCARD ALL), or its plan no longer fits the
-   * tables: forget what this session has prepared and run it unnamed */
-  if (st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0) && PQtransactionStatus(conn) == PQTRANS_IDLE) {
+  prepared_name(name, sizeof name, sql);
+  if (!PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0)) return fatal_result(conn);
+  res = collect(conn);
+  if (stale_prepared(conn, &step, 1, &res)) {
     s->n_prepared = 0;
     pg_clear(res);
     res = pg_exec(conn, sql, n, vals);

@@ -63,8 +63,7 @@ typedef struct {
   int n;
   const char *const *vals;
   int sync;
-  const char *name;   /* non-NULL: run as this prepared statement, prepared in the same round trip
-                         the first time on the session (pg_exec_prepared names it) */
+  int prepared;       /* matviews's own fixed SQL: run as a prepared statement (see pg_exec_prepared) */
 } PgStep;
 #define PG_MAX_STEPS 8
 /* Sends the n steps in one round trip (libpq pipeline mode) and fills
@@ -74,7 +73,9 @@ typedef struct {
  * one). The steps between two syncs are one transaction. The session's
  * timeouts (pg_want_timeouts) are set first, in a transaction of their
  * own; when that fails, res[0] holds its error. Cancels on SIGINT like
- * pg_exec. Returns 0 when every step succeeded, else -1. */
+ * pg_exec. A pipeline of one transaction whose prepared statement was
+ * deallocated meanwhile is sent again unprepared. Returns 0 when every
+ * step succeeded, else -1. */
 int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res);
 /* pg_exec for matviews's own fixed statements on its own connections (the
  * recorder's begin and finish): prepared once per session, the first time

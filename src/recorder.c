@@ -317,17 +317,27 @@ static int l_info(lua_State *L) {
 }
 
 /* The finish statement: the row finalised and, when held, the lock
- * released in the same statement (the last column). */
+ * released in the same statement (the last column). Parameters: $1 id,
+ * $2 status, $3 duration, $4 meta, $5 error, then rows_count (refresh),
+ * then synchronous_commit for this transaction (NULL: the session's), then
+ * the lock's schema and name. */
 static void finish_sql(Run *run, char *sql, size_t len) {
-  int refresh = run->op == MV_OP_REFRESH;
+  int refresh = run->op == MV_OP_REFRESH, sc = refresh ? 7 : 6;
+  char unlock[160] = "";
+  if (run->locked) {
+    char a[8], b[8];
+    snprintf(a, sizeof a, "$%d", sc + 1);
+    snprintf(b, sizeof b, "$%d", sc + 2);
+    snprintf(unlock, sizeof unlock, ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("%s", "%s") ")", a, b);
+  }
   snprintf(sql, len, "UPDATE %s SET status = $2, finished_at = clock_timestamp(), duration_ms = $3,"
     " meta = $4::jsonb, error = $5, updated_at = clock_timestamp()%s WHERE id = $1 RETURNING"
     " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-    " duration_ms, %s, error, backend_pid, hostname, process_pid, status%s",
+    " duration_ms, %s, error, backend_pid, hostname, process_pid, status,"
+    " set_config('synchronous_commit', coalesce($%d::text, current_setting('synchronous_commit')), true)%s",
     RUN_TABLES[run->op], refresh ? ", rows_count = $6::integer" : "", refresh ? "rows_count" : "NULL::integer",
-    run->locked ? (refresh ? ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$7", "$8") ")"
-                           : ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("$6", "$7") ")") : "");
+    sc, unlock);
 }
 
 /* Writes on stderr the outcome of a run whose row could not be finalised
@@ -352,7 +362,7 @@ static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whyl
   why[0] = '\0';
   for (;;) {
     finish_sql(run, sql, sizeof sql);
-    int nparams = (run->op == MV_OP_REFRESH ? 6 : 5) + (run->locked ? 2 : 0);
+    int nparams = (run->op == MV_OP_REFRESH ? 7 : 6) + (run->locked ? 2 : 0);
     PGresult *res = pg_exec_prepared(run->rec, sql, nparams, vals);
     if (pg_ok(res)) return res;
     if (why[0] == '\0' && !pg_connected(run->rec)) snprintf(why, whylen, "no connection to the server");
@@ -395,6 +405,50 @@ static void push_run(lua_State *L, Run *run, PGresult *res, int meta) {
   if (meta) { lua_pushvalue(L, meta); lua_setfield(L, -2, "meta"); }
 }
 
+/* Finishes committed without waiting for their WAL flush (defer_flush),
+ * per recorder connection: the last one, which recorder.flush rewrites
+ * with a synchronous commit (flushing every earlier one with it). */
+#define MAX_DEFERRED 8
+static struct { PGconn *rec; int op; long long run_id; } deferred[MAX_DEFERRED];
+
+/* Notes (or, after a synchronous finish, forgets) run's recorder's
+ * deferred finish. */
+static void note_deferred(Run *run, int defer) {
+  int free_slot = -1;
+  for (int i = 0; i < MAX_DEFERRED; i++) {
+    if (deferred[i].rec == run->rec) { free_slot = i; break; }
+    if (deferred[i].rec == NULL && free_slot < 0) free_slot = i;
+  }
+  if (free_slot < 0) { free_slot = 0; }           /* never more recorders than slots in practice */
+  if (!defer) { if (deferred[free_slot].rec == run->rec) deferred[free_slot].rec = NULL; return; }
+  deferred[free_slot].rec = run->rec;
+  deferred[free_slot].op = run->op;
+  deferred[free_slot].run_id = run->run_id;
+}
+
+/* flush(rec) -> true: makes the deferred finishes on rec durable: one
+ * synchronous commit that writes WAL (the last deferred run row written
+ * again as it is), which flushes everything before it. Returns false with
+ * the error when it fails. */
+static int l_flush(lua_State *L) {
+  PGconn *rec = mv_checkconn(L, 1);
+  for (int i = 0; i < MAX_DEFERRED; i++) {
+    if (deferred[i].rec != rec) continue;
+    char id[32], sql[160];
+    const char *vals[1] = {id};
+    snprintf(id, sizeof id, "%lld", deferred[i].run_id);
+    snprintf(sql, sizeof sql, "UPDATE %s SET updated_at = updated_at WHERE id = $1", RUN_TABLES[deferred[i].op]);
+    deferred[i].rec = NULL;
+    PGresult *res = pg_exec(rec, sql, 1, vals);
+    int ok = pg_ok(res);
+    if (!ok) lua_pushstring(L, pg_errmsg(rec, res));
+    pg_clear(res);
+    if (!ok) { lua_pushboolean(L, 0); lua_insert(L, -2); return 2; }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* Finalises run with the outcome {status, error, meta, rows_count} at idx
  * (SIGINT blocked while it is written). Pushes the run table and returns 1;
  * on failure writes the outcome on stderr, pushes the error message and
@@ -409,6 +463,8 @@ static int finish(lua_State *L, Run *run, int outcome) {
   lua_getfield(L, outcome, "rows_count");
   int has_rows = lua_isinteger(L, -1);
   if (has_rows) snprintf(rows, sizeof rows, "%lld", (long long)lua_tointeger(L, -1));
+  lua_getfield(L, outcome, "defer_flush");
+  int defer = lua_toboolean(L, -1);
   lua_getfield(L, outcome, "meta");
   int meta = lua_istable(L, -1) ? lua_gettop(L) : 0;
   const char *json = meta ? push_json(L, meta) : (lua_pushliteral(L, "{}"), lua_tostring(L, -1));
@@ -417,9 +473,10 @@ static int finish(lua_State *L, Run *run, int outcome) {
   snprintf(dur, sizeof dur, "%lld", (long long)(now_ms() - run->t0 + 0.5));
   snprintf(lockname, sizeof lockname, "%s", run->name);
   snprintf(lockschema, sizeof lockschema, "%s", run->schema);
-  const char *vals[8] = {id, status, dur, json, err, NULL, NULL, NULL};
-  if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = lockschema; vals[7] = lockname; }
-  else { vals[5] = lockschema; vals[6] = lockname; }
+  const char *vals[9] = {id, status, dur, json, err, NULL, NULL, NULL, NULL};
+  const char *sync = defer ? "off" : NULL;        /* NULL: the session's synchronous_commit */
+  if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = sync; vals[7] = lockschema; vals[8] = lockname; }
+  else { vals[5] = sync; vals[6] = lockschema; vals[7] = lockname; }
   PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
@@ -432,6 +489,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   run->locked = 0;
   sigprocmask(SIG_SETMASK, &old, NULL);
   if (written) {
+    note_deferred(run, defer);
     run->rec = NULL;
     push_run(L, run, *res, meta);                 /* [guard run] */
     pg_guard_clear(res);
@@ -536,7 +594,7 @@ static const luaL_Reg run_methods[] = {
 };
 
 static const luaL_Reg recorder_funcs[] = {
-  {"begin", l_begin}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
+  {"begin", l_begin}, {"flush", l_flush}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
   {"restore_timeouts", l_restore_timeouts}, {"hold", l_hold}, {"release", l_release},
   {"pending", l_pending}, {"sleep", l_sleep}, {NULL, NULL}
 };

@@ -173,7 +173,7 @@ static void refresh_pipelined(MvSvc *s) {
   const char *vals[2] = { s->schema, s->d->name };
   char *sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview);
   if (sql == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return; }
-  PgStep steps[2] = { { SVC_LOOKUP_SQL, 2, vals, 0, NULL }, { sql, 0, NULL, 1, NULL } };
+  PgStep steps[2] = { { SVC_LOOKUP_SQL, 2, vals, 0, 1 }, { sql, 0, NULL, 1, 0 } };
   PGresult *res[2];
   pg_pipeline(s->conn, steps, 2, res);
   int found = svc_read_lookup(s, res[0], &rel);

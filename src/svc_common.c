@@ -291,10 +291,10 @@ static long long analyze_count_pipelined(MvSvc *s, MvRel *rel) {
   if (sql == NULL) return svc_count(s, rel);
   snprintf(oid, sizeof oid, "%u", rel->oid);
   PgStep steps[2] = {
-    { sql, 0, NULL, 0, NULL },
+    { sql, 0, NULL, 0, 0 },
     { s->o->row_count == MV_RC_ESTIMATED
         ? "SELECT reltuples::bigint, set_config('synchronous_commit', 'off', true) FROM pg_class WHERE oid = $1::oid"
-        : "SELECT NULL::bigint, set_config('synchronous_commit', 'off', true) WHERE $1::oid IS NOT NULL", 1, vals, 1, NULL } };
+        : "SELECT NULL::bigint, set_config('synchronous_commit', 'off', true) WHERE $1::oid IS NOT NULL", 1, vals, 1, 1 } };
   PGresult *res[2];
   long long t0 = mv_now_ms(), n = -1;
   pg_pipeline(s->conn, steps, 2, res);

@@ -26,7 +26,7 @@ local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
-  record_timeout_ms = true }
+  record_timeout_ms = true, defer_flush = true }
 
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
 local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
@@ -351,7 +351,27 @@ local function run_job(op, ref, opts)
   job.run = run
   options.conn = conn
   job.options = options
-  return run:finish(run_body(job, row, opts, cfg))
+  local outcome = run_body(job, row, opts, cfg)
+  outcome.defer_flush = opts.defer_flush
+  return run:finish(outcome)
+end
+
+-- opts.defer_flush (refresh batches: `refresh NAME...|--all`, the parallel
+-- workers): the run's finish commits without waiting for its WAL flush, and
+-- the batch calls M.flush when it ends. What a run records stays as true:
+-- the finish is written after the view's REFRESH committed, and PostgreSQL
+-- flushes a REFRESH's commit whatever synchronous_commit says (it drops the
+-- old files), so a run never reads success for a refresh that is not
+-- durable; the next view's REFRESH flushes the finish before it (the WAL is
+-- one stream), M.flush the last. See docs/reliability.md.
+
+-- Makes the finishes that deferred their flush durable: one synchronous
+-- commit on each recorder connection that has one. A failure is left to
+-- the server's WAL writer (it flushes within a second).
+function M.flush()
+  for _, rec in pairs(recorders) do
+    if rec:is_open() and rec:is_connected() then pcall(recorder.flush, rec) end
+  end
 end
 
 -- Runs a job here and now, whatever the adapter: returns the finalised run

@@ -179,10 +179,19 @@ function M.run(op, args, ctx, jopts, verbs)
   local results, failed = output.array(), 0
   local sys = mv.core.sys
   sys.clear_stop()
+  -- a refresh batch defers each finish's WAL flush to the next view's
+  -- REFRESH, and flushes the last one when it ends (matviews.jobs)
+  if op == "refresh" and not (jopts and jopts.defer_flush ~= nil) then
+    local j = {}
+    for k, v in pairs(jopts or {}) do j[k] = v end
+    j.defer_flush = true
+    jopts = j
+  end
   for i, d in ipairs(defs) do
     -- a Ctrl-C or SIGTERM cancelled the running view (its run is recorded as
     -- failed): the batch stops there, the rest gets no run
     if sys.stop_signal() then
+      mv.jobs.flush()
       p:close(failed)
       io.stderr:write(("interrupted: %d not started\n"):format(#defs - i + 1))
       if ctx.options.json then output.json(results) end
@@ -194,6 +203,7 @@ function M.run(op, args, ctx, jopts, verbs)
     results[#results + 1] = run
     p:finish(M.result_text(op, d.name, run))
   end
+  mv.jobs.flush()
   p:close(failed)
   if sys.stop_signal() then return 128 + sys.stop_signal() end
   if ctx.options.json then

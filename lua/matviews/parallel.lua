@@ -164,8 +164,9 @@ end
 -- The job options of one view's refresh from a worker's line (or
 -- refresh_all's opts): the same as a sequential refresh gets.
 function M.job_options(o)
+  -- defer_flush: the pool flushes each worker's last finish (matviews.jobs)
   return { inline = true, row_count_strategy = o.row_count_strategy, args = o.args,
-    if_changed = o.if_changed, on_overlap = o.on_overlap }
+    if_changed = o.if_changed, on_overlap = o.on_overlap, defer_flush = true }
 end
 
 -- What the coordinator needs of a run's meta: why it was skipped (skip
@@ -212,6 +213,7 @@ function M.serve()
     end
     buf = buf:match("[^\n]*$")
   end
+  mv.jobs.flush() -- the last finish waits for its flush before the pool is done
   os.exit(0)
 end
 
@@ -354,8 +356,9 @@ end
 
 -- Refreshes the selected views in dependency order on up to opts.parallel
 -- pool workers; each view's job gets opts.row_count_strategy, args,
--- if_changed and on_overlap, as a sequential refresh would. opts.on_event(kind, rec, state) is called on "start",
--- "done" and "skipped". Returns { ok, status, total, succeeded, failed,
+-- if_changed and on_overlap, as a sequential refresh would. opts.graph:
+-- the dependency graph, when the caller has read it already.
+-- opts.on_event(kind, rec, state) is called on "start", "done" and "skipped". Returns { ok, status, total, succeeded, failed,
 -- skipped, interrupted, duration_ms, runs = { {name, status, error, run_id,
 -- duration_ms, rows_count, lock_wait_ms}... } }.
 function M.refresh_all(opts)
@@ -365,7 +368,7 @@ function M.refresh_all(opts)
   if not n or n < 1 then mv.error("parallel must be a whole number of at least 1") end
   local conn = opts.conn or mv.conn()
   local st = { conn = conn }
-  local g = with_conn(st, function(c) return require("matviews.deps").load(c) end)
+  local g = opts.graph or with_conn(st, function(c) return require("matviews.deps").load(c) end)
   local set = M.select_views(g, opts)
   local t0 = mv.core.sys.monotonic_ms()
   local function emit(kind, rec) if opts.on_event then opts.on_event(kind, rec, st) end end
@@ -374,7 +377,8 @@ function M.refresh_all(opts)
   local held = recorder.hold()
   local workers = {}
   local ok, err = pcall(coordinate, st, workers, math.min(n, st.total), opts)
-  stop_pool(workers)
+  stop_pool(workers) -- each worker flushes its last finish before it exits
+  mv.jobs.flush()    -- and so do the views run here
   recorder.release(held)
   if not ok then error(err, 0) end
   local r = M.summary(st, mv.core.sys.monotonic_ms() - t0)
@@ -408,7 +412,8 @@ function M.command(args, ctx, jopts)
   local output, targets = require "matviews.output", require "matviews.targets"
   local n = math.tointeger(tonumber(args.parallel or "1"))
   if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
-  local defs, views = targets.resolve(mv.conn(), args), nil
+  -- the graph is read once, here, and passed on (--all needs nothing else)
+  local defs, views = targets.resolve(mv.conn(), args, { graph_only = true }), nil
   if not args.all then views = {} for i, d in ipairs(defs) do views[i] = d.name end end
   local g = require("matviews.deps").load()
   local set = M.select_views(g, { views = views, upstream = args.upstream, downstream = args.downstream })
@@ -435,12 +440,13 @@ function M.command(args, ctx, jopts)
     end
     return table.concat(names, ", "), eta
   end
-  local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream,
+  local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream, graph = g,
     row_count_strategy = jopts and jopts.row_count_strategy, args = jopts and jopts.args,
     if_changed = jopts and jopts.if_changed, on_overlap = jopts and jopts.on_overlap,
     on_event = function(kind, rec, st)
       if kind ~= "start" then p:finish(result_text(rec)) end
-      if #st.running > 0 then p:running(running(st)) end
+      -- the running views' medians are read only for a terminal's ticker
+      if #st.running > 0 and p.tty then p:running(running(st)) end
     end })
   p:close(r.failed + r.skipped)
   if r.interrupted then io.stderr:write(("interrupted: %d not started\n"):format(r.interrupted)) end

@@ -101,12 +101,14 @@ end
 
 -- What a command asked for: args.names (array), args.id (array), args.all.
 -- Returns an array of { id, name } without duplicates, in command-line
--- order (--all: dependency order, reversed when opts.reverse).
+-- order (--all: dependency order, reversed when opts.reverse; nothing
+-- when opts.graph_only, for a caller that reads the graph itself).
 function M.resolve(conn, args, opts)
   local names, ids = args.names or {}, args.id or {}
   local kinds = (#names > 0 and 1 or 0) + (#ids > 0 and 1 or 0) + (args.all and 1 or 0)
   if kinds == 0 then M.usage("give view NAMEs, --id N or --all") end
   if kinds > 1 then M.usage("give view NAMEs, --id N or --all, not several of them") end
+  if args.all and opts and opts.graph_only then return {} end -- the caller reads the graph itself
   if args.all then return M.all(conn, opts and opts.reverse) end
   local out, seen = {}, {}
   for _, x in ipairs(#names > 0 and names or ids) do
