@@ -170,6 +170,10 @@ function M.run(args, ctx)
   else
     doc.reconciled = ctx.mv.reconcile()
     if not ctx.options.json then report_reconcile(doc.reconciled) end
+    -- the parent's own two connections are taken before any child starts:
+    -- opened lazily at its first job, the recorder's would race the
+    -- children for the server's last slots
+    if n > 1 then ctx.mv.jobs.recorder(ctx.mv.conn()) end
   end
   local kids, state = spawn(args, ctx, n), {}
   local ok, failed = pcall(loop, args, ctx, doc, kids, state)
