@@ -1,5 +1,6 @@
--- Bounded user code and checked results: definition files and retention
--- functions run under an instruction budget (user_code_budget); a custom
+-- Bounded user code and checked results: definition files, retention
+-- functions, the configuration file and its hooks run under an instruction
+-- budget (user_code_budget; the configuration file under the default); a custom
 -- retention policy's result is validated before anything is deleted;
 -- definition options are checked for type and range; jobs leave the
 -- server's statement_timeout alone unless told one; `runs --since` with a
@@ -45,6 +46,25 @@ describe("the instruction budget of user code", function()
     assert.matches("retention policy of bx %(mat_view_[a-z]+_runs%): [^\n]*definitions/a%.lua:4: "
       .. "retention policy of bx used up its budget of 100000 instructions", r.err)
     assert.are.equal(1, #mv.query("SELECT 1 FROM mat_view_refresh_runs"))
+  end)
+
+  it("stops a configuration file that never ends, naming file and line", function()
+    local dir = project('job_adapter = "inline"\nwhile true do end\n', {})
+    local r = cli(dir, "list")
+    assert.are.equal(1, r.code, r.out)
+    assert.are.equal(("matviews: %s/matviews.lua:2: configuration file used up its budget of 100000000 instructions "
+      .. "(user_code_budget in the configuration)\n"):format(dir), r.err)
+  end)
+
+  it("stops a hook of the configuration file that never ends; the run keeps its status", function()
+    local dir = project("user_code_budget = 100000\non_success(function(run)\n  while true do end\nend)\n",
+      { ["a.lua"] = 'view "bh" { sql = "SELECT 1 AS x" }\n' })
+    assert.are.equal(0, cli(dir, "apply --yes").code)
+    local r = cli(dir, "refresh bh --yes")
+    assert.are.equal(0, r.code, r.err)
+    assert.matches("^matviews: on_success hook failed for [%w_.]*bh %(run %d+%): [^\n]*/matviews%.lua:3: "
+      .. "on_success hook used up its budget of 100000 instructions %(user_code_budget in the configuration%)\n$", r.err)
+    assert.matches("refresh bh: success", r.out)
   end)
 
   it("refuses a budget that is not a count", function()

@@ -199,7 +199,9 @@ function M.load(path)
     for word, make in pairs(M.words) do words[word] = make(cfg); env[word] = words[word] end
     local chunk, err = loadfile(path, "t", env)
     if not chunk then raise({ message = err }) end
-    local ok, ret = pcall(chunk)
+    -- user code from a file: under the default instruction budget (the
+    -- file may set another only for what runs after it)
+    local ok, ret = pcall(require("matviews.core").budget.run, M.defaults.user_code_budget, "configuration file", chunk)
     if not ok then raise(type(ret) == "table" and ret or { message = tostring(ret) }) end
     if ret ~= nil and type(ret) ~= "table" then
       raise({ message = ("%s:%d: the configuration returns a %s: set keys (job_adapter = \"queue\") or return a table")

@@ -44,10 +44,15 @@ function M.fire(run)
   local kind = run.status == "success" and "success" or "failure"
   local cfg = require("matviews").config().hooks or {}
   local failed = 0
-  for _, list in ipairs({ registered[kind], cfg["on_" .. kind] or {} }) do
+  local config = require "matviews.config"
+  for i, list in ipairs({ registered[kind], cfg["on_" .. kind] or {} }) do
     for _, hook in ipairs(list) do
       if applies(hook, run) then
-        local ok, err = pcall(hook.fn, run)
+        -- a hook of the configuration file is user code from a file: under
+        -- the instruction budget (one registered by a script is the script's)
+        local ok, err
+        if i == 2 then ok, err = pcall(config.bounded, "on_" .. kind .. " hook", hook.fn, run)
+        else ok, err = pcall(hook.fn, run) end
         if not ok then
           failed = failed + 1
           io.stderr:write(("matviews: on_%s hook failed for %s (run %s): %s\n")
