@@ -96,13 +96,6 @@ static char **build_env(lua_State *L, int opts) {
   return env;
 }
 
-/* Adds a redirection of fd to opts[key] (a path) when it is set. */
-static void redirect(lua_State *L, int opts, const char *key, int fd, posix_spawn_file_actions_t *fa) {
-  if (lua_getfield(L, opts, key) == LUA_TSTRING)
-    posix_spawn_file_actions_addopen(fa, fd, lua_tostring(L, -1), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
-  lua_pop(L, 1);
-}
-
 /* Whether opts (at idx) sets key to true. */
 static int opt_flag(lua_State *L, int idx, const char *key) {
   lua_getfield(L, idx, key);
@@ -111,11 +104,12 @@ static int opt_flag(lua_State *L, int idx, const char *key) {
   return b;
 }
 
-/* spawn(argv [, { stdout = path, stderr = path, env = { K = V },
- * socket = bool, group = bool }]) -> pid [, fd] | nil, message. stdin is
- * /dev/null, unless socket: then the child's stdin and stdout are one end
+/* spawn(argv [, { env = { K = V }, socket = bool, group = bool }]) ->
+ * pid [, fd] | nil, message. stdin is /dev/null and stdout and stderr are
+ * inherited, unless socket: then the child's stdin and stdout are one end
  * of a Unix socket pair and fd is the other (close-on-exec; written with
- * fd_write, read with poll_read). group: the child leads a process group
+ * fd_write, read with poll_read). A child's output never goes to a file
+ * (a shared temporary path could be guessed, planted or left behind). group: the child leads a process group
  * of its own, so a terminal's Ctrl-C reaches only this process, which
  * forwards it. argv[1] is a path (no PATH search). */
 static int l_spawn(lua_State *L) {
@@ -146,9 +140,7 @@ static int l_spawn(lua_State *L) {
     posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
   } else {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    redirect(L, 2, "stdout", 1, &fa);
   }
-  redirect(L, 2, "stderr", 2, &fa);
   pid_t pid;
   int rc = posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv, env);
   posix_spawn_file_actions_destroy(&fa);

@@ -9,9 +9,9 @@ M.DSN_VAR = "MATVIEWS_CHILD_DSN"
 
 -- Starts `matviews [--config FILE] ARGS...`. opts: dsn (else the one this
 -- process was given: mv.use's conninfo or --dsn), env (more variables),
--- stdout and stderr (paths; else inherited), socket and group (see
--- sys.spawn). stdin is /dev/null
--- unless socket. Returns the pid (and the socket); raises on failure.
+-- socket and group (see sys.spawn). stdin is /dev/null and stdout and
+-- stderr are inherited, unless socket. Returns the pid (and the socket);
+-- raises on failure.
 function M.spawn(args, opts)
   opts = opts or {}
   local mv = require "matviews"
@@ -22,8 +22,7 @@ function M.spawn(args, opts)
   local env, dsn = {}, opts.dsn or mv.used_dsn or mv.options.dsn
   for k, v in pairs(opts.env or {}) do env[k] = v end
   if dsn then env[M.DSN_VAR] = dsn end
-  local pid, err = sys.spawn(argv, { stdout = opts.stdout, stderr = opts.stderr, env = env,
-    socket = opts.socket, group = opts.group })
+  local pid, err = sys.spawn(argv, { env = env, socket = opts.socket, group = opts.group })
   if not pid then mv.error(err) end
   return pid, err
 end
