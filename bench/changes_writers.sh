@@ -12,7 +12,8 @@
 #              (logged table with a primary key, ON CONFLICT DO NOTHING,
 #              a SET search_path clause on the function).
 # Prints each side's median tps and rounds, and each tracked side's drop
-# against untracked (target: at most 5 %).
+# against untracked (target: at most 5 %): the drop of the medians, and the
+# median of the drops of each round (steadier when the machine's load moves).
 # Usage: sh bench/changes_writers.sh [ROUNDS [SECS]]
 BENCH_SHARED_BUFFERS=default
 . bench/lib.sh
@@ -82,11 +83,23 @@ round() { # label, pgbench args...
   "$MATVIEWS" -e "
     local function med(s) local t = {} for x in s:gmatch('%S+') do t[#t + 1] = tonumber(x) end
       table.sort(t) local n = #t return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2 end
+    -- the drop of each round (the sides of one round ran back to back, so a
+    -- change of the machine's load between rounds cancels out), then its median
+    local function drops(s, base)
+      local a, b, out = {}, {}, {}
+      for x in s:gmatch('%S+') do a[#a + 1] = tonumber(x) end
+      for x in base:gmatch('%S+') do b[#b + 1] = tonumber(x) end
+      for i = 1, #a do out[#out + 1] = ('%.1f'):format((1 - a[i] / b[i]) * 100) end
+      return table.concat(out, ' ')
+    end
     local u, t, o = med('$r_untracked'), med('$r_tracked'), med('$r_step11')
+    local dt, dobj = drops('$r_tracked', '$r_untracked'), drops('$r_step11', '$r_untracked')
     print(('$label:'))
     print(('  untracked       %9.1f tps (%s)'):format(u, '$r_untracked'))
-    print(('  tracked         %9.1f tps (%s): drop %.1f %%'):format(t, '$r_tracked', (1 - t / u) * 100))
-    print(('  step 11 trigger %9.1f tps (%s): drop %.1f %%'):format(o, '$r_step11', (1 - o / u) * 100))"
+    print(('  tracked         %9.1f tps (%s): drop of medians %.1f %%, per round %s: median %.1f %%')
+      :format(t, '$r_tracked', (1 - t / u) * 100, dt, med(dt)))
+    print(('  step 11 trigger %9.1f tps (%s): drop of medians %.1f %%, per round %s: median %.1f %%')
+      :format(o, '$r_step11', (1 - o / u) * 100, dobj, med(dobj)))"
 }
 round "TPC-B-like, -c 2 -T $SECS, fsync on" -c 2 -T "$SECS"
 q -c "ALTER SYSTEM SET fsync = off" -c "SELECT pg_reload_conf()" >/dev/null

@@ -129,6 +129,8 @@ view "ch_top" { sql = "SELECT sum(v) AS total FROM ch_mid_v", refresh_when = "ch
     assert.are.equal("unchanged", refresh("ch_direct").meta.skipped)
     assert.is_nil(refresh("ch_plain_only").meta.skipped)
     assert.is_nil(refresh("ch_direct", "--no-if-changed").meta.skipped)
+    -- the forced refresh is the next one's baseline
+    assert.are.equal("unchanged", refresh("ch_direct").meta.skipped)
   end)
 
   it("prune deletes the change rows every baseline already sees", function()

@@ -37,8 +37,11 @@ M.MATVIEWS_RELID = 0 -- matviews_tracked_relations row of the event trigger
 M.SENTINEL_RELID = 0 -- matviews_table_changes row: the table has recorded since its xid
 
 -- The relations a view reads, transitively through plain views and
--- materialized views: rows { relid, relkind, name }; plus user functions
--- its query (or a view it reads) calls.
+-- materialized views, and the children of each table it reads (partitions
+-- at every level, tables that INHERIT it: a query of a parent reads them,
+-- and a statement fires the statement triggers of the table it names only):
+-- rows { relid, relkind, name }; plus user functions its query (or a view
+-- it reads) calls. One query.
 local SOURCES = [[
 WITH RECURSIVE deps(relid, kind, depth) AS (
   SELECT c.oid, c.relkind, 0 FROM pg_class c
@@ -51,6 +54,13 @@ WITH RECURSIVE deps(relid, kind, depth) AS (
                     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> deps.relid
     JOIN pg_class c2 ON c2.oid = d.refobjid
    WHERE deps.kind IN ('v', 'm') AND deps.depth < 64
+), tree(relid) AS (
+  SELECT relid FROM deps WHERE kind IN ('r', 'p') AND depth > 0
+  UNION
+  SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
+), rels(relid, kind, depth) AS (
+  SELECT relid, kind, depth FROM deps
+  UNION SELECT t.relid, c.relkind, 1 FROM tree t JOIN pg_class c ON c.oid = t.relid
 )
 SELECT DISTINCT x.relid::bigint AS relid, x.kind::text AS relkind,
        format('%I.%I', n.nspname, c.relname) AS name, x.depth = 0 AS self,
@@ -58,12 +68,11 @@ SELECT DISTINCT x.relid::bigint AS relid, x.kind::text AS relkind,
           JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
                           AND d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384
          WHERE v.kind IN ('v', 'm'))::int AS user_functions
-  FROM deps x JOIN pg_class c ON c.oid = x.relid JOIN pg_namespace n ON n.oid = c.relnamespace]]
+  FROM rels x JOIN pg_class c ON c.oid = x.relid JOIN pg_namespace n ON n.oid = c.relnamespace]]
 
 -- The sources of the view schema.name: { tables = { {relid, name} },
 -- matviews = { ... }, untracked = { "why", ... }, exists = bool }.
--- Children of a table (partitions, and tables that INHERIT it) count as
--- tables of their own.
+-- Children of a table count as tables of their own.
 function M.sources(conn, schema, name)
   local out = { tables = {}, matviews = {}, untracked = {}, exists = false }
   local seen = {}
@@ -76,19 +85,7 @@ function M.sources(conn, schema, name)
       out.exists = true
       if r.user_functions > 0 then out.untracked[#out.untracked + 1] = "its query calls user functions" end
     elseif r.relkind == "r" or r.relkind == "p" then
-      -- a query of a parent reads its children too (partitions, and tables
-      -- that INHERIT it), and a write to a child fires the child's triggers
       add(out.tables, r.relid, r.name)
-      for _, p in ipairs(conn:query([[WITH RECURSIVE parts(relid) AS (
-          SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::oid
-          UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts ON i.inhparent = parts.relid)
-        SELECT p.relid::bigint AS relid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS relkind
-          FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace]], r.relid)) do
-        -- a statement fires the statement triggers of the table it names
-        -- only, whatever level of the tree that is: each one gets its own
-        if p.relkind == "r" or p.relkind == "p" then add(out.tables, p.relid, p.name)
-        else out.untracked[#out.untracked + 1] = p.name .. " (relkind " .. p.relkind .. ")" end
-      end
     elseif r.relkind == "m" then
       add(out.matviews, r.relid, r.name)
     elseif r.relkind ~= "v" then
@@ -260,11 +257,16 @@ function M.prune(conn)
   return conn:exec("DELETE FROM matviews_table_changes WHERE xid < $1::xid8 AND relid <> $2::oid", low, M.SENTINEL_RELID)
 end
 
+-- Whether the definition's options say refresh_when = "changed".
+function M.tracked(dopts)
+  return type(dopts) == "table" and dopts.refresh_when == "changed"
+end
+
 -- Whether a job asks to skip an unchanged view: opts.if_changed, else the
 -- definition's refresh_when = "changed".
 function M.wanted(opts, dopts)
   if opts.if_changed ~= nil then return opts.if_changed and true or false end
-  return type(dopts) == "table" and dopts.refresh_when == "changed"
+  return M.tracked(dopts)
 end
 
 return M

@@ -282,7 +282,10 @@ local function run_body(job, row, opts, cfg)
     local skip = changes.check(job.options.conn, defn)
     if skip then return { status = "success", meta = skip } end
   end
-  local snap = track and changes.snapshot(job.options.conn) or nil
+  -- a view that says refresh_when = "changed" records its snapshot even
+  -- when this job forced it (--no-if-changed): the next check compares with it
+  local snap = (track or (job.op ~= "delete" and changes.tracked(defn.options)))
+    and changes.snapshot(job.options.conn) or nil
   local o = outcome(job, attempts(job))
   if o.status == "success" then o.meta.snapshot = snap end
   return o
