@@ -412,7 +412,10 @@ end
 function M.submit(op, ref, opts)
   opts = opts or {}
   if not opts.inline and M.adapter() == "queue" then
-    return require("matviews.queue").enqueue(op, ref, opts)
+    -- defer_flush belongs to the process that runs the batch, not to the job
+    local q = {}
+    for k, v in pairs(opts) do if k ~= "defer_flush" then q[k] = v end end
+    return require("matviews.queue").enqueue(op, ref, q)
   end
   return M.run(op, ref, opts)
 end
