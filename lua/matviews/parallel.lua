@@ -161,12 +161,18 @@ local function from_run(rec, run)
   return rec
 end
 
+-- The options of refresh_all that reach each view's job: the coordinator
+-- sends them on a worker's line, and job_options reads them back, so one
+-- list says what a pool worker gets.
+local FORWARDED = { "row_count_strategy", "args", "if_changed", "on_overlap" }
+
 -- The job options of one view's refresh from a worker's line (or
 -- refresh_all's opts): the same as a sequential refresh gets.
 function M.job_options(o)
   -- defer_flush: the pool flushes each worker's last finish (matviews.jobs)
-  return { inline = true, row_count_strategy = o.row_count_strategy, args = o.args,
-    if_changed = o.if_changed, on_overlap = o.on_overlap, defer_flush = true }
+  local t = { inline = true, defer_flush = true }
+  for _, k in ipairs(FORWARDED) do t[k] = o[k] end
+  return t
 end
 
 -- What the coordinator needs of a run's meta: why it was skipped (skip
@@ -290,8 +296,9 @@ local function dispatch(st, w, opts)
   w.rec = rec
   st.running[#st.running + 1] = rec
   st.emit("start", rec)
-  if not send(w.fd, { name = rec.name, row_count_strategy = opts.row_count_strategy, args = opts.args,
-      if_changed = opts.if_changed, on_overlap = opts.on_overlap }) then
+  local line = { name = rec.name }
+  for _, k in ipairs(FORWARDED) do line[k] = opts[k] end
+  if not send(w.fd, line) then
     on_answer(st, w, nil)
   end
 end
