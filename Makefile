@@ -16,10 +16,14 @@ ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 DEB_PKGS := lua5.4 liblua5.4-dev lua-cjson lua-busted lua-argparse libpq-dev postgresql libreadline-dev clang libclang-rt-dev graphviz help2man man-db prometheus curl
+# The server's headers, for the extension of pgext/ (the C change trigger):
+# the major version of the installed server (Debian's `postgresql`: 15).
+PG_MAJOR := $(or $(shell pg_config --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p'),15)
+DEB_PKGS += postgresql-server-dev-$(PG_MAJOR)
 # The charting library `matviews report --html` inlines (package-lock.json).
 REPORT_LIB := node_modules/uplot/dist
 
-.PHONY: all docs deps browser-deps bench-deps asan test demo install clean fuzz
+.PHONY: all docs deps browser-deps bench-deps asan test demo install install-pgext pgext clean fuzz
 
 all: matviews
 
@@ -37,6 +41,30 @@ build/asan/%.o: src/%.c $(HDRS) | build
 
 build:
 	@mkdir -p build
+
+# pgext/: the extension matviews_changes, the statement trigger of change
+# tracking in C (apply uses it when the server has it, else PL/pgSQL).
+# `make install-pgext` (root) copies it into the server's directories; a
+# file that is already there unchanged is left alone (a server may have it
+# loaded). `make test` does it first, so the spec clusters have it.
+PGEXT_FLAGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wdeclaration-after-statement -Wpointer-arith \
+	-fPIC -O2 -g -fno-strict-aliasing -fwrapv
+PGEXT_FILES := pgext/matviews_changes.control pgext/matviews_changes--1.0.sql
+pgext: build/pgext/matviews_changes.so
+
+build/pgext/matviews_changes.so: pgext/matviews_changes.c
+	@mkdir -p build/pgext
+	@echo "cc (server extension) $<"
+	@$(CC) $(PGEXT_FLAGS) -isystem $(shell pg_config --includedir-server) -shared -o $@ $<
+
+install-pgext: build/pgext/matviews_changes.so
+	@lib=$$(pg_config --pkglibdir); ext=$$(pg_config --sharedir)/extension; \
+	install -d $(DESTDIR)$$lib $(DESTDIR)$$ext; \
+	cmp -s build/pgext/matviews_changes.so $(DESTDIR)$$lib/matviews_changes.so || \
+	  install -m 755 build/pgext/matviews_changes.so $(DESTDIR)$$lib/; \
+	for f in $(PGEXT_FILES); do \
+	  cmp -s $$f $(DESTDIR)$$ext/$${f#pgext/} || install -m 644 $$f $(DESTDIR)$$ext/; \
+	done
 
 # The manual page and the shell completion scripts, from the CLI's own help
 # and its argparse parser (installed by `make install`).
@@ -96,7 +124,7 @@ bench-deps: deps
 	@sh tools/deps.sh hyperfine postgresql-15 postgresql-client-15 time
 
 test: deps browser-deps
-	@$(MAKE) --no-print-directory all asan docs
+	@$(MAKE) --no-print-directory all asan docs install-pgext
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@MATVIEWS_BINS="./matviews ./matviews-asan" sh spec/run.sh
 

@@ -45,6 +45,11 @@ describe("refresh --if-changed after a crash", function()
     local defs = H.defs_dir({ ["v.lua"] = 'view "ch_v" { sql = "SELECT count(*) AS n FROM ch_src", refresh_when = "changed" }\n' })
     local r = H.mv("--dsn " .. H.q(dsn) .. " apply --definitions " .. H.q(defs))
     assert.are.equal(0, r.code, r.err .. r.out)
+    do -- the C trigger (make test installs the extension on the server)
+      local conn <close> = mv.connect(dsn)
+      assert.are.same({ { f = "matviews_note_change_c" } }, conn:query([[SELECT tgfoid::regproc::text AS f
+        FROM pg_trigger WHERE tgrelid = 'ch_src'::regclass AND tgname = 'matviews_track_changes']]))
+    end
     assert.is_nil(skipped())                  -- the first baseline
     assert.are.equal("unchanged", skipped())
     do

@@ -21,6 +21,13 @@
 -- A source whose tracking is missing (no trigger, tracking installed after
 -- B, a foreign table, a user function in the query, no event trigger for a
 -- materialized view source) is never skipped.
+-- The trigger's function is matviews_note_change_c(), in C, from the
+-- extension matviews_changes (pgext/), when the server has it (apply
+-- creates it in the catalog's schema, which needs a superuser once), else
+-- the PL/pgSQL matviews_note_change(): both insert the same row into the
+-- same table; the C one without SPI or the executor (docs/benchmarks.md).
+-- apply moves existing triggers to the chosen one in its transaction (a
+-- writer fires one or the other, so tracking has no gap).
 -- The change table is UNLOGGED (schema step 12: writers pay no WAL for
 -- it), so a crash or a failover empties it. A sentinel row (relid 0) goes
 -- with it: the check skips only when a sentinel is visible in B (the table
@@ -32,6 +39,9 @@ local M = {}
 local function mv() return require "matviews" end
 
 M.TRIGGER = "matviews_track_changes"
+M.EXTENSION = "matviews_changes"
+M.PLPGSQL_FUNCTION = "matviews_note_change"
+M.C_FUNCTION = "matviews_note_change_c"
 M.EVENT_TRIGGER = "matviews_track_matviews"
 M.MATVIEWS_RELID = 0 -- matviews_tracked_relations row of the event trigger
 M.SENTINEL_RELID = 0 -- matviews_table_changes row: the table has recorded since its xid
@@ -119,39 +129,87 @@ local function guarded(c, fn)
   return ok, err
 end
 
+local function message(err) return tostring(type(err) == "table" and err.message or err) end
+
+-- The trigger function tracking uses on c, whose catalog is in schema fn (a
+-- quoted identifier): { kind = "C" | "PL/pgSQL", name = "schema.function",
+-- why = why not C (nil for C) }. C when the configuration allows it
+-- (change_trigger = "auto") and the extension matviews_changes is in the
+-- catalog's schema, or the server has it and c may create it there now.
+function M.note_function(c, fn)
+  local plpgsql = { kind = "PL/pgSQL", name = fn .. "." .. M.PLPGSQL_FUNCTION }
+  if require("matviews.config").load().change_trigger == "plpgsql" then
+    plpgsql.why = 'the configuration says change_trigger = "plpgsql"'
+    return plpgsql
+  end
+  local ext = c:query([[SELECT n.nspname AS schema, n.oid = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AS here
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1]], M.EXTENSION)[1]
+  if ext and not ext.here then
+    plpgsql.why = ("the extension %s is in schema %s, not in the catalog's"):format(M.EXTENSION, ext.schema)
+    return plpgsql
+  elseif not ext then
+    if #c:query("SELECT 1 FROM pg_available_extensions WHERE name = $1", M.EXTENSION) == 0 then
+      plpgsql.why = ("the server has no extension %s (make install-pgext)"):format(M.EXTENSION)
+      return plpgsql
+    end
+    local ok, err = guarded(c, function(g) g:exec(("CREATE EXTENSION %s SCHEMA %s"):format(M.EXTENSION, fn)) end)
+    if not ok then
+      plpgsql.why = ("cannot create the extension %s (%s; a superuser runs CREATE EXTENSION %s SCHEMA %s once)")
+        :format(M.EXTENSION, message(err), M.EXTENSION, fn)
+      return plpgsql
+    end
+  end
+  return { kind = "C", name = fn .. "." .. M.C_FUNCTION }
+end
+
 -- Installs tracking on c (inside apply's transaction) for views, an array
 -- of { schema, name } (those that say refresh_when = "changed"): the
 -- statement trigger on each base table they read, and the event trigger
--- when one reads a materialized view. Returns { installed = { names },
--- warnings = { text } }.
+-- when one reads a materialized view. A trigger that calls the other
+-- function than M.note_function's is replaced (its tracking goes on).
+-- Returns { installed = { names }, switched = { names }, warnings = { text },
+-- trigger = M.note_function's answer (when a view has tables) }.
 function M.install(c, views)
-  local out = { installed = {}, warnings = {} }
+  local out = { installed = {}, switched = {}, warnings = {} }
   local fn = c:query("SELECT quote_ident(current_schema()) AS s")[1].s
   local done, want_event = {}, false
   for _, def in ipairs(views) do
     do
       local src = M.sources(c, def.schema, def.name)
+      if #src.tables > 0 and not out.trigger then out.trigger = M.note_function(c, fn) end
       for _, t in ipairs(src.tables) do
         if not done[t.relid] then
           done[t.relid] = true
-          local have = c:query("SELECT tgenabled::text AS e FROM pg_trigger WHERE tgrelid = $1::oid AND tgname = $2",
-            t.relid, M.TRIGGER)[1]
-          if not have or have.e ~= "A" then
+          local have = c:query([[SELECT tgenabled::text AS e, tgfoid = to_regprocedure($3)::oid AS same
+              FROM pg_trigger WHERE tgrelid = $1::oid AND tgname = $2]],
+            t.relid, M.TRIGGER, out.trigger.name .. "()")[1]
+          local restart = not have or have.e ~= "A"
+          if restart or not have.same then
             -- ENABLE ALWAYS: it fires under session_replication_role =
             -- replica too (a logical replication subscriber's apply worker,
-            -- pg_restore --disable-triggers); tracking (re)starts now
+            -- pg_restore --disable-triggers); tracking (re)starts now unless
+            -- the trigger was enabled so already and only its function changes
+            -- (the change is atomic: a writer fires one or the other)
             local ok, err = guarded(c, function(g)
-              if not have then
-                g:exec(("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s.matviews_note_change()")
-                  :format(M.TRIGGER, t.name, fn))
+              if have and not have.same then g:exec(("DROP TRIGGER %s ON %s"):format(M.TRIGGER, t.name)) end
+              if not have or not have.same then
+                g:exec(("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s()")
+                  :format(M.TRIGGER, t.name, out.trigger.name))
               end
               g:exec(("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s"):format(t.name, M.TRIGGER))
-              g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
-                ON CONFLICT (relid) DO UPDATE SET tracked_since = EXCLUDED.tracked_since, installed_at = now()]], t.relid)
+              if restart then
+                g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
+                  ON CONFLICT (relid) DO UPDATE SET tracked_since = EXCLUDED.tracked_since, installed_at = now()]], t.relid)
+              else
+                g:exec([[INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())
+                  ON CONFLICT (relid) DO NOTHING]], t.relid)
+              end
             end)
-            if ok then out.installed[#out.installed + 1] = t.name
+            if ok then
+              local list = restart and out.installed or out.switched
+              list[#list + 1] = t.name
             else out.warnings[#out.warnings + 1] = ("%s: cannot track changes of %s (%s): it is always refreshed")
-              :format(def.name, t.name, tostring(type(err) == "table" and err.message or err)) end
+              :format(def.name, t.name, message(err)) end
           elseif #c:query("SELECT 1 FROM matviews_tracked_relations WHERE relid = $1::oid", t.relid) == 0 then
             c:exec("INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())", t.relid)
           end
@@ -174,7 +232,7 @@ function M.install(c, views)
     end)
     if ok then out.installed[#out.installed + 1] = "(event trigger) " .. M.EVENT_TRIGGER
     else out.warnings[#out.warnings + 1] = ("cannot track refreshes of materialized views (%s): views reading one are always refreshed")
-      :format(tostring(type(err) == "table" and err.message or err)) end
+      :format(message(err)) end
   end
   return out
 end

@@ -29,6 +29,7 @@ M.defaults = {
   user_code_budget = 100000000,
   analyze = true,                 -- ANALYZE a view after create and refresh
   on_overlap = "wait",            -- when another run of the view is in progress: wait, skip or queue
+  change_trigger = "auto",        -- change tracking's trigger: C when the server has it, or "plpgsql"
 }
 
 local loaded -- cache: { path = ..., config = ... }
@@ -99,6 +100,7 @@ M.types = {
   user_code_budget = count,
   analyze = kind("boolean"),
   on_overlap = one_of("wait", "skip", "queue"),
+  change_trigger = one_of("auto", "plpgsql"),
 }
 
 -- Calls fn(...) as user code `what` (e.g. "definition file") under the

@@ -30,6 +30,14 @@ function M.report_errors(ctx, errs)
 end
 
 -- The catalog-only apply (the behaviour before apply converged the views).
+-- Which trigger function change tracking uses, when apply installed or
+-- replaced a trigger: "change trigger: C (extension matviews_changes)" or
+-- "change trigger: PL/pgSQL (why not C)".
+local function print_trigger(t)
+  if not t.trigger or #t.installed + #(t.switched or {}) == 0 then return end
+  print("change trigger: " .. t.trigger.kind .. " (" .. (t.trigger.why or ("extension " .. require("matviews.changes").EXTENSION)) .. ")")
+end
+
 local function catalog_only(args, ctx)
   local mv = ctx.mv
   local dsl, apply = require "matviews.dsl", require "matviews.apply"
@@ -52,6 +60,8 @@ local function catalog_only(args, ctx)
       for _, sql in ipairs(v.live.sql) do print("           " .. sql) end
     end
     for _, t in ipairs(d.tracking and d.tracking.installed or {}) do print("tracking  " .. t) end
+    for _, t in ipairs(d.tracking and d.tracking.switched or {}) do print("tracking  " .. t .. " (trigger replaced)") end
+    if d.tracking then print_trigger(d.tracking) end
     for _, w in ipairs(d.tracking and d.tracking.warnings or {}) do io.stderr:write("matviews: warning: ", w, "\n") end
     local c = d.counts
     print(("%d inserted, %d updated, %d unchanged, %d deleted"):format(c.inserted, c.updated, c.unchanged, c.deleted))
@@ -91,6 +101,8 @@ function M.run(args, ctx)
   for _, w in ipairs(p.tracking and p.tracking.warnings or {}) do io.stderr:write("matviews: warning: ", w, "\n") end
   output.emit(ctx, plan_cmd.document(p), function()
     for _, t in ipairs(p.tracking and p.tracking.installed or {}) do print("tracking changes of " .. t) end
+    for _, t in ipairs(p.tracking and p.tracking.switched or {}) do print("tracking changes of " .. t .. " (trigger replaced)") end
+    if p.tracking then print_trigger(p.tracking) end
     if #p.actions == 0 then print("nothing to do") return end
     if args.dry_run then plan_cmd.print_actions(p) print("dry run: nothing applied") return end
     for _, a in ipairs(p.actions) do if a.status then print(outcome(a)) end end
