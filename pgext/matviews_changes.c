@@ -109,9 +109,14 @@ matviews_note_change_c(PG_FUNCTION_ARGS)
 	FullTransactionId fxid;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
-	HeapTuple	tup;
+	bool		plain;
 	List	   *indexes;
 	ListCell   *lc;
+	int			nindexes,
+				i;
+	Relation   *rels;
+	IndexInfo **infos;
+	Oid			owner;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -132,64 +137,59 @@ matviews_note_change_c(PG_FUNCTION_ARGS)
 						errmsg("matviews_note_change_c: no table %s in the schema of the function", CHANGE_TABLE)));
 
 	rel = table_open(changes, RowExclusiveLock);
-	if (!plain_change_table(rel))
-	{
-		Oid			owner = rel->rd_rel->relowner;
+	plain = plain_change_table(rel);
 
-		table_close(rel, NoLock);
-		insert_by_spi(nsp, owner, RelationGetRelid(trig->tg_relation), fxid);
-		return PointerGetDatum(NULL);
-	}
-
-	/* check every index before touching anything */
-	indexes = RelationGetIndexList(rel);
+	/* open and check every index before touching anything */
+	indexes = plain ? RelationGetIndexList(rel) : NIL;
+	nindexes = list_length(indexes);
+	rels = (Relation *) palloc(sizeof(Relation) * (nindexes + 1));
+	infos = (IndexInfo **) palloc(sizeof(IndexInfo *) * (nindexes + 1));
+	i = 0;
 	foreach(lc, indexes)
 	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info = BuildIndexInfo(index);
-		bool		plain = plain_index(index, info);
-
-		index_close(index, NoLock);
-		if (!plain)
-		{
-			Oid			owner = rel->rd_rel->relowner;
-
-			list_free(indexes);
-			table_close(rel, NoLock);
-			insert_by_spi(nsp, owner, RelationGetRelid(trig->tg_relation), fxid);
-			return PointerGetDatum(NULL);
-		}
+		rels[i] = index_open(lfirst_oid(lc), RowExclusiveLock);
+		infos[i] = BuildIndexInfo(rels[i]);
+		if (!plain_index(rels[i], infos[i]))
+			plain = false;
+		i++;
 	}
 
-	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	simple_heap_insert(rel, tup);
-	foreach(lc, indexes)
+	if (plain)
 	{
-		Relation	index = index_open(lfirst_oid(lc), NoLock);
-		IndexInfo  *info = BuildIndexInfo(index);
-		Datum		ivalues[INDEX_MAX_KEYS];
-		bool		inulls[INDEX_MAX_KEYS];
-		int			k;
+		HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 
-		if (info->ii_ReadyForInserts)
+		simple_heap_insert(rel, tup);
+		for (i = 0; i < nindexes; i++)
 		{
-			for (k = 0; k < info->ii_NumIndexAttrs; k++)
+			Datum		ivalues[INDEX_MAX_KEYS];
+			bool		inulls[INDEX_MAX_KEYS];
+			int			k;
+
+			if (!infos[i]->ii_ReadyForInserts)
+				continue;
+			for (k = 0; k < infos[i]->ii_NumIndexAttrs; k++)
 			{
-				AttrNumber	att = info->ii_IndexAttrNumbers[k];
+				AttrNumber	att = infos[i]->ii_IndexAttrNumbers[k];
 
 				if (att < 1 || att > 2)
 					elog(ERROR, "matviews_note_change_c: unexpected index column %d", att);
 				ivalues[k] = values[att - 1];
 				inulls[k] = false;
 			}
-			index_insert(index, ivalues, inulls, &tup->t_self, rel,
-						 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-						 false, info);
+			index_insert(rels[i], ivalues, inulls, &tup->t_self, rel,
+						 rels[i]->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+						 false, infos[i]);
 		}
-		index_close(index, NoLock);
+		heap_freetuple(tup);
 	}
+	for (i = 0; i < nindexes; i++)
+		index_close(rels[i], NoLock);
+	pfree(rels);
+	pfree(infos);
 	list_free(indexes);
-	heap_freetuple(tup);
+	owner = rel->rd_rel->relowner;
 	table_close(rel, NoLock);
+	if (!plain)
+		insert_by_spi(nsp, owner, RelationGetRelid(trig->tg_relation), fxid);
 	return PointerGetDatum(NULL);
 }
