@@ -9,6 +9,12 @@
  * The change table is the one in the schema of this function (the schema
  * the extension was created in, matviews' catalog schema), looked up by
  * name on each call, so a dropped and re-created table is found again.
+ * A transaction that writes a table in several statements records it once:
+ * the tables recorded by the current transaction are remembered here, each
+ * with the subtransaction that inserted its row, and forgotten when that
+ * subtransaction (or one above it) rolls back, so a write after a rollback
+ * to a savepoint records the table again. A new transaction id, another
+ * change table or another file of it (TRUNCATE) starts afresh.
  * A change table that is not the plain one this code knows (other columns,
  * a trigger, a rule, row security, an index on an expression, a partial
  * one, an exclusion constraint, another table access method) gets the row
@@ -40,6 +46,78 @@ PG_MODULE_MAGIC;
 #define CHANGE_TABLE "matviews_table_changes"
 
 PG_FUNCTION_INFO_V1(matviews_note_change_c);
+
+/* The tables the current transaction has recorded (at most SEEN_MAX; more
+ * are recorded again on each statement, as the PL/pgSQL function does). */
+#define SEEN_MAX 64
+typedef struct Seen
+{
+	Oid			relid;
+	SubTransactionId subid;		/* the subtransaction that inserted the row */
+} Seen;
+static FullTransactionId seen_xact;
+static Oid	seen_table = InvalidOid;
+static Oid	seen_file = InvalidOid;
+static Seen seen[SEEN_MAX];
+static int	nseen = 0;
+static bool subxact_callback = false;
+
+/* A subtransaction that rolls back takes its rows, and those of the
+ * subtransactions under it (every one started after it), with it. */
+static void
+forget_rolled_back(SubXactEvent event, SubTransactionId mySubid,
+				   SubTransactionId parentSubid, void *arg)
+{
+	int			i,
+				kept = 0;
+
+	(void) parentSubid;
+	(void) arg;
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (i = 0; i < nseen; i++)
+		if (seen[i].subid < mySubid)
+			seen[kept++] = seen[i];
+	nseen = kept;
+}
+
+/* Whether the current transaction has recorded relid in the change table
+ * rel; forgets what it knew when the transaction or the table changed. */
+static bool
+recorded(Relation rel, FullTransactionId fxid, Oid relid)
+{
+	int			i;
+
+	if (!FullTransactionIdEquals(fxid, seen_xact) || RelationGetRelid(rel) != seen_table ||
+		rel->rd_node.relNode != seen_file)
+	{
+		seen_xact = fxid;
+		seen_table = RelationGetRelid(rel);
+		seen_file = rel->rd_node.relNode;
+		nseen = 0;
+		return false;
+	}
+	for (i = 0; i < nseen; i++)
+		if (seen[i].relid == relid)
+			return true;
+	return false;
+}
+
+static void
+remember(Oid relid)
+{
+	if (!subxact_callback)
+	{
+		RegisterSubXactCallback(forget_rolled_back, NULL);
+		subxact_callback = true;
+	}
+	if (nseen < SEEN_MAX)
+	{
+		seen[nseen].relid = relid;
+		seen[nseen].subid = GetCurrentSubTransactionId();
+		nseen++;
+	}
+}
 
 /* Whether rel is the plain change table: columns (relid oid, xid xid8), a
  * heap, nothing that an INSERT would run besides its indexes. */
@@ -137,6 +215,11 @@ matviews_note_change_c(PG_FUNCTION_ARGS)
 						errmsg("matviews_note_change_c: no table %s in the schema of the function", CHANGE_TABLE)));
 
 	rel = table_open(changes, RowExclusiveLock);
+	if (recorded(rel, fxid, RelationGetRelid(trig->tg_relation)))
+	{
+		table_close(rel, NoLock);
+		return PointerGetDatum(NULL);
+	}
 	plain = plain_change_table(rel);
 
 	/* open and check every index before touching anything */
@@ -191,5 +274,6 @@ matviews_note_change_c(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);
 	if (!plain)
 		insert_by_spi(nsp, owner, RelationGetRelid(trig->tg_relation), fxid);
+	remember(RelationGetRelid(trig->tg_relation));
 	return PointerGetDatum(NULL);
 }

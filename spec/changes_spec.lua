@@ -254,12 +254,15 @@ describe("the change trigger", function()
       w:exec("SAVEPOINT b")
       w:exec("INSERT INTO tr_src VALUES (2)")
       w:exec("ROLLBACK TO SAVEPOINT b") -- its row goes with it
-      w:exec("SAVEPOINT c")
-      w:exec("TRUNCATE tr_src")
       local top = w:query("SELECT pg_current_xact_id()::text AS x")[1].x
       w:exec("COMMIT")
-      -- the released savepoint's insert and the TRUNCATE, both as the top-level xid
-      assert.are.same({ top, top }, rows(w, "tr_src"))
+      w:exec("BEGIN")
+      w:exec("SAVEPOINT c")
+      w:exec("TRUNCATE tr_src")
+      local top2 = w:query("SELECT pg_current_xact_id()::text AS x")[1].x
+      w:exec("COMMIT")
+      -- the released savepoint's insert, then the TRUNCATE, each as its top-level xid
+      assert.are.same({ top, top2 }, rows(w, "tr_src"))
       refresh("tr_v")
       assert.is_true(skipped("tr_v"))
       w:exec("BEGIN"); w:exec("SAVEPOINT s"); w:exec("INSERT INTO tr_src VALUES (3)"); w:exec("RELEASE SAVEPOINT s"); w:exec("COMMIT")
@@ -312,6 +315,42 @@ describe("the change trigger", function()
     mv.exec("ALTER TABLE tr_old_changes RENAME TO matviews_table_changes")
     w:exec("INSERT INTO tr_src VALUES (24)")
     assert.is_true(#rows(w, "tr_src") >= 1)
+    assert.is_false(skipped("tr_v"))
+    assert.is_true(skipped("tr_v"))
+  end)
+
+  it("C: records a table once per transaction, and again after a rollback to a savepoint that recorded it", function()
+    assert.are.equal("matviews_note_change_c", trigger_of("tr_src"))
+    local w <close> = mv.connect("dbname=" .. H.dbname)
+    local function xact(statements)
+      w:exec("DELETE FROM matviews_table_changes WHERE relid = 'tr_src'::regclass")
+      w:exec("BEGIN")
+      for _, sql in ipairs(statements) do w:exec(sql) end
+      local top = w:query("SELECT pg_current_xact_id()::text AS x")[1].x
+      w:exec("COMMIT")
+      return top
+    end
+    local top = xact({ "INSERT INTO tr_src VALUES (30)", "INSERT INTO tr_src VALUES (31)", "UPDATE tr_src SET id = 32 WHERE id = 31" })
+    assert.are.same({ top }, rows(w, "tr_src"))
+    top = xact({ "SAVEPOINT a", "INSERT INTO tr_src VALUES (33)", "ROLLBACK TO SAVEPOINT a", "INSERT INTO tr_src VALUES (34)" })
+    assert.are.same({ top }, rows(w, "tr_src"))
+    top = xact({ "SAVEPOINT a", "SAVEPOINT b", "INSERT INTO tr_src VALUES (35)", "RELEASE SAVEPOINT b",
+      "ROLLBACK TO SAVEPOINT a", "DELETE FROM tr_src WHERE id = 35" })
+    assert.are.same({ top }, rows(w, "tr_src"))
+    top = xact({ "SAVEPOINT a", "INSERT INTO tr_src VALUES (36)", "RELEASE SAVEPOINT a", "SAVEPOINT b",
+      "INSERT INTO tr_src VALUES (37)", "ROLLBACK TO SAVEPOINT b" })
+    assert.are.same({ top }, rows(w, "tr_src")) -- the row of a, released, stays
+    -- a transaction that rolls back leaves nothing; the next one records again
+    w:exec("BEGIN"); w:exec("INSERT INTO tr_src VALUES (38)"); w:exec("ROLLBACK")
+    top = xact({ "INSERT INTO tr_src VALUES (39)" })
+    assert.are.same({ top }, rows(w, "tr_src"))
+    -- a change table emptied in the transaction (TRUNCATE: a new file) is written again
+    w:exec("BEGIN"); w:exec("INSERT INTO tr_src VALUES (40)"); w:exec("TRUNCATE matviews_table_changes")
+    w:exec("INSERT INTO tr_src VALUES (41)")
+    top = w:query("SELECT pg_current_xact_id()::text AS x")[1].x
+    w:exec("COMMIT")
+    assert.are.same({ top }, rows(w, "tr_src"))
+    -- the TRUNCATE took the sentinel too: the check refreshes and seeds one
     assert.is_false(skipped("tr_v"))
     assert.is_true(skipped("tr_v"))
   end)
