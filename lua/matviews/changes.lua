@@ -30,6 +30,7 @@
 local M = {}
 
 local function mv() return require "matviews" end
+local vocab = require "matviews.vocab"
 
 M.TRIGGER = "matviews_track_changes"
 M.EVENT_TRIGGER = "matviews_track_matviews"
@@ -183,13 +184,13 @@ end
 -- that filled the view (a refresh, one skipped as unchanged, or a create
 -- that populated it), or nil.
 function M.baseline(conn, id)
-  local rows = conn:query([[SELECT snap FROM (
-      (SELECT meta->>'snapshot' AS snap, created_at, id FROM mat_view_refresh_runs
-        WHERE mat_view_definition_id = $1 AND status = 2 AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
+  local rows = conn:query(vocab.sql[[SELECT snap FROM (
+      (SELECT meta->>'snapshot' AS snap, created_at, id FROM {refresh_runs}
+        WHERE mat_view_definition_id = $1 AND status = {success} AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
         ORDER BY created_at DESC, id DESC LIMIT 1)
       UNION ALL
-      (SELECT meta->>'snapshot', created_at, id FROM mat_view_create_runs
-        WHERE mat_view_definition_id = $1 AND status = 2
+      (SELECT meta->>'snapshot', created_at, id FROM {create_runs}
+        WHERE mat_view_definition_id = $1 AND status = {success}
           AND coalesce(meta->>'no_data', meta->'request'->>'no_data', 'false') <> 'true'
         ORDER BY created_at DESC, id DESC LIMIT 1)) x
     ORDER BY created_at DESC, id DESC LIMIT 1]], id)

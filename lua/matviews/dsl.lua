@@ -13,6 +13,7 @@ local M = {}
 local function raise(e) require("matviews.core").error(e) end
 
 local definitions = require "matviews.definitions"
+local vocab = require "matviews.vocab"
 local STRATEGIES = definitions.STRATEGIES
 local ROW_COUNTS = definitions.ROW_COUNTS
 local PRIVILEGES = definitions.PRIVILEGES
@@ -87,7 +88,7 @@ end
 -- checked once every file is loaded).
 function normalise.strategy(v)
   if STRATEGIES[v] or (type(v) == "string" and v:match("^[%a_][%w_]*$")) then return v end
-  return nil, 'one of "regular", "concurrent", "swap" or a declared strategy name'
+  return nil, "one of " .. vocab.quoted(vocab.STRATEGY_LIST) .. " or a declared strategy name"
 end
 
 -- audit = { min_rows = 1, ... }: see matviews.audit.
@@ -190,7 +191,7 @@ function normalise.comment(v)
 end
 
 function normalise.row_count(v)
-  if not ROW_COUNTS[v] then return nil, 'one of "none", "estimated", "exact"' end
+  if not ROW_COUNTS[v] then return nil, "one of " .. vocab.quoted(definitions.ROW_COUNT_LIST) end
   return v
 end
 

@@ -428,7 +428,7 @@ function M.delete(ref, opts) return M.submit("delete", ref, opts) end
 -- running, and its recorder backend is gone (no backend with that pid that
 -- started before the run did).
 function M.orphaned_sql(alias)
-  return ([[(A.status = 1 AND A.backend_pid IS NOT NULL AND NOT EXISTS (
+  return (vocab.sql[[(A.status = {running} AND A.backend_pid IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM pg_stat_activity psa WHERE psa.pid = A.backend_pid
       AND (psa.backend_start IS NULL OR psa.backend_start <= A.started_at)))]]):gsub("A%.", alias .. ".")
 end
@@ -444,8 +444,9 @@ end
 -- view, started_at, backend_pid, hostname, process_pid }, oldest first.
 function M.orphaned_runs(conn)
   conn = conn or mv().conn()
-  return conn:query(orphan_select("create") .. " UNION ALL " .. orphan_select("refresh")
-    .. " UNION ALL " .. orphan_select("delete") .. " ORDER BY started_at, id")
+  local selects = {}
+  for i, op in ipairs(vocab.OPS) do selects[i] = orphan_select(op) end
+  return conn:query(table.concat(selects, " UNION ALL ") .. " ORDER BY started_at, id")
 end
 
 local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended before finishing; finalised by reconcile"
@@ -454,7 +455,7 @@ local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended befo
 local function reconcile_runs(conn)
   local out = {}
   for _, op in ipairs(vocab.OPS) do
-    local rows = conn:query(([[UPDATE %s r SET status = 3, finished_at = clock_timestamp(),
+    local rows = conn:query((vocab.sql[[UPDATE %s r SET status = {failed}, finished_at = clock_timestamp(),
         updated_at = clock_timestamp(),
         error = format($1::text, coalesce(r.process_pid::text, '?'), coalesce(r.hostname, '?')),
         meta = r.meta || jsonb_build_object('orphaned', true, 'reconciled_at', clock_timestamp())
