@@ -31,6 +31,7 @@ local M = {}
 
 local function mv() return require "matviews" end
 local vocab = require "matviews.vocab"
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 M.TRIGGER = "matviews_track_changes"
 M.EVENT_TRIGGER = "matviews_track_matviews"
@@ -152,7 +153,7 @@ function M.install(c, views)
             end)
             if ok then out.installed[#out.installed + 1] = t.name
             else out.warnings[#out.warnings + 1] = ("%s: cannot track changes of %s (%s): it is always refreshed")
-              :format(def.name, t.name, tostring(type(err) == "table" and err.message or err)) end
+              :format(def.name, t.name, error_message(err)) end
           elseif #c:query("SELECT 1 FROM matviews_tracked_relations WHERE relid = $1::oid", t.relid) == 0 then
             c:exec("INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())", t.relid)
           end
@@ -175,7 +176,7 @@ function M.install(c, views)
     end)
     if ok then out.installed[#out.installed + 1] = "(event trigger) " .. M.EVENT_TRIGGER
     else out.warnings[#out.warnings + 1] = ("cannot track refreshes of materialized views (%s): views reading one are always refreshed")
-      :format(tostring(type(err) == "table" and err.message or err)) end
+      :format(error_message(err)) end
   end
   return out
 end

@@ -8,6 +8,7 @@
 local config = require "matviews.config"
 
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
@@ -286,7 +287,7 @@ local function check_view(state, name, body, line, schema)
     local valid, err = pcall(require("matviews.definitions").validate, M.to_catalog(def))
     if not valid then
       local key = type(err) == "table" and M.KEY_OF_FIELD[err.field]
-      local msg = type(err) == "table" and tostring(err.message) or tostring(err)
+      local msg = error_message(err)
       if key then msg = "key '" .. key .. "': " .. msg:gsub("^invalid [%w_]+: ", "") end
       fail(key, msg); ok = false
     end
@@ -307,7 +308,7 @@ local function environment(state)
     local line = debug.getinfo(2, "l").currentline
     return function(fn)
       local ok, e = pcall(require("matviews.strategies").define, name, fn, state.file, line, false, true)
-      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e) end
+      if not ok then state.errors[#state.errors + 1] = error_message(e) end
     end
   end
   -- view "name" { ... }
@@ -372,7 +373,7 @@ function M.load_dir(dir)
     else
       state.pending = {}
       local ok, e = pcall(config.bounded, "definition file", chunk)
-      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e)
+      if not ok then state.errors[#state.errors + 1] = error_message(e)
       else
         local calls = {}
         for call in pairs(state.pending) do calls[#calls + 1] = call end

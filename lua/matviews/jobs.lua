@@ -19,6 +19,7 @@
 local core = require "matviews.core"
 local vocab = require "matviews.vocab"
 local recorder = core.recorder
+local error_message = core.error_message -- the text of a caught error
 
 local M = {}
 
@@ -137,7 +138,7 @@ local function call_strategy(job)
     resp.success = true
     return true, resp
   end
-  local msg = type(r) == "table" and tostring(r.message) or tostring(r)
+  local msg = error_message(r)
   local e = { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
     sqlstate = type(r) == "table" and r.sqlstate or nil, details = type(r) == "table" and r.details or nil }
   local conn = job.options.conn
@@ -192,7 +193,7 @@ local function attempts(job)
     if not recorder.sleep(wait) then return resp, records end
     if why == "connection_lost" then
       local ok, fresh = pcall(job.reconnect, job.options.conn)
-      if not ok then rec.reconnect_error = type(fresh) == "table" and fresh.message or tostring(fresh); return resp, records end
+      if not ok then rec.reconnect_error = error_message(fresh); return resp, records end
       job.options.conn = fresh
     end
   end
@@ -322,7 +323,7 @@ local function recorder_or_failed_run(op, ref, conn, cfg, opts)
   if ok then return rec end
   local def = (conn:is_open() and conn:is_connected()) and mv().definitions.find(ref, conn)
   if not def then error(rec, 0) end
-  local message = type(rec) == "table" and tostring(rec.message) or tostring(rec)
+  local message = error_message(rec)
   local rok, run = pcall(M.record_failed, conn, op, def, message, { recorder_unavailable = true },
     opts.record_timeout_ms or cfg.record_timeout_ms)
   if not rok then error(rec, 0) end
@@ -518,7 +519,7 @@ function M.drop_swap_leftovers(conn)
     local ok, e = pcall(conn.exec, conn, ("DROP MATERIALIZED VIEW IF EXISTS %s.%s")
       :format(conn:quote_ident(r.schema), conn:quote_ident(r.relname)))
     if ok then dropped[#dropped + 1] = rel
-    else skipped[#skipped + 1] = { relation = rel, error = type(e) == "table" and e.message or tostring(e) } end
+    else skipped[#skipped + 1] = { relation = rel, error = error_message(e) } end
   end
   return dropped, skipped
 end

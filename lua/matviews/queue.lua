@@ -6,6 +6,7 @@
 local cjson = require "cjson"
 local core = require "matviews.core"
 local vocab = require "matviews.vocab"
+local error_message = core.error_message -- the text of a caught error
 
 local M = {}
 
@@ -95,7 +96,7 @@ function M.work_one(conn)
     out.status, out.run_id, out.error, out.duration_ms = run.status, run.id, run.error, run.duration_ms
   else
     out.status = "failed"
-    out.error = type(run) == "table" and tostring(run.message or run) or tostring(run)
+    out.error = error_message(run)
   end
   local conn2 = conn:is_connected() and conn or mv().conn()
   finish(conn2, job.id, out.status == "success" and CODE.success or CODE.failed, out.run_id, out.error)
