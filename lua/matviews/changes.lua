@@ -37,6 +37,8 @@
 local M = {}
 
 local function mv() return require "matviews" end
+local vocab = require "matviews.vocab"
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 M.TRIGGER = "matviews_track_changes"
 M.EXTENSION = "matviews_changes"
@@ -129,8 +131,6 @@ local function guarded(c, fn)
   return ok, err
 end
 
-local function message(err) return tostring(type(err) == "table" and err.message or err) end
-
 -- The trigger function tracking uses on c, whose catalog is in schema fn (a
 -- quoted identifier): { kind = "C" | "PL/pgSQL", name = "schema.function",
 -- why = why not C (nil for C) }. C when the configuration allows it
@@ -155,7 +155,7 @@ function M.note_function(c, fn)
     local ok, err = guarded(c, function(g) g:exec(("CREATE EXTENSION %s SCHEMA %s"):format(M.EXTENSION, fn)) end)
     if not ok then
       plpgsql.why = ("cannot create the extension %s (%s; a superuser runs CREATE EXTENSION %s SCHEMA %s once)")
-        :format(M.EXTENSION, message(err), M.EXTENSION, fn)
+        :format(M.EXTENSION, error_message(err), M.EXTENSION, fn)
       return plpgsql
     end
   end
@@ -209,7 +209,7 @@ function M.install(c, views)
               local list = restart and out.installed or out.switched
               list[#list + 1] = t.name
             else out.warnings[#out.warnings + 1] = ("%s: cannot track changes of %s (%s): it is always refreshed")
-              :format(def.name, t.name, message(err)) end
+              :format(def.name, t.name, error_message(err)) end
           elseif #c:query("SELECT 1 FROM matviews_tracked_relations WHERE relid = $1::oid", t.relid) == 0 then
             c:exec("INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())", t.relid)
           end
@@ -232,7 +232,7 @@ function M.install(c, views)
     end)
     if ok then out.installed[#out.installed + 1] = "(event trigger) " .. M.EVENT_TRIGGER
     else out.warnings[#out.warnings + 1] = ("cannot track refreshes of materialized views (%s): views reading one are always refreshed")
-      :format(message(err)) end
+      :format(error_message(err)) end
   end
   return out
 end
@@ -241,13 +241,13 @@ end
 -- that filled the view (a refresh, one skipped as unchanged, or a create
 -- that populated it), or nil.
 function M.baseline(conn, id)
-  local rows = conn:query([[SELECT snap FROM (
-      (SELECT meta->>'snapshot' AS snap, created_at, id FROM mat_view_refresh_runs
-        WHERE mat_view_definition_id = $1 AND status = 2 AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
+  local rows = conn:query(vocab.sql[[SELECT snap FROM (
+      (SELECT meta->>'snapshot' AS snap, created_at, id FROM {refresh_runs}
+        WHERE mat_view_definition_id = $1 AND status = {success} AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
         ORDER BY created_at DESC, id DESC LIMIT 1)
       UNION ALL
-      (SELECT meta->>'snapshot', created_at, id FROM mat_view_create_runs
-        WHERE mat_view_definition_id = $1 AND status = 2
+      (SELECT meta->>'snapshot', created_at, id FROM {create_runs}
+        WHERE mat_view_definition_id = $1 AND status = {success}
           AND coalesce(meta->>'no_data', meta->'request'->>'no_data', 'false') <> 'true'
         ORDER BY created_at DESC, id DESC LIMIT 1)) x
     ORDER BY created_at DESC, id DESC LIMIT 1]], id)
