@@ -75,6 +75,45 @@ describe("matviews metrics", function()
     assert.are.equal(before + 1, metrics()['matviews_runs_total{view="m_v",op="refresh",status="failed"}'])
   end)
 
+  it("counts every way a run is finalised exactly once, in the right bucket (schema step 13's triggers)", function()
+    local id = mv.definitions.get("m_v").id
+    local function row(status)
+      return mv.query([[SELECT runs, timed_runs, duration_ms_sum, buckets::text AS b FROM matviews_run_counters
+        WHERE mat_view_definition_id = $1 AND op = 'delete' AND status = $2]], id, status)[1]
+    end
+    assert.is_nil(row("failed"))
+    -- a running row is not counted, nor is an update that leaves it running
+    local run = mv.query([[INSERT INTO mat_view_delete_runs (mat_view_definition_id, status, started_at)
+      VALUES ($1, 1, now()) RETURNING id]], id)[1].id
+    mv.exec("UPDATE mat_view_delete_runs SET status = 1, meta = '{}' WHERE id = $1", run)
+    assert.is_nil(row("failed"))
+    -- the first finalisation inserts the counters row (no duration: not timed)
+    mv.exec("UPDATE mat_view_delete_runs SET status = 3 WHERE id = $1", run)
+    assert.are.same({ runs = 1, timed_runs = 0, duration_ms_sum = 0, b = "{0,0,0,0,0,0,0,0,0,0}" }, row("failed"))
+    -- finishing it again (or touching it) does not count
+    mv.exec("UPDATE mat_view_delete_runs SET status = 2, duration_ms = 5 WHERE id = $1", run)
+    mv.exec("UPDATE mat_view_delete_runs SET status = 3 WHERE id = $1", run)
+    assert.are.same({ runs = 1, timed_runs = 0, duration_ms_sum = 0, b = "{0,0,0,0,0,0,0,0,0,0}" }, row("failed"))
+    assert.is_nil(row("success"))
+    -- an inserted finished row, then an update of a running one: bucket bounds are inclusive
+    mv.exec([[INSERT INTO mat_view_delete_runs (mat_view_definition_id, status, started_at, finished_at, duration_ms)
+      VALUES ($1, 3, now(), now(), 500)]], id)
+    run = mv.query([[INSERT INTO mat_view_delete_runs (mat_view_definition_id, status, started_at)
+      VALUES ($1, 1, now()) RETURNING id]], id)[1].id
+    mv.exec("UPDATE mat_view_delete_runs SET status = 3, duration_ms = 4000000 WHERE id = $1", run)
+    mv.exec([[INSERT INTO mat_view_delete_runs (mat_view_definition_id, status, started_at, finished_at, duration_ms)
+      VALUES ($1, 3, now(), now(), 501)]], id)
+    assert.are.same({ runs = 4, timed_runs = 3, duration_ms_sum = 4001001, b = "{0,1,1,0,0,0,0,0,0,1}" }, row("failed"))
+    -- reconcile finalises an orphaned run: counted once too
+    mv.exec([[INSERT INTO mat_view_delete_runs (mat_view_definition_id, status, started_at, backend_pid)
+      VALUES ($1, 1, now() - interval '1 minute', 2147483000)]], id)
+    assert.are.equal(0, H.mv("reconcile").code)
+    assert.are.equal(5, row("failed").runs)
+    assert.are.equal(0, mv.query("SELECT count(*)::int AS n FROM mat_view_delete_runs WHERE status = 1")[1].n)
+    mv.exec("DELETE FROM mat_view_delete_runs WHERE mat_view_definition_id = $1", id)
+    mv.exec("DELETE FROM matviews_run_counters WHERE mat_view_definition_id = $1 AND op = 'delete'", id)
+  end)
+
   it("gives staleness, rows, size, last durations, queue jobs, up and histograms", function()
     assert.are.equal(0, H.mv("enqueue refresh m_v").code)
     local s = metrics()

@@ -22,6 +22,7 @@ M.steps = {
   "010_definition_versions",
   "011_change_tracking",
   "012_cheap_change_tracking",
+  "013_cheap_run_counters",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database
