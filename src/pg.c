@@ -92,6 +92,10 @@ typedef struct {
   int restore;                 /* saved holds values to put back */
   unsigned long long prepared[MAX_PREPARED]; /* pg_exec_prepared: statements prepared on it (hashes) */
   int n_prepared;
+  int deferred;                /* pg_send_deferred: a statement sent, its result not read yet */
+  int deferred_prepare;        /* ... sent with its Parse (the statement's first use) */
+  unsigned long long deferred_hash;
+  PGresult *deferred_res;      /* its result once read, until pg_deferred_take */
 } Session;
 
 #define MAX_SESSIONS 256
@@ -113,8 +117,10 @@ static Session *session_of(PGconn *conn, int create) {
 /* Forgets what is known of conn's session (closed, or reset). */
 static void session_forget(PGconn *conn) {
   Session *s = session_of(conn, 0);
-  if (s) memset(s, 0, sizeof *s);
+  if (s) { if (s->deferred_res) PQclear(s->deferred_res); memset(s, 0, sizeof *s); }
 }
+
+static void settle_deferred(PGconn *conn);
 
 static PGconn *watched = NULL;            /* see pg_watch */
 static PGconn *guarded = NULL;
@@ -229,12 +235,14 @@ PGconn *pg_open(const char *conninfo, char *err, size_t errlen) {
 
 void pg_close(PGconn *conn) {
   if (conn == NULL) return;
+  settle_deferred(conn);
   session_forget(conn);
   if (watched == conn || guarded == conn) watched = guarded = NULL;
   PQfinish(conn);
 }
 
 int pg_reset(PGconn *conn) {
+  settle_deferred(conn);
   session_forget(conn);
   PQreset(conn);
   if (PQstatus(conn) != CONNECTION_OK) return 0;
@@ -498,6 +506,7 @@ int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
 /* pg_pipeline, once. */
 static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
   int any = 0;
+  settle_deferred(conn);
   if (n > PG_MAX_STEPS) n = PG_MAX_STEPS;
   for (int i = 0; i < n; i++) any |= steps[i].prepared;
   Session *s = session_of(conn, any);
@@ -561,6 +570,7 @@ static int run_prelude(PGconn *conn, Session *s, const char *pre, PGresult **res
 }
 
 PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  settle_deferred(conn);
   Session *s = session_of(conn, 0);
   const char *pre = prelude(s);
   if (pre != NULL && PQpipelineStatus(conn) == PQ_PIPELINE_OFF) {
@@ -575,6 +585,7 @@ PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals)
 }
 
 PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  settle_deferred(conn);
   Session *s = session_of(conn, 1);
   char name[32];
   if (s == NULL || PQpipelineStatus(conn) != PQ_PIPELINE_OFF) return pg_exec(conn, sql, n, vals);
@@ -596,6 +607,7 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
 }
 
 PGresult *pg_exec_script(PGconn *conn, const char *sql) {
+  settle_deferred(conn);
   Session *s = session_of(conn, 0);
   const char *pre = prelude(s);
   PGresult *failed = NULL;
@@ -606,12 +618,71 @@ PGresult *pg_exec_script(PGconn *conn, const char *sql) {
 }
 
 PGresult *pg_describe(PGconn *conn, const char *sql) {
+  settle_deferred(conn);
   if (!PQsendPrepare(conn, "", sql, 0, NULL)) return fatal_result(conn);
   PGresult *r = collect(conn);
   if (!pg_ok(r)) return r;
   PQclear(r);
   if (!PQsendDescribePrepared(conn, "")) return fatal_result(conn);
   return collect(conn);
+}
+
+int pg_send_deferred(PGconn *conn, const char *sql, int n, const char *const *vals) {
+  Session *s = session_of(conn, 1);
+  char name[32];
+  if (s == NULL || s->deferred || s->deferred_res || prelude(s) != NULL || !pg_connected(conn)
+      || PQpipelineStatus(conn) != PQ_PIPELINE_OFF || PQtransactionStatus(conn) != PQTRANS_IDLE) return 0;
+  unsigned long long h = text_hash(sql);
+  int prepare = !is_prepared(s, h);
+  if (prepare && s->n_prepared >= MAX_PREPARED) return 0;
+  prepared_name(name, sizeof name, sql);
+  if (!PQenterPipelineMode(conn)) return 0;
+  if ((prepare && !PQsendPrepare(conn, name, sql, n, NULL)) || !PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0)
+      || !PQpipelineSync(conn)) {
+    pipeline_leave(conn);
+    return 0;
+  }
+  s->deferred = 1;
+  s->deferred_prepare = prepare;
+  s->deferred_hash = h;
+  return 1;
+}
+
+/* Reads the result of the statement pg_send_deferred sent into the
+ * session's stash. Not a query SIGINT may cancel: what was sent is
+ * awaited whole. */
+static void deferred_read(PGconn *conn, Session *s) {
+  int broken = 0;
+  PGresult *res = NULL, *parsed = NULL;
+  s->deferred = 0;
+  if (s->deferred_prepare) parsed = pipeline_result(conn, &broken);
+  if (parsed && pg_ok(parsed) && s->n_prepared < MAX_PREPARED) s->prepared[s->n_prepared++] = s->deferred_hash;
+  if (!broken) res = pipeline_result(conn, &broken);
+  if (parsed && !pg_ok(parsed)) { pg_clear(res); res = parsed; parsed = NULL; } /* its error, not "aborted" */
+  pg_clear(parsed);
+  if (!broken) pipeline_sync(conn);
+  pipeline_leave(conn);
+  if (res == NULL) res = fatal_result(conn);
+  const char *st = pg_sqlstate(res);
+  if (st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)) s->n_prepared = 0; /* deallocated meanwhile */
+  pg_clear(s->deferred_res);
+  s->deferred_res = res;
+}
+
+/* Before anything else runs on conn: the result of a deferred statement
+ * is read (and kept for pg_deferred_take). */
+static void settle_deferred(PGconn *conn) {
+  Session *s = session_of(conn, 0);
+  if (s && s->deferred) deferred_read(conn, s);
+}
+
+PGresult *pg_deferred_take(PGconn *conn) {
+  Session *s = session_of(conn, 0);
+  if (s == NULL) return NULL;
+  if (s->deferred) deferred_read(conn, s);
+  PGresult *r = s->deferred_res;
+  s->deferred_res = NULL;
+  return r;
 }
 
 int pg_ok(const PGresult *res) {

@@ -83,6 +83,19 @@ int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res);
  * parses nor (after a few runs) plans them again. A statement that was
  * deallocated meanwhile runs unnamed. */
 PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *vals);
+/* For matviews's own fixed statements on its own connections (a batch's
+ * run finish): sends sql (prepared as pg_exec_prepared does) in pipeline
+ * mode and returns at once, so the server runs it while this process goes
+ * on. Its result is read by pg_deferred_take, or before the next
+ * statement on conn (any pg_* call that sends, pg_reset, pg_close) and
+ * kept until taken. Returns 0, having sent nothing, when it cannot (one
+ * is already pending, timeouts are due, a transaction is open, the
+ * connection is lost): the caller then runs the statement as usual. */
+int pg_send_deferred(PGconn *conn, const char *sql, int n, const char *const *vals);
+/* The result of the statement pg_send_deferred sent on conn (waited for
+ * when not read yet; the caller clears it), or NULL when none is pending
+ * (or conn was reset or closed meanwhile, which read and dropped it). */
+PGresult *pg_deferred_take(PGconn *conn);
 /* Runs several statements with no parameters (simple protocol): only for
  * SQL matviews itself ships (schema steps), never for user values. */
 PGresult *pg_exec_script(PGconn *conn, const char *sql);

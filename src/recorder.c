@@ -174,6 +174,8 @@ static void read_begin(Run *run, PGresult *res) {
   snprintf(run->schema, sizeof run->schema, "%s", s >= 0 && pg_value(res, 0, s) ? pg_value(res, 0, s) : "");
 }
 
+static void settle(lua_State *L, PGconn *rec);
+
 /* begin(rec, spec) -> run, row | nil, "ambiguous". spec: op, definition
  * (name or id), schema (of the name, or nil), columns (the definition
  * columns to read), meta (the run's first meta), record_timeout_ms.
@@ -186,6 +188,7 @@ static int l_begin(lua_State *L) {
   PGconn *rec = mv_checkconn(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  settle(L, rec);                                         /* the last run's finish, when pipelined */
   lua_getfield(L, 2, "op");                               /* 3 */
   int op = luaL_checkoption(L, 3, NULL, OPS);
   lua_getfield(L, 2, "definition");                       /* 4 */
@@ -355,6 +358,11 @@ static void report_unrecorded(Run *run, const char *why, const char *status, con
 /* Runs the finish statement, reconnecting a lost recorder and trying again
  * with backoff until record_timeout_ms has passed. why gets the first
  * error when it fails. */
+/* The number of parameters of run's finish statement. */
+static int finish_nparams(const Run *run) {
+  return (run->op == MV_OP_REFRESH ? 7 : 6) + (run->locked ? 2 : 0);
+}
+
 static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whylen) {
   char sql[1200];
   double deadline = now_ms() + (double)run->record_timeout_ms;
@@ -362,8 +370,7 @@ static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whyl
   why[0] = '\0';
   for (;;) {
     finish_sql(run, sql, sizeof sql);
-    int nparams = (run->op == MV_OP_REFRESH ? 7 : 6) + (run->locked ? 2 : 0);
-    PGresult *res = pg_exec_prepared(run->rec, sql, nparams, vals);
+    PGresult *res = pg_exec_prepared(run->rec, sql, finish_nparams(run), vals);
     if (pg_ok(res)) return res;
     if (why[0] == '\0' && !pg_connected(run->rec)) snprintf(why, whylen, "no connection to the server");
     else if (why[0] == '\0') result_message(run->rec, res, why, whylen);
@@ -384,15 +391,10 @@ static void unlock_alone(Run *run) {
   run->locked = 0;
 }
 
-/* Pushes the run table from the finalised row (res row 0). */
-static void push_run(lua_State *L, Run *run, PGresult *res, int meta) {
+/* Sets on the run table at -1 the finalised row's columns (res row 0). */
+static void fill_run(lua_State *L, PGresult *res) {
   static const char *cols[] = {"started_at", "finished_at", "duration_ms", "rows_count", "error",
                                "backend_pid", "hostname", "process_pid", "status"};
-  lua_createtable(L, 0, 16);
-  lua_pushinteger(L, (lua_Integer)run->run_id); lua_setfield(L, -2, "id");
-  lua_pushstring(L, OPS[run->op]); lua_setfield(L, -2, "op");
-  lua_pushinteger(L, (lua_Integer)run->defn_id); lua_setfield(L, -2, "mat_view_definition_id");
-  lua_pushstring(L, run->name); lua_setfield(L, -2, "view");
   for (int c = 0; c < 9; c++) {
     const char *v = pg_value(res, 0, c);
     if (v == NULL) continue;
@@ -400,6 +402,32 @@ static void push_run(lua_State *L, Run *run, PGresult *res, int meta) {
     else if (c == 8) lua_pushstring(L, STATUS_NAMES[atoi(v) == MV_RUN_SUCCESS ? MV_RUN_SUCCESS : MV_RUN_FAILED]);
     else lua_pushstring(L, v);
     lua_setfield(L, -2, cols[c]);
+  }
+}
+
+/* Pushes the run table: from the finalised row (res row 0), or, for a
+ * finish whose result is not read yet (res NULL), from what this process
+ * sent (vals of finish: status, duration, error, rows_count) and knows
+ * (its pid and host, the recorder's backend pid); its started_at and
+ * finished_at are set when the result is read (settle). */
+static void push_run(lua_State *L, Run *run, PGresult *res, int meta, const char *const *vals, PGconn *rec) {
+  lua_createtable(L, 0, 16);
+  lua_pushinteger(L, (lua_Integer)run->run_id); lua_setfield(L, -2, "id");
+  lua_pushstring(L, OPS[run->op]); lua_setfield(L, -2, "op");
+  lua_pushinteger(L, (lua_Integer)run->defn_id); lua_setfield(L, -2, "mat_view_definition_id");
+  lua_pushstring(L, run->name); lua_setfield(L, -2, "view");
+  if (res) fill_run(L, res);
+  else {
+    char host[256];
+    if (gethostname(host, sizeof host) != 0) host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    lua_pushstring(L, STATUS_NAMES[atoi(vals[1])]); lua_setfield(L, -2, "status");
+    lua_pushinteger(L, (lua_Integer)strtoll(vals[2], NULL, 10)); lua_setfield(L, -2, "duration_ms");
+    if (vals[4]) { lua_pushstring(L, vals[4]); lua_setfield(L, -2, "error"); }
+    if (run->op == MV_OP_REFRESH && vals[5]) { lua_pushinteger(L, (lua_Integer)strtoll(vals[5], NULL, 10)); lua_setfield(L, -2, "rows_count"); }
+    lua_pushinteger(L, pg_backend_pid(rec)); lua_setfield(L, -2, "backend_pid");
+    lua_pushstring(L, host); lua_setfield(L, -2, "hostname");
+    lua_pushinteger(L, (lua_Integer)getpid()); lua_setfield(L, -2, "process_pid");
   }
   lua_pushinteger(L, (lua_Integer)(run->lock_wait_ms + 0.5)); lua_setfield(L, -2, "lock_wait_ms");
   if (meta) { lua_pushvalue(L, meta); lua_setfield(L, -2, "meta"); }
@@ -426,12 +454,106 @@ static void note_deferred(Run *run, int defer) {
   deferred[free_slot].run_id = run->run_id;
 }
 
+/* Finishes sent without waiting for their result (pipelined: a batch's
+ * runs, see finish), one per recorder connection at most: what is needed
+ * to write the row again should it fail (the run, the statement's
+ * values) and the run table given to Lua (a registry reference), which
+ * gets the row's timestamps when the result is read. */
+#define N_FINISH_VALS 9
+static struct Pending {
+  PGconn *rec;                 /* NULL: free */
+  Run run;
+  char *vals[N_FINISH_VALS];
+  int ref;
+} pending[MAX_DEFERRED];
+
+/* Forgets pending finish p. */
+static void pending_free(lua_State *L, struct Pending *p) {
+  for (int i = 0; i < N_FINISH_VALS; i++) { free(p->vals[i]); p->vals[i] = NULL; }
+  luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
+  p->ref = LUA_NOREF;
+  p->rec = NULL;
+}
+
+static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whylen);
+static void unlock_alone(Run *run);
+
+/* Reads the result of the finish pending on rec, if any (SIGINT and
+ * SIGTERM blocked: it is awaited whole). One that failed is written again
+ * the way a finish is (reconnecting a lost recorder, with backoff, up to
+ * record_timeout_ms); one that still cannot be written has its outcome
+ * written on stderr, so that it is not lost. Never raises. */
+static void settle(lua_State *L, PGconn *rec) {
+  struct Pending *p = NULL;
+  for (int i = 0; i < MAX_DEFERRED; i++) if (pending[i].rec == rec && rec) p = &pending[i];
+  if (p == NULL) return;
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, &old);
+  PGresult *res = pg_deferred_take(rec);
+  char why[1024] = "";
+  int written = res == NULL || pg_ok(res);        /* NULL: read and dropped by a reset or close */
+  if (!written) {
+    pg_clear(res);
+    p->run.rec = rec;
+    res = finish_exec(&p->run, (const char **)p->vals, why, sizeof why);
+    written = pg_ok(res);
+    if (!written) {
+      unlock_alone(&p->run);
+      report_unrecorded(&p->run, why, STATUS_NAMES[atoi(p->vals[1]) == MV_RUN_SUCCESS ? MV_RUN_SUCCESS : MV_RUN_FAILED],
+                        p->vals[2], p->vals[4]);
+    }
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (p->ref != LUA_NOREF && lua_checkstack(L, 4)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+    if (lua_istable(L, -1) && res != NULL && written) fill_run(L, res);
+    else if (lua_istable(L, -1) && !written) {    /* as a finish that could not be written is returned */
+      lua_pushstring(L, STATUS_NAMES[MV_RUN_FAILED]); lua_setfield(L, -2, "status");
+      lua_pushfstring(L, "could not finalise run %s of %s: %s", p->vals[0], p->run.name, why);
+      lua_setfield(L, -2, "error");
+    }
+    lua_pop(L, 1);
+  }
+  pg_clear(res);
+  pending_free(L, p);
+}
+
+/* Sends run's finish (sql, vals) without waiting for its result; returns
+ * the pending slot, or NULL (nothing sent) when it cannot be. */
+static struct Pending *send_pending(Run *run, const char *sql, int n, const char **vals) {
+  struct Pending *p = NULL;
+  for (int i = 0; i < MAX_DEFERRED && p == NULL; i++) if (pending[i].rec == NULL) p = &pending[i];
+  if (p == NULL) return NULL;
+  for (int i = 0; i < N_FINISH_VALS; i++) {
+    p->vals[i] = vals[i] ? strdup(vals[i]) : NULL;
+    if (vals[i] && p->vals[i] == NULL) goto fail;
+  }
+  if (!pg_send_deferred(run->rec, sql, n, vals)) goto fail;
+  p->run = *run;
+  p->rec = run->rec;
+  p->ref = LUA_NOREF;
+  return p;
+fail:
+  for (int i = 0; i < N_FINISH_VALS; i++) { free(p->vals[i]); p->vals[i] = NULL; }
+  return NULL;
+}
+
+/* settle(rec): reads the result of the finish pending on rec, if any. */
+static int l_settle(lua_State *L) {
+  settle(L, mv_toconn(L, 1));
+  return 0;
+}
+
 /* flush(rec) -> true: makes the deferred finishes on rec durable: one
  * synchronous commit that writes WAL (the last deferred run row written
  * again as it is), which flushes everything before it. Returns false with
  * the error when it fails. */
 static int l_flush(lua_State *L) {
   PGconn *rec = mv_checkconn(L, 1);
+  settle(L, rec);
   for (int i = 0; i < MAX_DEFERRED; i++) {
     if (deferred[i].rec != rec) continue;
     char id[32], sql[160];
@@ -446,6 +568,32 @@ static int l_flush(lua_State *L) {
     if (!ok) { lua_pushboolean(L, 0); lua_insert(L, -2); return 2; }
   }
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* The finish of a run inside a batch (outcome.pipelined): sent without
+ * waiting for its result, which the recorder's next statement reads first
+ * (settle: the next run's begin, recorder.flush at the end of the batch),
+ * so that the server writes the row while this process goes on to the
+ * next view. Called with signals blocked (old: the mask to restore) and
+ * the guard on top; on success restores the mask, replaces the guard by
+ * the run table (its timestamps come with the result) and returns 1;
+ * returns 0, having sent nothing, when the finish must run as usual. */
+static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta, const sigset_t *old) {
+  char sql[1200];
+  finish_sql(run, sql, sizeof sql);
+  struct Pending *p = send_pending(run, sql, finish_nparams(run), vals);
+  if (p == NULL) return 0;
+  PGconn *rec = run->rec;
+  pg_watch(NULL, NULL);
+  note_deferred(run, 1);
+  run->locked = 0;
+  run->rec = NULL;
+  sigprocmask(SIG_SETMASK, old, NULL);
+  push_run(L, run, NULL, meta, vals, rec);        /* [guard run] */
+  lua_pushvalue(L, -1);
+  p->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_remove(L, -2);
   return 1;
 }
 
@@ -465,6 +613,8 @@ static int finish(lua_State *L, Run *run, int outcome) {
   if (has_rows) snprintf(rows, sizeof rows, "%lld", (long long)lua_tointeger(L, -1));
   lua_getfield(L, outcome, "defer_flush");
   int defer = lua_toboolean(L, -1);
+  lua_getfield(L, outcome, "pipelined");
+  int pipelined = defer && lua_toboolean(L, -1);
   lua_getfield(L, outcome, "meta");
   int meta = lua_istable(L, -1) ? lua_gettop(L) : 0;
   const char *json = meta ? push_json(L, meta) : (lua_pushliteral(L, "{}"), lua_tostring(L, -1));
@@ -482,6 +632,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
   sigprocmask(SIG_BLOCK, &block, &old);
+  if (pipelined && finish_pipelined(L, run, vals, meta, &old)) return 1;
   *res = finish_exec(run, vals, why, sizeof why);
   int written = pg_ok(*res);
   pg_watch(NULL, NULL);
@@ -491,7 +642,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   if (written) {
     note_deferred(run, defer);
     run->rec = NULL;
-    push_run(L, run, *res, meta);                 /* [guard run] */
+    push_run(L, run, *res, meta, vals, NULL);     /* [guard run] */
     pg_guard_clear(res);
     lua_remove(L, -2);
     return 1;
@@ -594,7 +745,7 @@ static const luaL_Reg run_methods[] = {
 };
 
 static const luaL_Reg recorder_funcs[] = {
-  {"begin", l_begin}, {"flush", l_flush}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
+  {"begin", l_begin}, {"flush", l_flush}, {"settle", l_settle}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
   {"restore_timeouts", l_restore_timeouts}, {"hold", l_hold}, {"release", l_release},
   {"pending", l_pending}, {"sleep", l_sleep}, {NULL, NULL}
 };

@@ -27,6 +27,14 @@ function M.on_failure(fn, view) add(registered.failure, fn, view) end
 -- Forgets the hooks registered from Lua (not those of the configuration).
 function M.clear() registered = { success = {}, failure = {} } end
 
+-- Whether any hook is registered or configured (a batch's finish then
+-- waits for its row, which the hooks may read).
+function M.any()
+  if #registered.success > 0 or #registered.failure > 0 then return true end
+  local cfg = require("matviews").config().hooks or {}
+  return next(cfg.on_success or {}) ~= nil or next(cfg.on_failure or {}) ~= nil
+end
+
 local function applies(hook, run)
   if hook.view == nil then return true end
   local meta_view = type(run.meta) == "table" and run.meta.view or nil

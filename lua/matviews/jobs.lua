@@ -26,7 +26,7 @@ local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
-  record_timeout_ms = true, defer_flush = true }
+  record_timeout_ms = true, defer_flush = true, pipeline_finish = true }
 
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
 local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
@@ -52,6 +52,8 @@ local recorders = setmetatable({}, { __mode = "k" })
 -- it is connected (one that broke mid-run is reconnected by the recorder).
 function M.recorder(conn)
   local rec = recorders[conn]
+  if rec and rec:is_open() and rec:is_connected() then return rec end
+  if rec and rec:is_open() then recorder.settle(rec) end -- a pending finish is written again first
   if rec and rec:is_open() and rec:is_connected() then return rec end
   if rec then rec:close() end
   rec = conn:clone()
@@ -356,6 +358,10 @@ local function run_job(op, ref, opts)
   job.options = options
   local outcome = run_body(job, row, opts, cfg)
   outcome.defer_flush = opts.defer_flush
+  -- a batch's run with more to come (pipeline_finish): the finish is sent
+  -- without waiting for its result, read before the recorder's next
+  -- statement, unless a hook is to see the row
+  outcome.pipelined = opts.defer_flush and opts.pipeline_finish and not require("matviews.hooks").any()
   return run:finish(outcome)
 end
 
@@ -414,7 +420,7 @@ function M.submit(op, ref, opts)
   if not opts.inline and M.adapter() == "queue" then
     -- defer_flush belongs to the process that runs the batch, not to the job
     local q = {}
-    for k, v in pairs(opts) do if k ~= "defer_flush" then q[k] = v end end
+    for k, v in pairs(opts) do if k ~= "defer_flush" and k ~= "pipeline_finish" then q[k] = v end end
     return require("matviews.queue").enqueue(op, ref, q)
   end
   return M.run(op, ref, opts)

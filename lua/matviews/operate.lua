@@ -158,6 +158,16 @@ local function run_one(mv, op, d, opts)
     error = ok and "the job returned no run" or tostring(type(run) == "table" and run.message or run) }
 end
 
+-- The runs that failed, counted once every finish is read (mv.jobs.flush):
+-- a finish that could not be written makes its run failed.
+local function failures(results)
+  local n = 0
+  for _, run in ipairs(results) do
+    if not run.queued and run.status ~= "success" then n = n + 1 end
+  end
+  return n
+end
+
 -- Runs op ("create"|"refresh"|"delete") over the targets of args with
 -- the job options jopts. Returns the exit code.
 function M.run(op, args, ctx, jopts, verbs)
@@ -176,34 +186,37 @@ function M.run(op, args, ctx, jopts, verbs)
   end
   if not (mv.jobs and mv.jobs[op]) then mv.error({ message = "jobs are not available in this build" }) end
   local p = progress.new({ total = #defs, verb = verbs, quiet = ctx.options.json, op = op })
-  local results, failed = output.array(), 0
+  local results = output.array()
   local sys = mv.core.sys
   sys.clear_stop()
   -- a refresh batch defers each finish's WAL flush to the next view's
   -- REFRESH, and flushes the last one when it ends (matviews.jobs)
+  -- and sends each finish but the last without waiting for its result
+  -- (read before the next view's begin: docs/reliability.md)
+  local piped = jopts
   if op == "refresh" and not (jopts and jopts.defer_flush ~= nil) then
-    local j = {}
-    for k, v in pairs(jopts or {}) do j[k] = v end
-    j.defer_flush = true
-    jopts = j
+    local j, q = {}, {}
+    for k, v in pairs(jopts or {}) do j[k] = v; q[k] = v end
+    j.defer_flush, q.defer_flush, q.pipeline_finish = true, true, true
+    jopts, piped = j, q
   end
   for i, d in ipairs(defs) do
     -- a Ctrl-C or SIGTERM cancelled the running view (its run is recorded as
     -- failed): the batch stops there, the rest gets no run
     if sys.stop_signal() then
       mv.jobs.flush()
-      p:close(failed)
+      p:close(failures(results))
       io.stderr:write(("interrupted: %d not started\n"):format(#defs - i + 1))
       if ctx.options.json then output.json(results) end
       return 128 + sys.stop_signal()
     end
     p:start(d.name, d.id)
-    local run = run_one(mv, op, d, jopts)
-    if not run.queued and run.status ~= "success" then failed = failed + 1 end
+    local run = run_one(mv, op, d, i < #defs and piped or jopts)
     results[#results + 1] = run
     p:finish(M.result_text(op, d.name, run))
   end
   mv.jobs.flush()
+  local failed = failures(results)
   p:close(failed)
   if sys.stop_signal() then return 128 + sys.stop_signal() end
   if ctx.options.json then

@@ -1,0 +1,94 @@
+-- A batch's finishes are pipelined (recorder.c finish_pipelined): sent
+-- without waiting, their result read before the recorder's next statement.
+-- Every run is still finalised, the returned runs carry the row's
+-- timestamps by the time the batch prints them, a finish that fails on the
+-- server is written again, and one that cannot be written is reported on
+-- stderr with its lock released, and its run counted failed.
+local H = require "spec.helper"
+local mv = require "matviews"
+
+describe("pipelined finishes in a refresh batch", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE TABLE pf_src AS SELECT g AS id FROM generate_series(1, 3) g")
+    for _, n in ipairs({ "pf_a", "pf_b", "pf_c" }) do
+      mv.definitions.save({ name = n, sql = "SELECT id FROM pf_src" })
+      assert.are.equal("success", mv.create(n).status)
+    end
+    mv.exec("CREATE SEQUENCE pf_fail")
+    -- fails the finish of pf_b's runs while pf_fail says so (a sequence:
+    -- its count survives the failed transaction)
+    mv.exec([[CREATE FUNCTION pf_fail_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status IN (2, 3) AND OLD.status = 1 AND NEW.mat_view_definition_id =
+             (SELECT id FROM mat_view_definitions WHERE name = 'pf_b')
+           AND nextval('pf_fail') <= (SELECT coalesce(current_setting('pf.fail', true), '0')::int) THEN
+          RAISE EXCEPTION 'finish refused by pf_fail';
+        END IF;
+        RETURN NEW;
+      END $$]])
+    mv.exec([[CREATE TRIGGER pf_fail BEFORE UPDATE ON mat_view_refresh_runs FOR EACH ROW EXECUTE FUNCTION pf_fail_finish()]])
+  end)
+
+  local function rows(ids)
+    local out = {}
+    for _, id in ipairs(ids) do
+      out[#out + 1] = mv.query([[SELECT status, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS s,
+        to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS f, duration_ms
+        FROM mat_view_refresh_runs WHERE id = $1]], id)[1]
+    end
+    return out
+  end
+
+  local function no_advisory_locks()
+    return mv.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'")[1].n == 0
+  end
+
+  it("finalises every run, and the runs it returns carry the recorded timestamps", function()
+    local script = [[
+      local runs = {}
+      for _, n in ipairs({ "pf_a", "pf_b", "pf_c" }) do runs[#runs + 1] = mv.jobs.run("refresh", n, { defer_flush = true, pipeline_finish = true }) end
+      assert(runs[3].finished_at == nil, "the last finish is not read before the batch ends")
+      mv.jobs.flush()
+      print(mv.json.encode(runs))]]
+    local r = H.mv("-e " .. H.q(script))
+    assert.are.equal(0, r.code, r.err)
+    local runs = mv.json.decode(r.out)
+    local ids = {}
+    for i, run in ipairs(runs) do ids[i] = run.id end
+    for i, row in ipairs(rows(ids)) do
+      assert.are.equal(2, row.status)
+      assert.are.same({ "success", row.s, row.f, row.duration_ms },
+        { runs[i].status, runs[i].started_at, runs[i].finished_at, runs[i].duration_ms })
+    end
+    assert.is_true(no_advisory_locks())
+  end)
+
+  it("writes a finish the server refused once again, and reports one it refuses for good", function()
+    mv.exec("SELECT setval('pf_fail', 1, false)")
+    -- refused once: written again when the next begin reads its result
+    local r = H.mv("--yes --json refresh pf_a pf_b pf_c", { env = { PGOPTIONS = "-c pf.fail=1" } })
+    assert.are.equal(0, r.code, r.err)
+    local ids = {}
+    for i, run in ipairs(mv.json.decode(r.out)) do ids[i] = run.id; assert.is_string(run.finished_at) end
+    for _, row in ipairs(rows(ids)) do assert.are.equal(2, row.status) end
+    assert.are.equal("", r.err)
+    assert.is_true(no_advisory_locks())
+    -- refused for good: its outcome on stderr, its lock released, the batch goes on
+    mv.exec("SELECT setval('pf_fail', 1, false)")
+    r = H.mv("--yes --json refresh pf_a pf_b pf_c", { env = { PGOPTIONS = "-c pf.fail=1000" } })
+    ids = {}
+    local out = mv.json.decode(r.out)
+    for i, run in ipairs(out) do ids[i] = run.id end
+    assert.are.equal(1, r.code)
+    assert.are.same({ "success", "failed", "success" }, { out[1].status, out[2].status, out[3].status })
+    assert.are.equal(("could not finalise run %d of pf_b: finish refused by pf_fail"):format(ids[2]), out[2].error)
+    local st = rows(ids)
+    assert.are.same({ 2, 1, 2 }, { st[1].status, st[2].status, st[3].status })
+    assert.matches(("could not record the outcome of refresh run %d of pf_b %%(finish refused by pf_fail%%): success in %%d+ ms")
+      :format(ids[2]), r.err)
+    assert.is_true(no_advisory_locks())
+    mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE id = $1", ids[2])
+  end)
+end)
