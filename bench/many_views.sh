@@ -69,6 +69,18 @@ interleaved "100 tiny views, analyze = false: refresh --all / psql -f" "$ROUNDS"
   "env PGDATABASE=tiny $MATVIEWS --config $BENCH_TMP/noanalyze.lua refresh --all --yes" "psql -X -q -d tiny -f $BENCH_TMP/all.sql"
 interleaved "100 tiny views, analyze = false: refresh --all --parallel 2 / two psql sessions" "$ROUNDS" 1 \
   "env PGDATABASE=tiny $MATVIEWS --config $BENCH_TMP/noanalyze.lua refresh --all --parallel 2 --yes" "sh $BENCH_TMP/two_psql.sh"
+# Two more breakdown lines for the first ratio: without the run counters'
+# trigger (schema steps 8 and 13; its share of each finish), and with fsync
+# off for the whole cluster (what is left is CPU and round trips: the part
+# of the gap that a quiet machine, whose fsyncs are fast, shows in full).
+q -d tiny -c "ALTER TABLE mat_view_refresh_runs DISABLE TRIGGER matviews_count_run"
+interleaved "100 tiny views, counters trigger disabled: refresh --all / psql -f" "$ROUNDS" 1 \
+  "env PGDATABASE=tiny $MATVIEWS refresh --all --yes" "psql -X -q -d tiny -f $BENCH_TMP/all.sql"
+q -d tiny -c "ALTER TABLE mat_view_refresh_runs ENABLE TRIGGER matviews_count_run"
+q -c "ALTER SYSTEM SET fsync = off" -c "SELECT pg_reload_conf()" >/dev/null
+interleaved "100 tiny views, fsync off: refresh --all / psql -f" "$ROUNDS" 1 \
+  "env PGDATABASE=tiny $MATVIEWS refresh --all --yes" "psql -X -q -d tiny -f $BENCH_TMP/all.sql"
+q -c "ALTER SYSTEM RESET fsync" -c "SELECT pg_reload_conf()" >/dev/null
 syncs() { q -At -d tiny -c "SELECT wal_sync FROM pg_stat_wal"; }
 s0=$(syncs); PGDATABASE=tiny "$MATVIEWS" refresh --all --yes >/dev/null; s1=$(syncs)
 psql -X -q -d tiny -f "$BENCH_TMP/all.sql"; s2=$(syncs)

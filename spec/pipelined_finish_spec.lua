@@ -1,4 +1,4 @@
--- A batch's finishes are pipelined (recorder.c finish_pipelined): sent
+-- Round trips a recorded refresh saves. A batch's finishes are pipelined (recorder.c finish_pipelined): sent
 -- without waiting, their result read before the recorder's next statement.
 -- Every run is still finalised, the returned runs carry the row's
 -- timestamps by the time the batch prints them, a finish that fails on the
@@ -90,5 +90,37 @@ describe("pipelined finishes in a refresh batch", function()
       :format(ids[2]), r.err)
     assert.is_true(no_advisory_locks())
     mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE id = $1", ids[2])
+  end)
+end)
+
+-- A regular refresh sends its ANALYZE and count in the REFRESH's round
+-- trip (svc_basic.c refresh_pipelined): what the run records is as before.
+describe("the ANALYZE sent with the REFRESH", function()
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE TABLE pa_src (d int)")
+    mv.exec("INSERT INTO pa_src SELECT 1 FROM generate_series(1, 40)")
+    mv.definitions.save({ name = "pa_v", sql = "SELECT 10 / d AS x FROM pa_src" })
+    assert.are.equal("success", mv.create("pa_v").status)
+  end)
+
+  it("counts the new rows after a success, and drops its result after a failed REFRESH", function()
+    mv.exec("INSERT INTO pa_src SELECT 1 FROM generate_series(1, 2)")
+    local ok = mv.refresh("pa_v")
+    assert.are.equal("success", ok.status)
+    assert.are.equal(42, ok.rows_count)
+    assert.are.same({ 'REFRESH MATERIALIZED VIEW "public"."pa_v"', 'ANALYZE "public"."pa_v"' }, ok.meta.sql)
+    assert.are.equal("integer", math.type(ok.meta.response.analyze_ms))
+    mv.exec("UPDATE pa_src SET d = 0")
+    local bad = mv.refresh("pa_v", { retry = { attempts = 1 } })
+    assert.are.equal("failed", bad.status)
+    assert.matches("division by zero", bad.error, 1, true)
+    assert.are.same({ 'REFRESH MATERIALIZED VIEW "public"."pa_v"' }, bad.meta.sql)
+    assert.is_nil(bad.rows_count)
+    assert.is_nil(bad.meta.response.warnings)
+    -- the view still holds what the last success wrote
+    assert.are.equal(42, mv.query("SELECT count(*)::int AS n FROM pa_v")[1].n)
+    mv.exec("UPDATE pa_src SET d = 1")
   end)
 end)

@@ -452,6 +452,13 @@ static int pipeline_send(PGconn *conn, Session *s, const char *pre, const PgStep
   return 1;
 }
 
+/* CLOCK_MONOTONIC in milliseconds. */
+static long long monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* 64-bit FNV-1a of s: the name of a prepared statement is that of its text. */
 static unsigned long long text_hash(const char *s) {
   unsigned long long h = 14695981039346656037ULL;
@@ -478,15 +485,23 @@ static void prepared_name(char *out, size_t len, const char *sql) {
   snprintf(out, len, "matviews_%016llx", text_hash(sql));
 }
 
-/* Whether a pipeline failed only because a prepared statement of its one
- * transaction was deallocated (DISCARD ALL) or no longer fits the tables:
- * nothing was committed, it may be sent again unprepared. */
+/* Whether result i of a pipeline says its prepared statement was
+ * deallocated (DISCARD ALL) or no longer fits the tables. */
+static int stale_step(const PgStep *steps, PGresult **res, int i) {
+  const char *st = pg_sqlstate(res[i]);
+  return steps[i].prepared && st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0);
+}
+
+/* Whether a pipeline failed because a prepared statement of its first
+ * transaction was stale: that transaction committed nothing, and it may
+ * be sent again unprepared (the transactions after it, the ANALYZE after
+ * a REFRESH, run again with it; when only one of those failed so, the
+ * first committed and nothing is sent again). */
 static int stale_prepared(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
   int any = 0;
   for (int i = 0; i < n; i++) {
-    if (i < n - 1 && steps[i].sync) return 0;
-    const char *st = pg_sqlstate(res[i]);
-    if (steps[i].prepared && st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)) any = 1;
+    any |= stale_step(steps, res, i);
+    if (steps[i].sync) break;
   }
   return any && PQtransactionStatus(conn) == PQTRANS_IDLE;
 }
@@ -496,7 +511,9 @@ static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res
 int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
   int rc = pipeline_run(conn, steps, n, res);
   Session *s = session_of(conn, 0);
-  if (rc == 0 || s == NULL || !stale_prepared(conn, steps, n, res)) return rc;
+  if (rc == 0 || s == NULL) return rc;
+  for (int i = 0; i < n && i < PG_MAX_STEPS; i++) if (stale_step(steps, res, i)) s->n_prepared = 0; /* prepare again */
+  if (!stale_prepared(conn, steps, n, res)) return rc;
   PgStep plain[PG_MAX_STEPS];
   for (int i = 0; i < n && i < PG_MAX_STEPS; i++) { plain[i] = steps[i]; plain[i].prepared = 0; pg_clear(res[i]); }
   s->n_prepared = 0;
@@ -537,6 +554,7 @@ static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res
       PGresult *parsed = prepare[i] ? pipeline_result(conn, &broken) : NULL;
       if (parsed && pg_ok(parsed) && s && s->n_prepared < MAX_PREPARED) s->prepared[s->n_prepared++] = text_hash(steps[i].sql);
       res[i] = broken ? NULL : pipeline_result(conn, &broken);
+      if (steps[i].done_ms) *steps[i].done_ms = monotonic_ms();
       if (parsed && !pg_ok(parsed)) { pg_clear(res[i]); res[i] = parsed; parsed = NULL; } /* its error, not "aborted" */
       pg_clear(parsed);
       if (!broken && (steps[i].sync || i == n - 1) && !pipeline_sync(conn)) broken = 1;
@@ -574,7 +592,7 @@ PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals)
   Session *s = session_of(conn, 0);
   const char *pre = prelude(s);
   if (pre != NULL && PQpipelineStatus(conn) == PQ_PIPELINE_OFF) {
-    PgStep step = { sql, n, vals, 1, 0 };
+    PgStep step = { sql, n, vals, 1, 0, NULL };
     PGresult *res;
     pg_pipeline(conn, &step, 1, &res);
     return res;
@@ -589,7 +607,7 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
   Session *s = session_of(conn, 1);
   char name[32];
   if (s == NULL || PQpipelineStatus(conn) != PQ_PIPELINE_OFF) return pg_exec(conn, sql, n, vals);
-  PgStep step = { sql, n, vals, 1, 1 };
+  PgStep step = { sql, n, vals, 1, 1, NULL };
   PGresult *res = NULL;
   if (!is_prepared(s, text_hash(sql)) || prelude(s) != NULL) {
     pg_pipeline(conn, &step, 1, &res);

@@ -64,6 +64,7 @@ typedef struct {
   const char *const *vals;
   int sync;
   int prepared;       /* matviews's own fixed SQL: run as a prepared statement (see pg_exec_prepared) */
+  long long *done_ms; /* when not NULL: set to the monotonic ms at which the step's result was read */
 } PgStep;
 #define PG_MAX_STEPS 8
 /* Sends the n steps in one round trip (libpq pipeline mode) and fills

@@ -10,6 +10,7 @@
 #define MV_SVC_H
 #include <stddef.h>
 #include <libpq-fe.h>
+#include "pg.h"
 
 #define SQLSTATE_DEPENDENT_OBJECTS  "2BP01"
 #define SQLSTATE_DUPLICATE_TABLE    "42P07"
@@ -128,6 +129,14 @@ long long svc_count(MvSvc *s, MvRel *rel);
  * is not populated; a failed ANALYZE is a warning, not an error), then its
  * row count, so `estimated` reads the fresh statistics. */
 long long svc_count_after(MvSvc *s, MvRel *rel);
+/* The two pipeline steps of that ANALYZE and the count after it (outside
+ * any transaction; the count ends its transaction): steps[0..1], with
+ * vals[0] and *sql (the ANALYZE, freed by the caller) kept by the caller
+ * until they ran. -1 when out of memory. */
+int svc_analyze_steps(MvSvc *s, PgStep *steps, const char **vals, char **sql);
+/* Reads their results (ms: how long they took) as svc_count_after would:
+ * returns the count after the view was filled. */
+long long svc_analyze_taken(MvSvc *s, MvRel *rel, const char *sql, PGresult *analyzed, PGresult *counted, long long ms);
 /* Transaction bracket: SAVEPOINT inside a caller's transaction, else BEGIN
  * (when outer) or nothing. */
 int svc_tx_begin(MvSvc *s, int outer);

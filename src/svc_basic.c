@@ -167,25 +167,36 @@ static void refreshed(MvSvc *s, MvRel *rel, int ok) {
  * alone). A relation that is missing or no materialized view fails the
  * REFRESH, and the lookup's answer gives the error its usual text. (Its
  * commit waits for the WAL flush whatever synchronous_commit says: it
- * drops the view's old files.) */
+ * drops the view's old files.) The ANALYZE and the count after it
+ * (svc_count_after) follow in the same round trip, in a transaction of
+ * their own after the REFRESH's commit; when the REFRESH failed, their
+ * results are dropped (the ANALYZE then read the view as it was, or
+ * failed with it). */
 static void refresh_pipelined(MvSvc *s) {
   MvRel rel;
-  const char *vals[2] = { s->schema, s->d->name };
-  char *sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview);
+  const char *vals[2] = { s->schema, s->d->name }, *avals[1];
+  char *sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview), *asql = NULL;
   if (sql == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return; }
-  PgStep steps[2] = { { SVC_LOOKUP_SQL, 2, vals, 0, 1 }, { sql, 0, NULL, 1, 0 } };
-  PGresult *res[2];
-  pg_pipeline(s->conn, steps, 2, res);
+  long long refreshed_ms = -1, counted_ms = -1;
+  PgStep steps[4] = { { SVC_LOOKUP_SQL, 2, vals, 0, 1, NULL }, { sql, 0, NULL, 1, 0, &refreshed_ms } };
+  int n = 2;
+  if (s->o->analyze && svc_analyze_steps(s, steps + 2, avals, &asql) == 0) { steps[3].done_ms = &counted_ms; n = 4; }
+  PGresult *res[4] = { NULL, NULL, NULL, NULL };
+  pg_pipeline(s->conn, steps, n, res);
   int found = svc_read_lookup(s, res[0], &rel);
   if (svc_require_matview(s, found, &rel) == 0) {
     mv_strlist_add(&s->r->sql, sql);
     s->r->before = svc_count(s, &rel);
     s->r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
     if (!pg_ok(res[1])) svc_fail_res(s, res[1]);
-    refreshed(s, &rel, pg_ok(res[1]));
+    else if (n == 4) {
+      rel.populated = 1;
+      s->r->after = svc_analyze_taken(s, &rel, asql, res[2], res[3], counted_ms - refreshed_ms);
+      s->r->status = MV_ST_UPDATED;
+    } else refreshed(s, &rel, 1);
   }
-  pg_clear(res[0]);
-  pg_clear(res[1]);
+  for (int i = 0; i < n; i++) pg_clear(res[i]);
+  free(asql);
   free(sql);
 }
 

@@ -275,6 +275,45 @@ static void analyze_view(MvSvc *s) {
   free(sql);
 }
 
+/* The count after ANALYZE: the view's fresh reltuples, found by its quoted
+ * name (so that it may be sent before the lookup's answer), in the
+ * ANALYZE's transaction, which it makes commit without waiting for the
+ * WAL flush; or, for row_count none, only that. */
+static const char *const COUNT_AFTER_ANALYZE_SQL =
+  "SELECT reltuples::bigint, set_config('synchronous_commit', 'off', true) FROM pg_class WHERE oid = to_regclass($1)";
+static const char *const NO_COUNT_AFTER_ANALYZE_SQL =
+  "SELECT NULL::bigint, set_config('synchronous_commit', 'off', true) WHERE $1::text IS NOT NULL";
+
+int svc_analyze_steps(MvSvc *s, PgStep *steps, const char **vals, char **sql) {
+  *sql = mv_fmt("ANALYZE %s", s->qview);
+  if (*sql == NULL) return -1;
+  vals[0] = s->qview;
+  PgStep analyze = { *sql, 0, NULL, 0, 0, NULL };
+  PgStep count = { s->o->row_count == MV_RC_ESTIMATED ? COUNT_AFTER_ANALYZE_SQL : NO_COUNT_AFTER_ANALYZE_SQL,
+                   1, vals, 1, 1, NULL };
+  steps[0] = analyze;
+  steps[1] = count;
+  return 0;
+}
+
+long long svc_analyze_taken(MvSvc *s, MvRel *rel, const char *sql, PGresult *analyzed, PGresult *counted, long long ms) {
+  long long n = -1;
+  int ok = pg_ok(analyzed) && pg_ok(counted);
+  rel->count_fresh = 0; /* reltuples read before ANALYZE are stale */
+  if (ok) {
+    s->r->analyze_ms = ms < 0 ? 0 : ms;
+    mv_strlist_add(&s->r->sql, sql);
+    if (pg_nrows(counted) == 1 && pg_value(counted, 0, 0)) n = strtoll(pg_value(counted, 0, 0), NULL, 10);
+  } else {
+    const char *why = PQresultErrorField(pg_ok(analyzed) ? counted : analyzed, PG_DIAG_MESSAGE_PRIMARY);
+    char *w = mv_fmt("ANALYZE %s failed: %s", s->qview, why ? why : "no result");
+    if (w) mv_strlist_add(&s->r->warnings, w);
+    free(w);
+  }
+  if (!ok) return svc_count(s, rel);
+  return s->o->row_count == MV_RC_NONE || n < 0 ? -1 : n;
+}
+
 /* ANALYZE and the estimated count after it in one round trip, outside any
  * transaction: one transaction that commits without waiting for its WAL to
  * be flushed (synchronous_commit off for it alone, set by the count). The
@@ -284,36 +323,19 @@ static void analyze_view(MvSvc *s) {
  * ANALYZE (the count is then skipped) falls back to the count alone, with
  * the warning. Returns the count. */
 static long long analyze_count_pipelined(MvSvc *s, MvRel *rel) {
-  char oid[16];
-  const char *vals[1] = { oid };
-  char *sql = mv_fmt("ANALYZE %s", s->qview);
-  rel->count_fresh = 0; /* reltuples read before ANALYZE are stale */
-  if (sql == NULL) return svc_count(s, rel);
-  snprintf(oid, sizeof oid, "%u", rel->oid);
-  PgStep steps[2] = {
-    { sql, 0, NULL, 0, 0 },
-    { s->o->row_count == MV_RC_ESTIMATED
-        ? "SELECT reltuples::bigint, set_config('synchronous_commit', 'off', true) FROM pg_class WHERE oid = $1::oid"
-        : "SELECT NULL::bigint, set_config('synchronous_commit', 'off', true) WHERE $1::oid IS NOT NULL", 1, vals, 1, 1 } };
+  PgStep steps[2];
+  const char *vals[1];
+  char *sql;
   PGresult *res[2];
-  long long t0 = mv_now_ms(), n = -1;
+  rel->count_fresh = 0;
+  if (svc_analyze_steps(s, steps, vals, &sql) < 0) return svc_count(s, rel);
+  long long t0 = mv_now_ms();
   pg_pipeline(s->conn, steps, 2, res);
-  if (pg_ok(res[0]) && pg_ok(res[1])) {
-    s->r->analyze_ms = mv_now_ms() - t0;
-    mv_strlist_add(&s->r->sql, sql);
-    if (pg_nrows(res[1]) == 1 && pg_value(res[1], 0, 0)) n = strtoll(pg_value(res[1], 0, 0), NULL, 10);
-  } else {
-    const char *why = PQresultErrorField(pg_ok(res[0]) ? res[1] : res[0], PG_DIAG_MESSAGE_PRIMARY);
-    char *w = mv_fmt("ANALYZE %s failed: %s", s->qview, why ? why : "no result");
-    if (w) mv_strlist_add(&s->r->warnings, w);
-    free(w);
-  }
-  int counted = pg_ok(res[0]) && pg_ok(res[1]);
+  long long n = svc_analyze_taken(s, rel, sql, res[0], res[1], mv_now_ms() - t0);
   pg_clear(res[0]);
   pg_clear(res[1]);
   free(sql);
-  if (!counted) return svc_count(s, rel);
-  return s->o->row_count == MV_RC_NONE || n < 0 ? -1 : n;
+  return n;
 }
 
 long long svc_count_after(MvSvc *s, MvRel *rel) {
