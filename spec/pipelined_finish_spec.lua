@@ -91,6 +91,32 @@ describe("pipelined finishes in a refresh batch", function()
     assert.is_true(no_advisory_locks())
     mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE id = $1", ids[2])
   end)
+
+  it("reconnects a recorder lost while its finish was pending and writes the row", function()
+    -- the first finish of pf_b ends its own session (the recorder's)
+    mv.exec("CREATE SEQUENCE pf_kill")
+    mv.exec([[CREATE FUNCTION pf_kill_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status IN (2, 3) AND OLD.status = 1 AND NEW.mat_view_definition_id =
+             (SELECT id FROM mat_view_definitions WHERE name = 'pf_b') AND nextval('pf_kill') = 1 THEN
+          PERFORM pg_terminate_backend(pg_backend_pid());
+        END IF;
+        RETURN NEW;
+      END $$]])
+    mv.exec([[CREATE TRIGGER pf_kill BEFORE UPDATE ON mat_view_refresh_runs FOR EACH ROW EXECUTE FUNCTION pf_kill_finish()]])
+    local r = H.mv("--yes --json refresh pf_a pf_b pf_c")
+    mv.exec("DROP TRIGGER pf_kill ON mat_view_refresh_runs")
+    assert.are.equal(0, r.code, r.err)
+    local out = mv.json.decode(r.out)
+    local ids = {}
+    for i, run in ipairs(out) do ids[i] = run.id; assert.are.equal("success", run.status) end
+    local st = rows(ids)
+    assert.are.same({ 2, 2, 2 }, { st[1].status, st[2].status, st[3].status })
+    assert.is_string(out[2].finished_at)
+    -- pf_b's finish ran twice: the pending one ended its session, the one written again passed
+    assert.are.equal(3, mv.query("SELECT nextval('pf_kill')::int AS n")[1].n)
+    assert.is_true(no_advisory_locks())
+  end)
 end)
 
 -- A regular refresh sends its ANALYZE and count in the REFRESH's round
