@@ -1,9 +1,11 @@
--- Round trips a recorded refresh saves. A batch's finishes are pipelined (recorder.c finish_pipelined): sent
--- without waiting, their result read before the recorder's next statement.
--- Every run is still finalised, the returned runs carry the row's
--- timestamps by the time the batch prints them, a finish that fails on the
--- server is written again, and one that cannot be written is reported on
--- stderr with its lock released, and its run counted failed.
+-- Round trips a recorded refresh saves. A batch's finishes are pipelined
+-- (recorder.c finish_pipelined): sent without waiting, the next run's begin
+-- sent behind them, their result read first. Every run is still finalised,
+-- the returned runs carry the row's timestamps by the time the batch prints
+-- them, a finish that fails on the server is written again (on a new
+-- connection when the session was lost, the begin behind it too), and one
+-- that cannot be written is reported on stderr with its lock released, and
+-- its run counted failed.
 local H = require "spec.helper"
 local mv = require "matviews"
 
@@ -92,7 +94,7 @@ describe("pipelined finishes in a refresh batch", function()
     mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE id = $1", ids[2])
   end)
 
-  it("reconnects a recorder lost while its finish was pending and writes the row", function()
+  it("reconnects a recorder lost while its finish was pending, writes the row and begins the next run", function()
     -- the first finish of pf_b ends its own session (the recorder's)
     mv.exec("CREATE SEQUENCE pf_kill")
     mv.exec([[CREATE FUNCTION pf_kill_finish() RETURNS trigger LANGUAGE plpgsql AS $$
