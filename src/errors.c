@@ -63,6 +63,18 @@ static int l_is_error(lua_State *L) {
   return 1;
 }
 
+/* mv.error_message(e): the text of what a pcall caught, without the
+ * SQLSTATE: an error's (or any table's) message, else tostring(e). */
+static int l_error_message(lua_State *L) {
+  lua_settop(L, 1);
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getfield(L, 1, "message") != LUA_TNIL) {
+    luaL_tolstring(L, -1, NULL);
+    return 1;
+  }
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 void mv_register_errors(lua_State *L) {
   if (luaL_newmetatable(L, MV_ERROR_MT)) {     /* [core mt] */
     lua_pushcfunction(L, error_tostring);
@@ -75,4 +87,6 @@ void mv_register_errors(lua_State *L) {
   lua_setfield(L, -2, "error");
   lua_pushcfunction(L, l_is_error);
   lua_setfield(L, -2, "is_error");
+  lua_pushcfunction(L, l_error_message);
+  lua_setfield(L, -2, "error_message");
 }

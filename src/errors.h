@@ -15,7 +15,8 @@ void mv_error_setmt(lua_State *L);
 void mv_error_push(lua_State *L, const char *message, const char *sqlstate);
 /* Raises the error on the top of the stack. */
 int mv_error_raise(lua_State *L);
-/* Registers the metatable and `error` (constructor) in the table at -1. */
+/* Registers the metatable, `error` (constructor), `is_error` and
+ * `error_message` (the text of a caught error) in the table at -1. */
 void mv_register_errors(lua_State *L);
 
 #endif

@@ -182,8 +182,8 @@ static PGconn *read_opts(lua_State *L, MvOpts *o) {
     const char *rc = lua_tostring(L, -1);
     for (which = 0; strategies[which] && !(rc && strcmp(rc, strategies[which]) == 0); which++) {}
     if (strategies[which] == NULL)
-      raise_msg(L, lua_pushfstring(L, "services: row_count_strategy must be \"none\", \"estimated\" or \"exact\" (got %s)",
-                                   luaL_tolstring(L, -1, NULL)));
+      raise_msg(L, lua_pushfstring(L, "services: row_count_strategy must be \"%s\", \"%s\" or \"%s\" (got %s)",
+                                   strategies[0], strategies[1], strategies[2], luaL_tolstring(L, -1, NULL)));
   }
   o->row_count = (MvRowCount)which;
   lua_pop(L, 1);

@@ -250,16 +250,19 @@ static int l_begin(lua_State *L) {
  * the view's lock) into err. */
 static void describe_holder(Run *run, char *err, size_t errlen) {
   const char *vals[2] = {run->schema, run->name};
-  PGresult *res = pg_exec(run->rec,
+  char runs[512] = "", sql[1536];
+  size_t used = 0;
+  for (int op = 0; op < MV_N_OPS && used < sizeof runs; op++)     /* the running runs of every op */
+    used += (size_t)snprintf(runs + used, sizeof runs - used, "%s SELECT '%s' AS op, process_pid, hostname,"
+                             " started_at, backend_pid, status FROM %s", op ? " UNION ALL" : "", OPS[op], RUN_TABLES[op]);
+  snprintf(sql, sizeof sql,
     "SELECT r.process_pid, r.hostname, r.op, l.pid FROM pg_locks l LEFT JOIN LATERAL ("
-    " SELECT op, process_pid, hostname, started_at FROM ("
-    "  SELECT 'create' AS op, process_pid, hostname, started_at, backend_pid, status FROM mat_view_create_runs"
-    "  UNION ALL SELECT 'refresh', process_pid, hostname, started_at, backend_pid, status FROM mat_view_refresh_runs"
-    "  UNION ALL SELECT 'delete', process_pid, hostname, started_at, backend_pid, status FROM mat_view_delete_runs) x"
-    " WHERE x.status = 1 AND x.backend_pid = l.pid ORDER BY started_at DESC LIMIT 1) r ON true"
+    " SELECT op, process_pid, hostname, started_at FROM (%s) x"
+    " WHERE x.status = %d AND x.backend_pid = l.pid ORDER BY started_at DESC LIMIT 1) r ON true"
     " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND ((l.classid::bigint << 32) | l.objid::bigint) = " MV_LOCK_KEY_SQL("$1", "$2") " LIMIT 1", 2, vals);
+    " AND ((l.classid::bigint << 32) | l.objid::bigint) = " MV_LOCK_KEY_SQL("$1", "$2") " LIMIT 1", runs, MV_RUN_RUNNING);
+  PGresult *res = pg_exec(run->rec, sql, 2, vals);
   if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0))
     snprintf(err, errlen, "%s: %s already running in pid %s on %s", run->name,
              pg_value(res, 0, 2), pg_value(res, 0, 0), pg_value(res, 0, 1) ? pg_value(res, 0, 1) : "?");

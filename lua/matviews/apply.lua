@@ -9,6 +9,7 @@ local dsl = require "matviews.dsl"
 local plan = require "matviews.plan"
 
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 -- Marks a table as a JSON array (written [] when empty) where the output
 -- module can (matviews.output.array); else returns it as it is.
@@ -44,7 +45,7 @@ local function sync_live(c, fc)
   for _, sql in ipairs(done) do
     local ok, err = pcall(c.exec, c, sql)
     if not ok then
-      raise({ message = ("view %s: %s: %s"):format(fc.name, sql, type(err) == "table" and err.message or tostring(err)),
+      raise({ message = ("view %s: %s: %s"):format(fc.name, sql, error_message(err)),
         sqlstate = type(err) == "table" and err.sqlstate or nil })
     end
   end

@@ -8,6 +8,7 @@
 --   audit = { min_rows = 1, max_row_change = 0.5, not_null = { "user_id" },
 --             unique = { "user_id" }, sql = { "select count(*) = 0 from {new} where total < 0" } }
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 -- The keys an audit may have, and what each must be.
 M.KEYS = { min_rows = "a whole number", max_row_change = "a number (0.5 = 50%)",
@@ -76,7 +77,7 @@ function M.describe(conn, sql)
   if not ok then
     conn:exec("ROLLBACK TO SAVEPOINT matviews_audit")
     conn:exec("RELEASE SAVEPOINT matviews_audit")
-    return "does not plan (" .. (type(e) == "table" and tostring(e.message) or tostring(e)) .. ")"
+    return "does not plan (" .. error_message(e) .. ")"
   end
   conn:exec("RELEASE SAVEPOINT matviews_audit")
   if writes then return "must only read (it writes: INSERT, UPDATE, DELETE or MERGE)" end

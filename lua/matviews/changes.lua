@@ -30,6 +30,8 @@
 local M = {}
 
 local function mv() return require "matviews" end
+local vocab = require "matviews.vocab"
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 M.TRIGGER = "matviews_track_changes"
 M.EVENT_TRIGGER = "matviews_track_matviews"
@@ -151,7 +153,7 @@ function M.install(c, views)
             end)
             if ok then out.installed[#out.installed + 1] = t.name
             else out.warnings[#out.warnings + 1] = ("%s: cannot track changes of %s (%s): it is always refreshed")
-              :format(def.name, t.name, tostring(type(err) == "table" and err.message or err)) end
+              :format(def.name, t.name, error_message(err)) end
           elseif #c:query("SELECT 1 FROM matviews_tracked_relations WHERE relid = $1::oid", t.relid) == 0 then
             c:exec("INSERT INTO matviews_tracked_relations (relid, tracked_since) VALUES ($1::oid, pg_current_xact_id())", t.relid)
           end
@@ -174,7 +176,7 @@ function M.install(c, views)
     end)
     if ok then out.installed[#out.installed + 1] = "(event trigger) " .. M.EVENT_TRIGGER
     else out.warnings[#out.warnings + 1] = ("cannot track refreshes of materialized views (%s): views reading one are always refreshed")
-      :format(tostring(type(err) == "table" and err.message or err)) end
+      :format(error_message(err)) end
   end
   return out
 end
@@ -183,13 +185,13 @@ end
 -- that filled the view (a refresh, one skipped as unchanged, or a create
 -- that populated it), or nil.
 function M.baseline(conn, id)
-  local rows = conn:query([[SELECT snap FROM (
-      (SELECT meta->>'snapshot' AS snap, created_at, id FROM mat_view_refresh_runs
-        WHERE mat_view_definition_id = $1 AND status = 2 AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
+  local rows = conn:query(vocab.sql[[SELECT snap FROM (
+      (SELECT meta->>'snapshot' AS snap, created_at, id FROM {refresh_runs}
+        WHERE mat_view_definition_id = $1 AND status = {success} AND coalesce(meta->>'skipped', 'unchanged') = 'unchanged'
         ORDER BY created_at DESC, id DESC LIMIT 1)
       UNION ALL
-      (SELECT meta->>'snapshot', created_at, id FROM mat_view_create_runs
-        WHERE mat_view_definition_id = $1 AND status = 2
+      (SELECT meta->>'snapshot', created_at, id FROM {create_runs}
+        WHERE mat_view_definition_id = $1 AND status = {success}
           AND coalesce(meta->>'no_data', meta->'request'->>'no_data', 'false') <> 'true'
         ORDER BY created_at DESC, id DESC LIMIT 1)) x
     ORDER BY created_at DESC, id DESC LIMIT 1]], id)

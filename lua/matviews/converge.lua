@@ -12,6 +12,7 @@
 local actions = require "matviews.actions"
 
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 local array = require("matviews.output").array
 
@@ -50,7 +51,7 @@ local function job(mv, conn, a, op, opts)
   opts.inline = true
   local ok, run = pcall(mv.jobs.run, op, a.id or id_of(mv, conn, a.key), opts)
   if not ok then
-    a.status, a.error = "failed", type(run) == "table" and tostring(run.message) or tostring(run)
+    a.status, a.error = "failed", error_message(run)
     return false
   end
   a.status, a.run_id, a.duration_ms = run.status, run.id, run.duration_ms
@@ -62,7 +63,7 @@ end
 local function statement(conn, a)
   local ok, err = pcall(conn.exec, conn, a.sql)
   a.status = ok and "success" or "failed"
-  if not ok then a.error = type(err) == "table" and tostring(err.message) or tostring(err) end
+  if not ok then a.error = error_message(err) end
   return ok
 end
 

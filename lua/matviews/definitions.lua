@@ -144,7 +144,7 @@ end
 local function options_check(o)
   local rc = o.row_count
   if rc ~= nil and not M.ROW_COUNTS[rc] then
-    invalid("options", 'row_count must be "none", "estimated" or "exact"')
+    invalid("options", "row_count must be " .. vocab.quoted(M.ROW_COUNT_LIST, " or "))
   end
   if o.analyze ~= nil and type(o.analyze) ~= "boolean" then
     invalid("options", "analyze must be a boolean")
@@ -182,7 +182,7 @@ function M.validate(tbl, stored)
   local strategy = is_null(tbl.refresh_strategy) and "regular" or tbl.refresh_strategy
   if math.type(strategy) == "integer" then strategy = STRATEGY_NAMES[strategy] or strategy end
   if M.STRATEGIES[strategy] == nil then
-    invalid("refresh_strategy", ('must be "regular", "concurrent" or "swap" (got %s)'):format(tostring(strategy)))
+    invalid("refresh_strategy", ("must be %s (got %s)"):format(vocab.quoted(vocab.STRATEGY_LIST, " or "), tostring(strategy)))
   end
   local d = {
     schema_name = not is_null(tbl.schema_name) and tbl.schema_name or nil,

@@ -8,11 +8,13 @@
 local config = require "matviews.config"
 
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 -- Raises a matviews error table (message [, sqlstate]).
 local function raise(e) require("matviews.core").error(e) end
 
 local definitions = require "matviews.definitions"
+local vocab = require "matviews.vocab"
 local STRATEGIES = definitions.STRATEGIES
 local ROW_COUNTS = definitions.ROW_COUNTS
 local PRIVILEGES = definitions.PRIVILEGES
@@ -87,7 +89,7 @@ end
 -- checked once every file is loaded).
 function normalise.strategy(v)
   if STRATEGIES[v] or (type(v) == "string" and v:match("^[%a_][%w_]*$")) then return v end
-  return nil, 'one of "regular", "concurrent", "swap" or a declared strategy name'
+  return nil, "one of " .. vocab.quoted(vocab.STRATEGY_LIST) .. " or a declared strategy name"
 end
 
 -- audit = { min_rows = 1, ... }: see matviews.audit.
@@ -190,7 +192,7 @@ function normalise.comment(v)
 end
 
 function normalise.row_count(v)
-  if not ROW_COUNTS[v] then return nil, 'one of "none", "estimated", "exact"' end
+  if not ROW_COUNTS[v] then return nil, "one of " .. vocab.quoted(definitions.ROW_COUNT_LIST) end
   return v
 end
 
@@ -285,7 +287,7 @@ local function check_view(state, name, body, line, schema)
     local valid, err = pcall(require("matviews.definitions").validate, M.to_catalog(def))
     if not valid then
       local key = type(err) == "table" and M.KEY_OF_FIELD[err.field]
-      local msg = type(err) == "table" and tostring(err.message) or tostring(err)
+      local msg = error_message(err)
       if key then msg = "key '" .. key .. "': " .. msg:gsub("^invalid [%w_]+: ", "") end
       fail(key, msg); ok = false
     end
@@ -306,7 +308,7 @@ local function environment(state)
     local line = debug.getinfo(2, "l").currentline
     return function(fn)
       local ok, e = pcall(require("matviews.strategies").define, name, fn, state.file, line, false, true)
-      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e) end
+      if not ok then state.errors[#state.errors + 1] = error_message(e) end
     end
   end
   -- view "name" { ... }
@@ -371,7 +373,7 @@ function M.load_dir(dir)
     else
       state.pending = {}
       local ok, e = pcall(config.bounded, "definition file", chunk)
-      if not ok then state.errors[#state.errors + 1] = tostring(type(e) == "table" and e.message or e)
+      if not ok then state.errors[#state.errors + 1] = error_message(e)
       else
         local calls = {}
         for call in pairs(state.pending) do calls[#calls + 1] = call end

@@ -41,10 +41,7 @@ local function applies(hook, run)
   return hook.view == run.view or hook.view == meta_view
 end
 
-local function message(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
-end
+local message = require("matviews.core").error_message -- the text of a caught error
 
 -- Calls the hooks that apply to run (after its row is finalised). Returns
 -- the number of hooks that failed.

@@ -12,6 +12,7 @@ local M = {
   json = cjson,
   error = core.error,
   is_error = core.is_error,
+  error_message = core.error_message,
   connect = core.connect,
   options = package.loaded["matviews.options"] or {},
 }

@@ -19,6 +19,7 @@
 local core = require "matviews.core"
 local vocab = require "matviews.vocab"
 local recorder = core.recorder
+local error_message = core.error_message -- the text of a caught error
 
 local M = {}
 
@@ -137,7 +138,7 @@ local function call_strategy(job)
     resp.success = true
     return true, resp
   end
-  local msg = type(r) == "table" and tostring(r.message) or tostring(r)
+  local msg = error_message(r)
   local e = { message = ("strategy \"%s\" (%s:%d) failed: %s"):format(s.name, s.file, s.line, msg),
     sqlstate = type(r) == "table" and r.sqlstate or nil, details = type(r) == "table" and r.details or nil }
   local conn = job.options.conn
@@ -192,7 +193,7 @@ local function attempts(job)
     if not recorder.sleep(wait) then return resp, records end
     if why == "connection_lost" then
       local ok, fresh = pcall(job.reconnect, job.options.conn)
-      if not ok then rec.reconnect_error = type(fresh) == "table" and fresh.message or tostring(fresh); return resp, records end
+      if not ok then rec.reconnect_error = error_message(fresh); return resp, records end
       job.options.conn = fresh
     end
   end
@@ -322,7 +323,7 @@ local function recorder_or_failed_run(op, ref, conn, cfg, opts)
   if ok then return rec end
   local def = (conn:is_open() and conn:is_connected()) and mv().definitions.find(ref, conn)
   if not def then error(rec, 0) end
-  local message = type(rec) == "table" and tostring(rec.message) or tostring(rec)
+  local message = error_message(rec)
   local rok, run = pcall(M.record_failed, conn, op, def, message, { recorder_unavailable = true },
     opts.record_timeout_ms or cfg.record_timeout_ms)
   if not rok then error(rec, 0) end
@@ -434,7 +435,7 @@ function M.delete(ref, opts) return M.submit("delete", ref, opts) end
 -- running, and its recorder backend is gone (no backend with that pid that
 -- started before the run did).
 function M.orphaned_sql(alias)
-  return ([[(A.status = 1 AND A.backend_pid IS NOT NULL AND NOT EXISTS (
+  return (vocab.sql[[(A.status = {running} AND A.backend_pid IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM pg_stat_activity psa WHERE psa.pid = A.backend_pid
       AND (psa.backend_start IS NULL OR psa.backend_start <= A.started_at)))]]):gsub("A%.", alias .. ".")
 end
@@ -450,8 +451,9 @@ end
 -- view, started_at, backend_pid, hostname, process_pid }, oldest first.
 function M.orphaned_runs(conn)
   conn = conn or mv().conn()
-  return conn:query(orphan_select("create") .. " UNION ALL " .. orphan_select("refresh")
-    .. " UNION ALL " .. orphan_select("delete") .. " ORDER BY started_at, id")
+  local selects = {}
+  for i, op in ipairs(vocab.OPS) do selects[i] = orphan_select(op) end
+  return conn:query(table.concat(selects, " UNION ALL ") .. " ORDER BY started_at, id")
 end
 
 local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended before finishing; finalised by reconcile"
@@ -460,7 +462,7 @@ local ORPHAN_ERROR = "orphaned: the process running it (pid %s on %s) ended befo
 local function reconcile_runs(conn)
   local out = {}
   for _, op in ipairs(vocab.OPS) do
-    local rows = conn:query(([[UPDATE %s r SET status = 3, finished_at = clock_timestamp(),
+    local rows = conn:query((vocab.sql[[UPDATE %s r SET status = {failed}, finished_at = clock_timestamp(),
         updated_at = clock_timestamp(),
         error = format($1::text, coalesce(r.process_pid::text, '?'), coalesce(r.hostname, '?')),
         meta = r.meta || jsonb_build_object('orphaned', true, 'reconciled_at', clock_timestamp())
@@ -517,7 +519,7 @@ function M.drop_swap_leftovers(conn)
     local ok, e = pcall(conn.exec, conn, ("DROP MATERIALIZED VIEW IF EXISTS %s.%s")
       :format(conn:quote_ident(r.schema), conn:quote_ident(r.relname)))
     if ok then dropped[#dropped + 1] = rel
-    else skipped[#skipped + 1] = { relation = rel, error = type(e) == "table" and e.message or tostring(e) } end
+    else skipped[#skipped + 1] = { relation = rel, error = error_message(e) } end
   end
   return dropped, skipped
 end

@@ -9,6 +9,7 @@ local output = require "matviews.output"
 local prompt = require "matviews.prompt"
 local progress = require "matviews.progress"
 local targets = require "matviews.targets"
+local error_message = require("matviews.core").error_message -- the text of a caught error
 local ROW_COUNTS = require("matviews.definitions").ROW_COUNTS
 
 local M = {}
@@ -155,7 +156,7 @@ local function run_one(mv, op, d, opts)
   local ok, run = pcall(mv.jobs[op], d.name, opts)
   if ok and type(run) == "table" then return run end
   return { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
-    error = ok and "the job returned no run" or tostring(type(run) == "table" and run.message or run) }
+    error = ok and "the job returned no run" or error_message(run) }
 end
 
 -- The runs that failed, counted once every finish is read (mv.jobs.flush):

@@ -30,9 +30,10 @@ end
 -- The run in progress of definition id, other than run_id: { op, id } or nil.
 function M.running(conn, id, run_id)
   local parts = {}
-  for _, op in ipairs(require("matviews.catalog").OPS) do
-    parts[#parts + 1] = ("SELECT '%s' AS op, id, started_at FROM %s WHERE mat_view_definition_id = $1 AND status = 1 AND id <> $2")
-      :format(op, require("matviews.catalog").RUN_TABLES[op])
+  local vocab = require "matviews.vocab"
+  for _, op in ipairs(vocab.OPS) do
+    parts[#parts + 1] = ("SELECT '%s' AS op, id, started_at FROM %s WHERE mat_view_definition_id = $1 AND status = %d AND id <> $2")
+      :format(op, vocab.RUN_TABLES[op], vocab.STATUS_CODE.running)
   end
   local rows = conn:query("SELECT op, id FROM (" .. table.concat(parts, " UNION ALL ") .. ") x ORDER BY started_at LIMIT 1",
     id, run_id or 0)

@@ -25,6 +25,7 @@
 -- failed), no other view is started (none gets a run), and the result says
 -- how many were not started (interrupted = N); a second one exits at once.
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 local STATUS_FAILED = require("matviews.vocab").STATUS_CODE.failed
 
@@ -67,7 +68,7 @@ local function with_conn(st, fn)
     if try == 6 or (st.conn:is_open() and st.conn:is_connected()) then error(r, 0) end
     if try == 1 then
       io.stderr:write(("matviews: refresh coordinator lost its connection (%s); reconnecting\n")
-        :format((tostring(type(r) == "table" and r.message or r):gsub("\n.*", ""))))
+        :format((error_message(r):gsub("\n.*", ""))))
     end
     mv.core.sys.sleep_ms(wait)
     wait = math.min(wait * 2, 2000)
@@ -92,7 +93,7 @@ local function record_failed(st, node, msg, meta)
   end)
   if ok then return run.id end
   io.stderr:write(("matviews: could not record that %s was not refreshed (%s)\n"):format(node.name,
-    type(run) == "table" and tostring(run.message) or tostring(run)))
+    error_message(run)))
 end
 
 -- Records that `name` was not refreshed because `upstream` failed: a failed
@@ -202,7 +203,7 @@ function M.serve()
   mv.config()
   mv.core.slot_wait(0) -- a worker the server has no slot for says so and is dropped
   local ok, err = pcall(function() mv.jobs.recorder(mv.conn()) end)
-  send(1, { ready = ok, error = not ok and (type(err) == "table" and tostring(err.message) or tostring(err)) or nil })
+  send(1, { ready = ok, error = not ok and error_message(err) or nil })
   if not ok then os.exit(1) end
   local buf = ""
   while true do
@@ -212,7 +213,7 @@ function M.serve()
     for line in buf:gmatch("([^\n]*)\n") do
       local job = mv.json.decode(line)
       local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, M.job_options(job))
-      if not jok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
+      if not jok then run = { status = "failed", error = error_message(run) } end
       recorder.pending(true)
       send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
         rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
@@ -310,7 +311,7 @@ local function run_here(st, opts)
   st.running[1] = rec
   st.emit("start", rec)
   local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, M.job_options(opts))
-  if not ok then run = { status = "failed", error = type(run) == "table" and tostring(run.message) or tostring(run) } end
+  if not ok then run = { status = "failed", error = error_message(run) } end
   st.running = {}
   from_run(rec, run)
   on_finished(st, rec)

@@ -9,6 +9,7 @@ local dsl = require "matviews.dsl"
 local cjson = require "cjson"
 
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 -- Marks a table as a JSON array (written [] when empty) where the output
 -- module can (matviews.output.array); else returns it as it is.
@@ -159,7 +160,7 @@ local function normal_sql(conn, sql)
     error(rollback, 0)
   end, conn)
   if not ok and res == rollback then return rollback.def end
-  return nil, type(res) == "table" and res.message or tostring(res)
+  return nil, error_message(res)
 end
 
 -- The live state of definition d (catalog fields) against the database:

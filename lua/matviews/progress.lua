@@ -9,6 +9,7 @@ local M = {}
 M.__index = M
 
 local sys = require("matviews.core").sys
+local vocab = require "matviews.vocab"
 
 -- "850ms", "12.3s", "2m05s".
 function M.format_elapsed(ms)
@@ -18,15 +19,17 @@ function M.format_elapsed(ms)
   return ("%dm%02ds"):format(math.floor(s / 60), math.floor(s % 60))
 end
 
+local MEDIAN_SQL = vocab.sql[[SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::bigint AS m
+      FROM (SELECT duration_ms FROM %s WHERE mat_view_definition_id = $1 AND status = {success} AND duration_ms IS NOT NULL
+            ORDER BY created_at DESC, id DESC LIMIT 20) x]]
+
 -- The median duration (ms) of the last 20 successful runs of op of
 -- definition id; nil when there is none (or it cannot be read).
 function M.median_ms(op, id)
-  local tbl = require("matviews.catalog").RUN_TABLES[op]
+  local tbl = vocab.RUN_TABLES[op]
   if not tbl or id == nil then return nil end
   local ok, rows = pcall(function()
-    return require("matviews").conn():query(([[SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms)::bigint AS m
-      FROM (SELECT duration_ms FROM %s WHERE mat_view_definition_id = $1 AND status = 2 AND duration_ms IS NOT NULL
-            ORDER BY created_at DESC, id DESC LIMIT 20) x]]):format(tbl), id)
+    return require("matviews").conn():query(MEDIAN_SQL:format(tbl), id)
   end)
   if ok and rows[1] and math.type(rows[1].m) == "integer" then return rows[1].m end
   return nil

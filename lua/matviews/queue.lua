@@ -5,8 +5,19 @@
 -- runs inline (matviews.jobs.run) and its row gets the run's outcome.
 local cjson = require "cjson"
 local core = require "matviews.core"
+local vocab = require "matviews.vocab"
+local error_message = core.error_message -- the text of a caught error
 
 local M = {}
+
+-- The job statuses (defined once, in matviews.vocab): the run statuses of
+-- matviews.catalog plus 4, a pending job cancelled by `matviews queue
+-- cancel` (never claimed: claim takes pending ones only).
+M.STATUS, M.STATUS_CODE = vocab.JOB_STATUS, vocab.JOB_STATUS_CODE
+local CODE = M.STATUS_CODE
+
+-- SQL with {name} as the code of job status name, written in at load.
+local function sql(text) return vocab.sql(text, CODE) end
 
 local function mv() return require "matviews" end
 
@@ -34,7 +45,7 @@ end
 -- transaction the job is queued only if it commits). Returns
 -- { queued = true, job_id = n, op, view }.
 function M.enqueue(op, ref, opts)
-  if op ~= "create" and op ~= "refresh" and op ~= "delete" then
+  if not vocab.RUN_TABLES[op] then
     mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)")
   end
   opts = opts or {}
@@ -46,14 +57,14 @@ function M.enqueue(op, ref, opts)
 end
 
 -- Claims the oldest pending job for this process; nil when there is none.
-function M.claim(conn)
-  local rows = conn:query([[UPDATE matviews_jobs j SET status = 1, started_at = clock_timestamp(),
+local CLAIM_SQL = sql[[UPDATE matviews_jobs j SET status = {running}, started_at = clock_timestamp(),
       worker_hostname = $1, worker_pid = $2, backend_pid = pg_backend_pid(), updated_at = clock_timestamp()
-    WHERE j.id = (SELECT id FROM matviews_jobs WHERE status = 0 AND run_after <= clock_timestamp()
-                  ORDER BY run_after, id FOR UPDATE SKIP LOCKED LIMIT 1) AND j.status = 0
+    WHERE j.id = (SELECT id FROM matviews_jobs WHERE status = {pending} AND run_after <= clock_timestamp()
+                  ORDER BY run_after, id FOR UPDATE SKIP LOCKED LIMIT 1) AND j.status = {pending}
     RETURNING j.id, j.op, j.mat_view_definition_id, j.options,
-      (SELECT name FROM mat_view_definitions d WHERE d.id = j.mat_view_definition_id) AS view]],
-    core.sys.hostname(), core.sys.getpid())
+      (SELECT name FROM mat_view_definitions d WHERE d.id = j.mat_view_definition_id) AS view]]
+function M.claim(conn)
+  local rows = conn:query(CLAIM_SQL, core.sys.hostname(), core.sys.getpid())
   return rows[1]
 end
 
@@ -85,10 +96,10 @@ function M.work_one(conn)
     out.status, out.run_id, out.error, out.duration_ms = run.status, run.id, run.error, run.duration_ms
   else
     out.status = "failed"
-    out.error = type(run) == "table" and tostring(run.message or run) or tostring(run)
+    out.error = error_message(run)
   end
   local conn2 = conn:is_connected() and conn or mv().conn()
-  finish(conn2, job.id, out.status == "success" and 2 or 3, out.run_id, out.error)
+  finish(conn2, job.id, out.status == "success" and CODE.success or CODE.failed, out.run_id, out.error)
   if not ok and tostring(out.error):match("interrupted!$") then error(run, 0) end
   return out
 end
@@ -98,18 +109,13 @@ local DEAD_WORKER = "worker %s on %s ended before finishing this job; failed by 
 -- Fails running jobs whose worker's session is gone; returns them.
 function M.reconcile(conn)
   conn = conn or mv().conn()
-  return conn:query(([[UPDATE matviews_jobs j SET status = 3, finished_at = clock_timestamp(),
+  return conn:query((sql[[UPDATE matviews_jobs j SET status = {failed}, finished_at = clock_timestamp(),
       updated_at = clock_timestamp(),
       error = format($1::text, coalesce(j.worker_pid::text, '?'), coalesce(j.worker_hostname, '?'))
     WHERE %s RETURNING j.id AS job_id, j.op, j.error,
       (SELECT name FROM mat_view_definitions d WHERE d.id = j.mat_view_definition_id) AS view]])
     :format(require("matviews.jobs").orphaned_sql("j")), DEAD_WORKER)
 end
-
--- The job statuses: the run statuses of matviews.catalog plus 4, a pending
--- job cancelled by `matviews queue cancel` (never claimed: claim takes 0).
-M.STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed", [4] = "cancelled" }
-M.STATUS_CODE = { pending = 0, running = 1, success = 2, failed = 3, cancelled = 4 }
 
 -- Counts of jobs by status: { pending = n, running = n, success = n,
 -- failed = n, cancelled = n }.
@@ -161,7 +167,7 @@ function M.retry(id, conn)
   return mv().transaction(function(c)
     local j = job(c, id)
     c:exec("SELECT 1 FROM matviews_jobs WHERE id = $1 FOR UPDATE", id)
-    if j.status ~= M.STATUS_CODE.failed and j.status ~= M.STATUS_CODE.cancelled then
+    if j.status ~= CODE.failed and j.status ~= CODE.cancelled then
       mv().error(("job %d is %s: only failed or cancelled jobs are retried"):format(id, M.STATUS[j.status]))
     end
     local row = c:query([[INSERT INTO matviews_jobs (op, mat_view_definition_id, options)
@@ -173,17 +179,18 @@ end
 -- Cancels pending job id: it becomes cancelled and no worker claims it. A
 -- running job is not interrupted (raises, naming its worker); a finished one
 -- raises too. Returns { job_id, status = "cancelled" }.
+local CANCEL_SQL = sql[[UPDATE matviews_jobs SET status = {cancelled}, finished_at = clock_timestamp(),
+      updated_at = clock_timestamp(), error = $2 WHERE id = $1 AND status = {pending} RETURNING id]]
 function M.cancel(id, conn)
   conn = conn or mv().conn()
   local who = core.sys.hostname() .. ":" .. core.sys.getpid()
-  local rows = conn:query([[UPDATE matviews_jobs SET status = 4, finished_at = clock_timestamp(),
-      updated_at = clock_timestamp(), error = $2 WHERE id = $1 AND status = 0 RETURNING id]],
+  local rows = conn:query(CANCEL_SQL,
     id, "cancelled by matviews queue cancel (" .. who .. ")")
   if #rows == 1 then return { job_id = id, status = "cancelled" } end
   local j = conn:query([[SELECT status, worker_hostname, worker_pid, backend_pid FROM matviews_jobs
     WHERE id = $1]], id)[1]
   if not j then mv().error(("no job with id %d"):format(id)) end
-  if j.status == M.STATUS_CODE.running then
+  if j.status == CODE.running then
     mv().error(("job %d is running in worker %s:%s; it is not interrupted (stop that worker, or pg_cancel_backend(%s))")
       :format(id, tostring(j.worker_hostname), tostring(j.worker_pid), tostring(j.backend_pid)))
   end

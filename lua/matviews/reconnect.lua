@@ -4,9 +4,10 @@
 -- backoff (100 ms doubling to 5 s) until it works or a SIGINT/SIGTERM
 -- arrives.
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 local function message(err)
-  return (tostring(type(err) == "table" and err.message or err):gsub("\n.*", ""))
+  return (error_message(err):gsub("\n.*", ""))
 end
 
 -- True when err came with a default connection that is gone (an interrupt

@@ -19,6 +19,7 @@
 local dsl = require "matviews.dsl"
 
 local M = {}
+local error_message = require("matviews.core").error_message -- the text of a caught error
 
 local ROLLBACK = {} -- the sentinel error that ends the transaction
 
@@ -43,7 +44,7 @@ local function attempt(c, fn)
   if ok then c:exec("RELEASE SAVEPOINT matviews_rehearsal"); return true end
   c:exec("ROLLBACK TO SAVEPOINT matviews_rehearsal")
   c:exec("RELEASE SAVEPOINT matviews_rehearsal")
-  return false, type(err) == "table" and tostring(err.message) or tostring(err)
+  return false, error_message(err)
 end
 
 -- The candidate name of a view whose SQL changed (in its schema).
@@ -247,7 +248,7 @@ local function graph(c, rep, entries, catalog_rows)
   end
   local ok, g = pcall(require("matviews.deps").build, nodes, pairs_)
   if ok then return g end
-  local msg = type(g) == "table" and tostring(g.message) or tostring(g)
+  local msg = error_message(g)
   local who = msg:match("^view (%S+) declares") or msg:match("^dependency cycle: (%S+)")
   for _, e in ipairs(entries) do
     if e.shown == who then fail(rep, e, "depends_on", msg) return nil end

@@ -16,6 +16,7 @@
 -- last runs and everything else are exact.
 local cjson = require "cjson"
 local catalog = require "matviews.catalog"
+local vocab = require "matviews.vocab"
 local targets = require "matviews.targets"
 local reports = require "matviews.reports"
 
@@ -36,10 +37,10 @@ local iso = reports.iso
 
 -- Definition text, size and the rows of the latest successful refresh of
 -- each view of the bigint[] $1.
-local DEFS_SQL = [[
+local DEFS_SQL = vocab.sql[[
 SELECT d.id, d.sql, d.comment,
   CASE WHEN c.oid IS NULL THEN NULL ELSE pg_total_relation_size(c.oid) END AS size_bytes,
-  (SELECT r.rows_count FROM mat_view_refresh_runs r WHERE r.mat_view_definition_id = d.id AND r.status = 2
+  (SELECT r.rows_count FROM {refresh_runs} r WHERE r.mat_view_definition_id = d.id AND r.status = {success}
     ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS rows_count
 FROM mat_view_definitions d
 LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(d.schema_name) || '.' || quote_ident(d.name)) AND c.relkind = 'm'
@@ -47,35 +48,35 @@ WHERE d.id = ANY ($1::bigint[])]]
 
 -- Refresh duration percentiles (successful runs) and counts, per view, of
 -- the window (cur) and the window of the same length before it.
-local AGG_SQL = [[
+local AGG_SQL = vocab.sql[[
 SELECT a.id, a.cur, a.runs, a.failed, a.pct[1] AS median_ms, a.pct[2] AS p95_ms FROM (
   SELECT r.mat_view_definition_id AS id, %s AS cur,
-    count(*) AS runs, count(*) FILTER (WHERE r.status = 3) AS failed,
-    percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY r.duration_ms) FILTER (WHERE r.status = 2) AS pct
+    count(*) AS runs, count(*) FILTER (WHERE r.status = {failed}) AS failed,
+    percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY r.duration_ms) FILTER (WHERE r.status = {success}) AS pct
   FROM %s
-  WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN (2, 3) AND %s
+  WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN ({success}, {failed}) AND %s
   GROUP BY 1, 2) a]]
 
 -- One point per refresh run of the views of $1 within the window.
-local RAW_SQL = [[
+local RAW_SQL = vocab.sql[[
 SELECT r.mat_view_definition_id AS view_id, r.id, r.status, r.duration_ms, r.rows_count,
   floor(extract(epoch FROM coalesce(r.finished_at, r.created_at)))::bigint AS t
-FROM mat_view_refresh_runs r
-WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN (2, 3) AND %s
+FROM {refresh_runs} r
+WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN ({success}, {failed}) AND %s
 ORDER BY r.mat_view_definition_id, r.created_at, r.id]]
 
 -- One point per time bucket of the window for the views of $1 ($2: the
 -- buckets' width in seconds; %s the window condition).
-local BUCKET_SQL = [[
+local BUCKET_SQL = vocab.sql[[
 SELECT r.mat_view_definition_id AS view_id,
   (floor(date_part('epoch', r.created_at) / $2::int) * $2::int)::bigint AS t, count(*) AS n,
-  round(avg(r.duration_ms) FILTER (WHERE r.status = 2))::bigint AS avg_ms,
-  max(r.duration_ms) FILTER (WHERE r.status = 2) AS max_ms,
-  count(*) FILTER (WHERE r.status = 3) AS failed,
-  max(r.duration_ms) FILTER (WHERE r.status = 3) AS failed_ms,
+  round(avg(r.duration_ms) FILTER (WHERE r.status = {success}))::bigint AS avg_ms,
+  max(r.duration_ms) FILTER (WHERE r.status = {success}) AS max_ms,
+  count(*) FILTER (WHERE r.status = {failed}) AS failed,
+  max(r.duration_ms) FILTER (WHERE r.status = {failed}) AS failed_ms,
   max(r.rows_count) AS rows_count
 FROM %s
-WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN (2, 3) AND %s
+WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status IN ({success}, {failed}) AND %s
 GROUP BY 1, 2 ORDER BY 1, 2]]
 
 -- The SELECT of one run table for the recent runs of view v.id.
@@ -90,9 +91,9 @@ end
 
 -- The SELECT of one run table for the failures of the window.
 local function failure_branch(op, window)
-  return ([[SELECT '%s' AS op, r.mat_view_definition_id AS view_id, r.error,
+  return vocab.sql([[SELECT '%s' AS op, r.mat_view_definition_id AS view_id, r.error,
       r.meta -> 'error' ->> 'sqlstate' AS sqlstate, r.created_at
-    FROM %s r WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status = 3 AND %s]]):format(
+    FROM %s r WHERE r.mat_view_definition_id = ANY ($1::bigint[]) AND r.status = {failed} AND %s]]):format(
     op, TABLES[op], window)
 end
 
@@ -164,15 +165,15 @@ end
 -- The refresh run table in a FROM clause: whole, or a block sample of
 -- `fraction` of it (the same sample for the same table).
 local function refresh_from(fraction)
-  if not fraction then return "mat_view_refresh_runs r" end
-  return ("mat_view_refresh_runs r TABLESAMPLE SYSTEM (%.6f) REPEATABLE (7)"):format(fraction * 100)
+  if not fraction then return TABLES.refresh .. " r" end
+  return (TABLES.refresh .. " r TABLESAMPLE SYSTEM (%.6f) REPEATABLE (7)"):format(fraction * 100)
 end
 
 -- The fraction of the refresh history the statistics read: nil (all of
 -- it) up to M.SAMPLE_ROWS runs (the planner's estimate), else about
 -- M.SAMPLE_ROWS of them.
 local function sample_fraction(conn)
-  local n = conn:query("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = 'mat_view_refresh_runs'::regclass")[1].n
+  local n = conn:query("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = $1::regclass", TABLES.refresh)[1].n
   if n <= M.SAMPLE_ROWS then return nil, n end
   return M.SAMPLE_ROWS / n, n
 end
@@ -363,7 +364,7 @@ function M.data(opts)
   local window_s = secs
   if not window_s then
     local first = conn:query([[SELECT floor(extract(epoch FROM now() - min(created_at)))::bigint AS s
-      FROM mat_view_refresh_runs WHERE mat_view_definition_id = ANY ($1::bigint[])]], id_array(ids))[1].s
+      FROM ]] .. TABLES.refresh .. [[ WHERE mat_view_definition_id = ANY ($1::bigint[])]], id_array(ids))[1].s
     window_s = math.max(60, nn(first) or 60)
   end
   add_points(conn, views, secs, window_s, fraction)

@@ -12,6 +12,7 @@ local LABEL = require("matviews.definitions").label_sql("d") -- how views are na
 local M = {}
 
 local catalog = require "matviews.catalog"
+local vocab = require "matviews.vocab"
 local TABLES, OPS = catalog.RUN_TABLES, catalog.OPS
 
 local UNIT = { s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
@@ -142,34 +143,34 @@ M.SLOW_MIN_RUNS = 5
 -- rows_count, the create's row_count_after). A refresh skipped because
 -- another was running filled nothing.
 function M.last_fill_sql(a)
-  return ([[
+  return (vocab.sql[[
 LEFT JOIN LATERAL (SELECT * FROM (
     (SELECT r.started_at, r.finished_at, r.rows_count::bigint AS rows, r.created_at, r.id
-       FROM mat_view_refresh_runs r WHERE r.mat_view_definition_id = A.id AND r.status = 2
+       FROM {refresh_runs} r WHERE r.mat_view_definition_id = A.id AND r.status = {success}
         AND coalesce(r.meta->>'skipped', '') <> 'running'
       ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
     UNION ALL
     (SELECT r.started_at, r.finished_at,
             CASE WHEN r.meta->>'row_count_after' ~ '^[0-9]+$' THEN (r.meta->>'row_count_after')::bigint END,
             r.created_at, r.id
-       FROM mat_view_create_runs r WHERE r.mat_view_definition_id = A.id AND r.status = 2
+       FROM {create_runs} r WHERE r.mat_view_definition_id = A.id AND r.status = {success}
         AND coalesce(r.meta->>'no_data', r.meta->'request'->>'no_data', 'false') <> 'true'
       ORDER BY r.created_at DESC, r.id DESC LIMIT 1)) x
   ORDER BY x.created_at DESC LIMIT 1) fill ON true]]):gsub("A%.", a .. ".")
 end
 
 -- The per-view statistics query over one run table (see M.stats).
-local STATS_SQL = [[
+local STATS_SQL = vocab.sql([[
 WITH defs AS (SELECT id, ]] .. LABEL .. [[ AS name FROM mat_view_definitions d WHERE d.deleted_at IS NULL AND %s),
 agg AS (
   SELECT r.mat_view_definition_id AS id,
-    count(*) FILTER (WHERE r.status = 2) AS success_count,
-    count(*) FILTER (WHERE r.status = 3) AS failure_count,
-    round(avg(r.duration_ms) FILTER (WHERE r.status = 2), 1) AS avg_ms,
-    min(r.duration_ms) FILTER (WHERE r.status = 2) AS min_ms,
-    max(r.duration_ms) FILTER (WHERE r.status = 2) AS max_ms,
+    count(*) FILTER (WHERE r.status = {success}) AS success_count,
+    count(*) FILTER (WHERE r.status = {failed}) AS failure_count,
+    round(avg(r.duration_ms) FILTER (WHERE r.status = {success}), 1) AS avg_ms,
+    min(r.duration_ms) FILTER (WHERE r.status = {success}) AS min_ms,
+    max(r.duration_ms) FILTER (WHERE r.status = {success}) AS max_ms,
     round((percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms)
-           FILTER (WHERE r.status = 2))::numeric, 1) AS p95_ms
+           FILTER (WHERE r.status = {success}))::numeric, 1) AS p95_ms
   FROM %s r
   WHERE r.mat_view_definition_id IN (SELECT id FROM defs) AND %s
   GROUP BY r.mat_view_definition_id)
@@ -186,14 +187,14 @@ LEFT JOIN agg a ON a.id = d.id
 LEFT JOIN LATERAL (SELECT r.status, r.created_at FROM %s r WHERE r.mat_view_definition_id = d.id
                    ORDER BY r.created_at DESC, r.id DESC LIMIT 1) last ON true
 LEFT JOIN LATERAL (SELECT r.duration_ms, %s AS rows_count, r.finished_at FROM %s r
-                   WHERE r.mat_view_definition_id = d.id AND r.status = 2
+                   WHERE r.mat_view_definition_id = d.id AND r.status = {success}
                    ORDER BY r.created_at DESC, r.id DESC LIMIT 1) ok ON true
 LEFT JOIN LATERAL (SELECT avg(p.duration_ms) AS avg_ms, count(p.duration_ms) AS n FROM
-                    (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status = 2
+                    (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status = {success}
                      ORDER BY r.created_at DESC, r.id DESC OFFSET 1 LIMIT 10) p) prev ON true
 ]] .. M.last_fill_sql("d") .. [[
 
-ORDER BY d.name]]
+ORDER BY d.name]])
 
 -- mv.stats{ view, since, op = "refresh", conn }: one row per definition.
 -- Over the op's runs created within `since` (default M.STATS_SINCE, the last
@@ -228,16 +229,14 @@ function M.stats(opts)
 end
 
 -- The latest run of any op of definition d.id, as a LATERAL subquery.
+local LAST_RUN_BRANCHES = {}
+for i, op in ipairs(OPS) do
+  LAST_RUN_BRANCHES[i] = ([[(SELECT '%s' AS op, status, created_at FROM %s WHERE mat_view_definition_id = d.id
+      ORDER BY created_at DESC, id DESC LIMIT 1)]]):format(op, TABLES[op])
+end
 local LAST_RUN = [[
 LEFT JOIN LATERAL (SELECT * FROM (
-    (SELECT 'create' AS op, status, created_at FROM mat_view_create_runs WHERE mat_view_definition_id = d.id
-      ORDER BY created_at DESC, id DESC LIMIT 1)
-    UNION ALL
-    (SELECT 'refresh', status, created_at FROM mat_view_refresh_runs WHERE mat_view_definition_id = d.id
-      ORDER BY created_at DESC, id DESC LIMIT 1)
-    UNION ALL
-    (SELECT 'delete', status, created_at FROM mat_view_delete_runs WHERE mat_view_definition_id = d.id
-      ORDER BY created_at DESC, id DESC LIMIT 1)) x ORDER BY created_at DESC LIMIT 1) last ON true
+    ]] .. table.concat(LAST_RUN_BRANCHES, "\n    UNION ALL\n    ") .. [[) x ORDER BY created_at DESC LIMIT 1) last ON true
 ]] .. M.last_fill_sql("d")
 
 -- The definitions for `matviews list`: id, view, schema, strategy, schedule,
@@ -294,13 +293,13 @@ SELECT ]] .. LABEL .. [[ AS view, c.op, c.status, c.runs, c.duration_ms_sum, c.b
   end
   local branches = {}
   for _, op in ipairs(OPS) do
-    branches[#branches + 1] = ([[
+    branches[#branches + 1] = (vocab.sql([[
 SELECT ]] .. LABEL .. [[ AS view, '%s' AS op,
   (SELECT extract(epoch FROM r.finished_at)::float8 FROM %s r WHERE r.mat_view_definition_id = d.id
-     AND r.status = 2 ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_success,
-  (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN (2, 3)
+     AND r.status = {success} ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_success,
+  (SELECT r.duration_ms FROM %s r WHERE r.mat_view_definition_id = d.id AND r.status IN ({success}, {failed})
      ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_duration_ms
-  FROM mat_view_definitions d WHERE d.deleted_at IS NULL]]):format(op, TABLES[op], TABLES[op])
+  FROM mat_view_definitions d WHERE d.deleted_at IS NULL]])):format(op, TABLES[op], TABLES[op])
   end
   local last = targets.query(conn, table.concat(branches, "\nUNION ALL\n") .. "\nORDER BY 1, 2")
   local views = targets.query(conn, ([[

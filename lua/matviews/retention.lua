@@ -27,6 +27,7 @@ local array = require("matviews.output").array or function(t) return t or {} end
 local function raise(e) require("matviews.core").error(e) end
 
 local catalog = require "matviews.catalog"
+local vocab = require "matviews.vocab"
 M.TABLES = {}
 for i, op in ipairs(catalog.OPS) do M.TABLES[i] = { op = op, table = catalog.RUN_TABLES[op] } end
 M.BATCH = 5000 -- ids per DELETE, each statement its own transaction
@@ -74,7 +75,7 @@ local function ids_of(text)
 end
 
 -- Per view (table policies): ids to delete and the count kept, in one pass.
-local RANKED = [[
+local RANKED = vocab.sql[[
 WITH pol AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb)
     AS p(id bigint, keep_last integer, keep_days double precision, keep_failures boolean)
@@ -85,10 +86,10 @@ WITH pol AS (
   FROM %s r WHERE r.mat_view_definition_id IN (SELECT id FROM pol)
 ), judged AS (
   SELECT k.id, k.def_id,
-         k.status IN (2, 3)
-         AND NOT (k.status = 2 AND p.keep_last IS NOT NULL AND k.rn <= p.keep_last)
+         k.status IN ({success}, {failed})
+         AND NOT (k.status = {success} AND p.keep_last IS NOT NULL AND k.rn <= p.keep_last)
          AND NOT (p.keep_days IS NOT NULL AND k.created_at >= now() - p.keep_days * interval '1 day')
-         AND NOT (k.status = 3 AND p.keep_failures) AS doomed
+         AND NOT (k.status = {failed} AND p.keep_failures) AS doomed
   FROM ranked k JOIN pol p ON p.id = k.def_id
 )
 SELECT def_id, count(*) FILTER (WHERE NOT doomed) AS keep,

@@ -182,11 +182,14 @@ local function step_failed(resp)
     response = resp })
 end
 
+-- ctx.previous: the view's latest successful refresh.
+local PREVIOUS_SQL = require("matviews.vocab").sql[[SELECT rows_count, duration_ms, finished_at::text AS finished_at
+  FROM {refresh_runs} WHERE mat_view_definition_id = $1 AND status = {success} ORDER BY id DESC LIMIT 1]]
+
 local Ctx = {}
 Ctx.__index = function(ctx, k)
   if k == "previous" then
-    local r = ctx:query([[SELECT rows_count, duration_ms, finished_at::text AS finished_at FROM mat_view_refresh_runs
-      WHERE mat_view_definition_id = $1 AND status = 2 ORDER BY id DESC LIMIT 1]], ctx.definition.id)[1]
+    local r = ctx:query(PREVIOUS_SQL, ctx.definition.id)[1]
     rawset(ctx, "previous", r or false)
     return r
   end

@@ -3,10 +3,39 @@
 -- Every other module refers to these tables.
 local M = {}
 
+-- The names of a code -> name table ([0] first) as a list, in code order.
+local function in_order(names)
+  local list = {}
+  for code = 0, #names do list[code + 1] = names[code] end
+  return list
+end
+
 -- Run status codes of the seed: code -> name and name -> code.
 M.STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed" }
 M.STATUS_CODE = {}
 for code, name in pairs(M.STATUS) do M.STATUS_CODE[name] = code end
+M.STATUS_LIST = in_order(M.STATUS)
+
+-- Job status codes of the queue (matviews_jobs.status): the run statuses
+-- plus 4, a pending job cancelled by `matviews queue cancel` (never claimed:
+-- a claim takes pending ones only). Lua alone speaks them.
+M.JOB_STATUS = { [0] = "pending", [1] = "running", [2] = "success", [3] = "failed", [4] = "cancelled" }
+M.JOB_STATUS_CODE = {}
+for code, name in pairs(M.JOB_STATUS) do M.JOB_STATUS_CODE[name] = code end
+M.JOB_STATUS_LIST = in_order(M.JOB_STATUS)
+
+-- SQL text with each {name} replaced by the code of that status (codes:
+-- M.STATUS_CODE by default, or M.JOB_STATUS_CODE) and each {<op>_runs} by
+-- the op's run table. These are constants, written into a module's SQL once
+-- when it loads (a literal, not a $n: the planner then matches partial
+-- indexes such as the queue's WHERE status = 0). An unknown name raises.
+function M.sql(text, codes)
+  codes = codes or M.STATUS_CODE
+  return (text:gsub("{([%l_]+)}", function(name)
+    local v = codes[name] or M.RUN_TABLES[name:match("^(%l+)_runs$") or ""]
+    return tostring(v or error(("unknown name {%s} in SQL"):format(name), 3))
+  end))
+end
 
 -- The operations (in the order reports list them) and their run tables.
 M.OPS = { "create", "refresh", "delete" }
@@ -17,11 +46,21 @@ M.RUN_TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_ru
 M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
 M.STRATEGIES = {}
 for n, name in pairs(M.STRATEGY_NAMES) do M.STRATEGIES[name] = n end
+M.STRATEGY_LIST = in_order(M.STRATEGY_NAMES)
 
 -- Row count strategies, in the order help texts list them, and as a set.
 M.ROW_COUNT_LIST = { "none", "estimated", "exact" }
 M.ROW_COUNTS = {}
 for _, s in ipairs(M.ROW_COUNT_LIST) do M.ROW_COUNTS[s] = true end
+
+-- Names as a message lists them: '"a", "b" or "c"' with last = " or ",
+-- '"a", "b", "c"' without.
+function M.quoted(list, last)
+  local q = {}
+  for i, s in ipairs(list) do q[i] = '"' .. s .. '"' end
+  if not last or #q < 2 then return table.concat(q, ", ") end
+  return table.concat(q, ", ", 1, #q - 1) .. last .. q[#q]
+end
 
 -- The status of a service response.
 M.SERVICE_STATUS = { "error", "created", "updated", "deleted", "skipped" }

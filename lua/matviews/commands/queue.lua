@@ -11,8 +11,12 @@ local M = {
   summary = "List queued jobs (pending, running, failed, done); retry ID, cancel ID.",
 }
 
--- --status accepts the job status names and "done" (= success).
-local STATUSES = { "pending", "running", "success", "done", "failed", "cancelled" }
+-- --status accepts the job status names (in code order) and "done" (= success), after success.
+local STATUSES = {}
+for _, name in ipairs(require("matviews.vocab").JOB_STATUS_LIST) do
+  STATUSES[#STATUSES + 1] = name
+  if name == "success" then STATUSES[#STATUSES + 1] = "done" end
+end
 
 function M.configure(cmd)
   cmd:argument("action", "list (default), retry or cancel."):args("?"):choices({ "list", "retry", "cancel" })

@@ -10,11 +10,15 @@ local M = {
   summary = "List recorded runs, newest first (orphaned runs marked).",
 }
 
+-- --status accepts the run status names (in code order) and "orphaned".
+local STATUSES = { table.unpack(require("matviews.vocab").STATUS_LIST) }
+STATUSES[#STATUSES + 1] = "orphaned"
+
 function M.configure(cmd)
   cmd:argument("name", "A definition name (schema-qualified allowed), or show."):args("?")
   cmd:argument("run", "With show: the run, OP:ID (refresh:4; refresh/4 too)."):args("?")
   cmd:option("--op", "Only this operation."):choices(require("matviews.catalog").OPS)
-  cmd:option("--status", "Only this status."):choices({ "pending", "running", "success", "failed", "orphaned" })
+  cmd:option("--status", "Only this status."):choices(STATUSES)
   cmd:option("--since", "Only runs created within this duration (90s, 30m, 24h, 7d, 2w).")
   cmd:option("--limit", "At most N runs.", "50"):convert(fmt.positive_integer)
 end

@@ -164,7 +164,7 @@ function M.run(args, ctx)
     local cfg = ctx.mv.config()
     ctx.mv.core.slot_wait(0)
     local cok, err = pcall(function() ctx.mv.jobs.recorder(ctx.mv.conn()) end)
-    if not cok and ctx.mv.core.slot_refused(tostring(type(err) == "table" and err.message or err)) then return NO_SLOT end
+    if not cok and ctx.mv.core.slot_refused(ctx.mv.error_message(err)) then return NO_SLOT end
     if not cok then error(err, 0) end
     ctx.mv.core.slot_wait(cfg.connect_wait_ms)
   else
