@@ -192,6 +192,13 @@ describe("the status codes", function()
     assert.are.same({ vocab.STATUS_CODE.success, vocab.STATUS_CODE.failed }, { tonumber(a), tonumber(b) })
   end)
 
+  it("and the other names, listed in messages, read as they did when spelt out", function()
+    assert.are.equal("create, refresh or delete", vocab.OPS_TEXT)
+    assert.are.equal('"regular", "concurrent" or "swap"', vocab.quoted(vocab.STRATEGY_LIST, " or "))
+    assert.are.equal('"none", "estimated", "exact"', vocab.quoted(vocab.ROW_COUNT_LIST))
+    assert.are.same({ "pending", "running", "success", "failed" }, vocab.STATUS_LIST)
+  end)
+
   it("are written into SQL by name", function()
     assert.are.equal("status IN (2, 3) FROM mat_view_refresh_runs",
       vocab.sql("status IN ({success}, {failed}) FROM {refresh_runs}"))

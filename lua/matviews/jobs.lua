@@ -393,7 +393,7 @@ end
 -- run is finalised, then raised as "interrupted!"; one during a statement
 -- cancels it (the run fails with the cancel).
 local function run_guarded(op, ref, opts)
-  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)") end
+  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (" .. vocab.OPS_TEXT .. ")") end
   local held = recorder.hold()
   local ok, run = pcall(run_job, op, ref, opts or {})
   local interrupted = recorder.release(held)

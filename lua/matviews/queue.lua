@@ -46,7 +46,7 @@ end
 -- { queued = true, job_id = n, op, view }.
 function M.enqueue(op, ref, opts)
   if not vocab.RUN_TABLES[op] then
-    mv().error("unknown job " .. tostring(op) .. " (create, refresh or delete)")
+    mv().error("unknown job " .. tostring(op) .. " (" .. vocab.OPS_TEXT .. ")")
   end
   opts = opts or {}
   local conn = opts.conn or mv().conn()

@@ -98,7 +98,7 @@ function M.runs(opts)
   local conn = conn_of(opts)
   local f = { id = view_id(conn, opts.view), since = since_seconds(opts.since) }
   if opts.op ~= nil and not TABLES[opts.op] then
-    targets.usage(("invalid op %q: use create, refresh or delete"):format(tostring(opts.op)))
+    targets.usage(("invalid op %q: use %s"):format(tostring(opts.op), vocab.OPS_TEXT))
   end
   if opts.status == "orphaned" then
     f.status, f.orphaned = 1, true
@@ -211,7 +211,7 @@ function M.stats(opts)
   local conn = conn_of(opts)
   local op = opts.op or "refresh"
   local tbl = TABLES[op]
-  if not tbl then targets.usage(("invalid op %q: use create, refresh or delete"):format(tostring(op))) end
+  if not tbl then targets.usage(("invalid op %q: use %s"):format(tostring(op), vocab.OPS_TEXT)) end
   local params = {}
   local id = view_id(conn, opts.view)
   local def_where = id and ("id = " .. param(params, id)) or "true"

@@ -41,6 +41,7 @@ end
 M.OPS = { "create", "refresh", "delete" }
 M.RUN_TABLES = { create = "mat_view_create_runs", refresh = "mat_view_refresh_runs",
                  delete = "mat_view_delete_runs" }
+M.OPS_TEXT = table.concat(M.OPS, ", ", 1, #M.OPS - 1) .. " or " .. M.OPS[#M.OPS] -- as messages list them
 
 -- Refresh strategies: refresh_strategy number -> name and name -> number.
 M.STRATEGY_NAMES = { [0] = "regular", [1] = "concurrent", [2] = "swap" }
