@@ -270,9 +270,9 @@ static int l_wait_any(lua_State *L) {
       }
     }
     if (n == 0 || (timeout >= 0 && waited >= timeout)) break;
-    struct timespec ts = {0, 5 * 1000 * 1000};
+    struct timespec ts = {0, 1000 * 1000}; /* a worker's exit is seen within a millisecond */
     nanosleep(&ts, NULL);
-    waited += 5;
+    waited += 1;
   }
   lua_pushnil(L);
   return 1;

@@ -7,17 +7,34 @@
 -- independent branches go on.
 --
 -- The workers are a fixed pool of long-lived host processes (M.serve),
--- started once per refresh_all and fed one view name at a time over a Unix
--- socket; each runs the same recorded refresh job as a sequential refresh
+-- started once per refresh_all and fed view names over a Unix socket;
+-- each runs the same recorded refresh job as a sequential refresh
 -- (matviews.jobs) on its two connections, opened once and reused, and
 -- answers with the finalised run as one JSON line. Why a pool and not
 -- asynchronous libpq in this process: the job path (definition, lock,
 -- retries, timeouts, hooks, swap's transactions and plan) stays the one
 -- synchronous path that sequential refresh and the worker use; services
--- would otherwise have to become state machines. A view costs one socket
--- round trip on top of its job; no process starts and no connection opens
--- per view. A worker that cannot connect (max_connections) is dropped, said
--- once, and the rest go on; with none, the views run here, one at a time.
+-- would otherwise have to become state machines. No process starts and no
+-- connection opens per view. A worker that cannot connect (max_connections)
+-- is dropped, said once, and the rest go on; with none, the views run here,
+-- one at a time.
+--
+-- Who runs the views. With up to two at once (--parallel 1 or 2, or two
+-- views) the coordinator is one of the runners: it starts one worker at
+-- most, runs ready views itself on its own connection (the one that read
+-- the graph, already warm) and reads the worker's answers between them.
+-- The worker is kept two views deep (the second waits in its socket), so
+-- that it does not sit idle while the coordinator runs one; and its first
+-- views are queued while it still connects, so both start at once. On 100
+-- tiny views that saves against a pool of two: a process start, two
+-- backends, and the round trip and the coordinator's wake-up for half of
+-- the views (bench/many_views.sh, docs/benchmarks.md). Its price: while the
+-- coordinator runs a view it hands out no other, and a view queued behind
+-- a long one on the worker waits for it; both cost at most one view's time,
+-- and a queue of one view per worker would leave the worker idle for one.
+-- With three or more, the coordinator only coordinates and each worker
+-- holds one view at a time: a newly ready view (a DAG's next layer) goes
+-- to the first worker free, and a long view delays no other.
 --
 -- Signals: the workers lead process groups of their own, so a terminal's
 -- Ctrl-C reaches the coordinator only. The first one is forwarded to the
@@ -193,9 +210,10 @@ end
 -- The body of a pool worker (started by start_pool): connects (service
 -- and recorder), says it is ready, then runs one recorded refresh per line
 -- read on stdin ({ name, row_count_strategy }) and answers each with the
--- run on stdout, until stdin ends. SIGINT is held for its whole life: one
--- cancels the statement running (or the next one), and the job records
--- the run as failed.
+-- run on stdout, in order, until stdin ends. SIGINT is held for its whole
+-- life: one cancels the statement running (or the next one), and the job
+-- records the run as failed; the views queued behind it are then answered
+-- { not_started = true } without a run.
 function M.serve()
   local mv = require "matviews"
   local sys, recorder = mv.core.sys, mv.core.recorder
@@ -205,18 +223,23 @@ function M.serve()
   local ok, err = pcall(function() mv.jobs.recorder(mv.conn()) end)
   send(1, { ready = ok, error = not ok and error_message(err) or nil })
   if not ok then os.exit(1) end
-  local buf = ""
+  local buf, stopped = "", false
   while true do
     local data = sys.poll_read({ 0 })[0]
     if data == "" then break end
     buf = buf .. (data or "")
     for line in buf:gmatch("([^\n]*)\n") do
-      local job = mv.json.decode(line)
-      local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, M.job_options(job))
-      if not jok then run = { status = "failed", error = error_message(run) } end
-      recorder.pending(true)
-      send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
-        rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
+      if stopped or recorder.pending() or sys.stop_signal() then
+        stopped = true
+        send(1, { not_started = true })
+      else
+        local job = mv.json.decode(line)
+        local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, M.job_options(job))
+        if not jok then run = { status = "failed", error = error_message(run) } end
+        stopped = recorder.pending(true) or sys.stop_signal() ~= nil
+        send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
+          rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
+      end
     end
     buf = buf:match("[^\n]*$")
   end
@@ -230,7 +253,7 @@ end
 local function start_worker(workers, opts)
   local pid, fd = require("matviews.child").spawn({ "-e", "require('matviews.parallel').serve()" },
     { dsn = opts.dsn, socket = true, group = true })
-  workers[#workers + 1] = { pid = pid, fd = fd, buf = "" }
+  workers[#workers + 1] = { pid = pid, fd = fd, buf = "", recs = {} }
 end
 
 -- Reads what the workers wrote (waiting up to timeout_ms); calls
@@ -275,28 +298,53 @@ local function stop_pool(workers)
   end
 end
 
--- A worker's answer: its readiness, or the run of the view it was given.
+-- Marks rec as started now: it is one of the running views.
+local function started(st, rec)
+  rec.queued, rec.started_ms = nil, require("matviews").core.sys.monotonic_ms()
+  st.emit("start", rec)
+end
+
+-- Removes rec from the views in flight.
+local function landed(st, rec)
+  for i, r in ipairs(st.running) do if r == rec then table.remove(st.running, i) break end end
+end
+
+-- A worker's answer: its readiness, or the run of the first view of its
+-- queue (nil: the worker ended, and every view it held failed). The next
+-- view of its queue starts. The views queued on a worker that could not
+-- connect go back to the ready ones.
 local function on_answer(st, w, doc)
   if w.ready == nil then
     w.ready = doc ~= nil and doc.ready == true
-    if not w.ready then st.refused = doc and doc.error or "the worker ended" end
+    if not w.ready then
+      st.refused = doc and doc.error or "the worker ended"
+      for _, rec in ipairs(w.recs) do landed(st, rec); st.ready[#st.ready + 1] = rec.name end
+      w.recs = {}
+    elseif w.recs[1] then
+      started(st, w.recs[1])
+    end
     return
   end
-  local rec = w.rec
+  local rec = table.remove(w.recs, 1)
   if rec == nil then return end
-  w.rec = nil
-  for i, r in ipairs(st.running) do if r == rec then table.remove(st.running, i) break end end
-  from_run(rec, doc or { status = "failed", error = "the refresh worker ended unexpectedly" })
-  on_finished(st, rec)
+  landed(st, rec)
+  if doc and doc.not_started then -- stopped by SIGINT before it began: no run, no result
+  else
+    from_run(rec, doc or { status = "failed", error = "the refresh worker ended unexpectedly" })
+    on_finished(st, rec)
+  end
+  if doc == nil and #w.recs > 0 then return on_answer(st, w, nil) end
+  if w.recs[1] then started(st, w.recs[1]) end
 end
 
--- Gives the next ready view to worker w.
+-- Gives the next ready view to worker w: it starts at once when w is
+-- connected and idle, else it waits in w's queue (the worker reads it when
+-- it is ready and done with the views before it).
 local function dispatch(st, w, opts)
-  local mv = require "matviews"
-  local rec = { name = table.remove(st.ready), started_ms = mv.core.sys.monotonic_ms() }
-  w.rec = rec
+  local rec = { name = table.remove(st.ready), queued = true }
+  w.recs[#w.recs + 1] = rec
   st.running[#st.running + 1] = rec
-  st.emit("start", rec)
+  if w.ready and #w.recs == 1 then started(st, rec) end
   local line = { name = rec.name }
   for _, k in ipairs(FORWARDED) do line[k] = opts[k] end
   if not send(w.fd, line) then
@@ -304,15 +352,15 @@ local function dispatch(st, w, opts)
   end
 end
 
--- Runs one view here (no worker could connect).
+-- Runs the next ready view here, in the coordinator.
 local function run_here(st, opts)
   local mv = require "matviews"
-  local rec = { name = table.remove(st.ready), started_ms = mv.core.sys.monotonic_ms() }
-  st.running[1] = rec
-  st.emit("start", rec)
+  local rec = { name = table.remove(st.ready) }
+  st.running[#st.running + 1] = rec
+  started(st, rec)
   local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, M.job_options(opts))
   if not ok then run = { status = "failed", error = error_message(run) } end
-  st.running = {}
+  landed(st, rec)
   from_run(rec, run)
   on_finished(st, rec)
 end
@@ -339,24 +387,34 @@ local function grow_pool(st, workers, n, opts)
 end
 
 -- The coordinator's loop: feeds ready views to idle workers until every
--- view is done, or until SIGINT (then waits for the busy ones).
-local function coordinate(st, workers, n, opts)
+-- view is done, or until SIGINT (then waits for the busy ones). With
+-- `here` (a pool of at most two), the coordinator is one of the runners:
+-- it keeps each worker's queue DEPTH views long, then runs a ready view
+-- itself, and reads the workers' answers between its own views; else it
+-- only coordinates, one view per worker at a time (and runs views itself
+-- only when no worker could connect).
+local DEPTH, HERE_MAX = 2, 2
+local function coordinate(st, workers, n, opts, here)
   local mv = require "matviews"
   local recorder = mv.core.recorder
+  local depth = here and DEPTH or 1
   while #st.ready > 0 or #st.running > 0 do
-    if recorder.pending(true) and not st.interrupted then
+    -- a signal held between statements, or one that cancelled a view run here
+    if (recorder.pending(true) or mv.core.sys.stop_signal()) and not st.interrupted then
       st.interrupted = true
-      for _, w in ipairs(workers) do if w.rec then mv.core.sys.kill(w.pid, 2) end end
+      for _, w in ipairs(workers) do if #w.recs > 0 then mv.core.sys.kill(w.pid, 2) end end
     end
     local usable, pending_start = grow_pool(st, workers, n, opts)
     if st.interrupted then st.ready = {} end
     table.sort(st.ready, function(a, b) return a > b end)
-    if usable == 0 and not pending_start and #st.ready > 0 and #st.running == 0 then
+    for _, w in ipairs(workers) do
+      -- a worker still connecting gets its first views queued already
+      while w.ready ~= false and w.fd and #w.recs < depth and #st.ready > 0 do dispatch(st, w, opts) end
+    end
+    if #st.ready > 0 and (here or (usable == 0 and not pending_start and #st.running == 0)) then
       run_here(st, opts)
+      read_workers(workers, 0, function(w, doc) on_answer(st, w, doc) end)
     else
-      for _, w in ipairs(workers) do
-        if w.ready and w.fd and not w.rec and #st.ready > 0 then dispatch(st, w, opts) end
-      end
       read_workers(workers, 1000, function(w, doc) on_answer(st, w, doc) end)
     end
   end
@@ -382,9 +440,12 @@ function M.refresh_all(opts)
   local function emit(kind, rec) if opts.on_event then opts.on_event(kind, rec, st) end end
   st = initial_state(g, set, st.conn, emit)
   local recorder = mv.core.recorder
+  mv.core.sys.clear_stop() -- a batch: the signals that count arrive from now on
   local held = recorder.hold()
   local workers = {}
-  local ok, err = pcall(coordinate, st, workers, math.min(n, st.total), opts)
+  local runners = math.min(n, st.total)
+  local here = runners <= HERE_MAX -- the coordinator is one of the runners
+  local ok, err = pcall(coordinate, st, workers, here and runners - 1 or runners, opts, here)
   stop_pool(workers) -- each worker flushes its last finish before it exits
   mv.jobs.flush()    -- and so do the views run here
   recorder.release(held)
@@ -438,13 +499,15 @@ function M.command(args, ctx, jopts)
   local medians = {}
   local function running(st)
     local names, eta = {}, 0
-    for i, r in ipairs(st.running) do
-      names[i] = r.name
-      if medians[r.name] == nil then
-        medians[r.name] = require("matviews.progress").median_ms("refresh", st.g.nodes[r.name].id) or false
+    for _, r in ipairs(st.running) do
+      if not r.queued then -- else it waits in a worker's queue
+        names[#names + 1] = r.name
+        if medians[r.name] == nil then
+          medians[r.name] = require("matviews.progress").median_ms("refresh", st.g.nodes[r.name].id) or false
+        end
+        local m = medians[r.name]
+        if eta and m then eta = math.max(eta, (r.started_ms or mv.core.sys.monotonic_ms()) - p.t0 + m) else eta = nil end
       end
-      local m = medians[r.name]
-      if eta and m then eta = math.max(eta, (r.started_ms or mv.core.sys.monotonic_ms()) - p.t0 + m) else eta = nil end
     end
     return table.concat(names, ", "), eta
   end
