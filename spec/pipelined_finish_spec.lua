@@ -1,9 +1,11 @@
--- Round trips a recorded refresh saves. A batch's finishes are pipelined (recorder.c finish_pipelined): sent
--- without waiting, their result read before the recorder's next statement.
--- Every run is still finalised, the returned runs carry the row's
--- timestamps by the time the batch prints them, a finish that fails on the
--- server is written again, and one that cannot be written is reported on
--- stderr with its lock released, and its run counted failed.
+-- Round trips a recorded refresh saves. A batch's finishes are pipelined
+-- (recorder.c finish_pipelined): sent without waiting, the next run's begin
+-- sent behind them, their result read first. Every run is still finalised,
+-- the returned runs carry the row's timestamps by the time the batch prints
+-- them, a finish that fails on the server is written again (on a new
+-- connection when the session was lost, the begin behind it too), and one
+-- that cannot be written is reported on stderr with its lock released, and
+-- its run counted failed.
 local H = require "spec.helper"
 local mv = require "matviews"
 
@@ -90,6 +92,32 @@ describe("pipelined finishes in a refresh batch", function()
       :format(ids[2]), r.err)
     assert.is_true(no_advisory_locks())
     mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE id = $1", ids[2])
+  end)
+
+  it("reconnects a recorder lost while its finish was pending, writes the row and begins the next run", function()
+    -- the first finish of pf_b ends its own session (the recorder's)
+    mv.exec("CREATE SEQUENCE pf_kill")
+    mv.exec([[CREATE FUNCTION pf_kill_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status IN (2, 3) AND OLD.status = 1 AND NEW.mat_view_definition_id =
+             (SELECT id FROM mat_view_definitions WHERE name = 'pf_b') AND nextval('pf_kill') = 1 THEN
+          PERFORM pg_terminate_backend(pg_backend_pid());
+        END IF;
+        RETURN NEW;
+      END $$]])
+    mv.exec([[CREATE TRIGGER pf_kill BEFORE UPDATE ON mat_view_refresh_runs FOR EACH ROW EXECUTE FUNCTION pf_kill_finish()]])
+    local r = H.mv("--yes --json refresh pf_a pf_b pf_c")
+    mv.exec("DROP TRIGGER pf_kill ON mat_view_refresh_runs")
+    assert.are.equal(0, r.code, r.err)
+    local out = mv.json.decode(r.out)
+    local ids = {}
+    for i, run in ipairs(out) do ids[i] = run.id; assert.are.equal("success", run.status) end
+    local st = rows(ids)
+    assert.are.same({ 2, 2, 2 }, { st[1].status, st[2].status, st[3].status })
+    assert.is_string(out[2].finished_at)
+    -- pf_b's finish ran twice: the pending one ended its session, the one written again passed
+    assert.are.equal(3, mv.query("SELECT nextval('pf_kill')::int AS n")[1].n)
+    assert.is_true(no_advisory_locks())
   end)
 end)
 

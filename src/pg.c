@@ -507,6 +507,7 @@ static int stale_prepared(PGconn *conn, const PgStep *steps, int n, PGresult **r
 }
 
 static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res);
+static PGresult *exec_behind_deferred(PGconn *conn, Session *s, const char *sql, int n, const char *const *vals);
 
 int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
   int rc = pipeline_run(conn, steps, n, res);
@@ -603,8 +604,15 @@ PGresult *pg_exec(PGconn *conn, const char *sql, int n, const char *const *vals)
 }
 
 PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *const *vals) {
-  settle_deferred(conn);
   Session *s = session_of(conn, 1);
+  if (s != NULL && s->deferred && prelude(s) == NULL) {
+    PGresult *res = exec_behind_deferred(conn, s, sql, n, vals);
+    const char *st = res ? pg_sqlstate(res) : NULL;
+    if (res != NULL && !(st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)
+                         && PQtransactionStatus(conn) == PQTRANS_IDLE)) return res;
+    pg_clear(res);                                  /* deallocated meanwhile: as below */
+  }
+  settle_deferred(conn);
   char name[32];
   if (s == NULL || PQpipelineStatus(conn) != PQ_PIPELINE_OFF) return pg_exec(conn, sql, n, vals);
   PgStep step = { sql, n, vals, 1, 1, NULL };
@@ -666,25 +674,56 @@ int pg_send_deferred(PGconn *conn, const char *sql, int n, const char *const *va
   return 1;
 }
 
+/* Reads the results of one prepared statement sent in pipeline mode with
+ * its own sync (its Parse first when prepare; hash names it): the
+ * statement's result, never NULL. *broken is set when the connection
+ * failed. */
+static PGresult *read_prepared_step(PGconn *conn, Session *s, int prepare, unsigned long long hash, int *broken) {
+  PGresult *res = NULL, *parsed = NULL;
+  if (prepare) parsed = pipeline_result(conn, broken);
+  if (parsed && pg_ok(parsed) && s->n_prepared < MAX_PREPARED) s->prepared[s->n_prepared++] = hash;
+  if (!*broken) res = pipeline_result(conn, broken);
+  if (parsed && !pg_ok(parsed)) { pg_clear(res); res = parsed; parsed = NULL; } /* its error, not "aborted" */
+  pg_clear(parsed);
+  if (!*broken && !pipeline_sync(conn)) *broken = 1;
+  if (res == NULL) res = fatal_result(conn);
+  const char *st = pg_sqlstate(res);
+  if (st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)) s->n_prepared = 0; /* deallocated meanwhile */
+  return res;
+}
+
 /* Reads the result of the statement pg_send_deferred sent into the
  * session's stash. Not a query SIGINT may cancel: what was sent is
  * awaited whole. */
 static void deferred_read(PGconn *conn, Session *s) {
   int broken = 0;
-  PGresult *res = NULL, *parsed = NULL;
   s->deferred = 0;
-  if (s->deferred_prepare) parsed = pipeline_result(conn, &broken);
-  if (parsed && pg_ok(parsed) && s->n_prepared < MAX_PREPARED) s->prepared[s->n_prepared++] = s->deferred_hash;
-  if (!broken) res = pipeline_result(conn, &broken);
-  if (parsed && !pg_ok(parsed)) { pg_clear(res); res = parsed; parsed = NULL; } /* its error, not "aborted" */
-  pg_clear(parsed);
-  if (!broken) pipeline_sync(conn);
+  PGresult *res = read_prepared_step(conn, s, s->deferred_prepare, s->deferred_hash, &broken);
   pipeline_leave(conn);
-  if (res == NULL) res = fatal_result(conn);
-  const char *st = pg_sqlstate(res);
-  if (st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)) s->n_prepared = 0; /* deallocated meanwhile */
   pg_clear(s->deferred_res);
   s->deferred_res = res;
+}
+
+/* pg_exec_prepared while a deferred statement's result is unread: sql is
+ * sent behind it in the same pipeline, so the server runs the two back to
+ * back; the deferred's result goes to the stash, sql's is returned. NULL,
+ * having sent nothing, when sql cannot be prepared there (no room). */
+static PGresult *exec_behind_deferred(PGconn *conn, Session *s, const char *sql, int n, const char *const *vals) {
+  char name[32];
+  unsigned long long h = text_hash(sql);
+  int prepare = !is_prepared(s, h);
+  if (prepare && s->n_prepared + 1 + s->deferred_prepare > MAX_PREPARED) return NULL;
+  prepared_name(name, sizeof name, sql);
+  int sent = (!prepare || PQsendPrepare(conn, name, sql, n, NULL))
+             && PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0) && PQpipelineSync(conn);
+  int broken = 0;
+  s->deferred = 0;
+  PGresult *first = read_prepared_step(conn, s, s->deferred_prepare, s->deferred_hash, &broken);
+  pg_clear(s->deferred_res);
+  s->deferred_res = first;
+  PGresult *res = sent && !broken ? read_prepared_step(conn, s, prepare, h, &broken) : fatal_result(conn);
+  pipeline_leave(conn);
+  return res;
 }
 
 /* Before anything else runs on conn: the result of a deferred statement

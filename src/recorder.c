@@ -188,7 +188,6 @@ static int l_begin(lua_State *L) {
   PGconn *rec = mv_checkconn(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  settle(L, rec);                                         /* the last run's finish, when pipelined */
   lua_getfield(L, 2, "op");                               /* 3 */
   int op = luaL_checkoption(L, 3, NULL, OPS);
   lua_getfield(L, 2, "definition");                       /* 4 */
@@ -219,7 +218,15 @@ static int l_begin(lua_State *L) {
   lua_setiuservalue(L, 8, 1);                             /* the run keeps its recorder alive */
   PGresult **res = pg_guard(L);                           /* 9: pushing rows allocates */
   run->t0 = now_ms();
-  *res = pg_exec_prepared(rec, sql, 5, vals);
+  *res = pg_exec_prepared(rec, sql, 5, vals);            /* behind the last run's pipelined finish, if any */
+  settle(L, rec);                                         /* that finish's result: written again if it failed */
+  if (!pg_ok(*res) && pg_sqlstate(*res) == NULL && pg_connected(rec)) {
+    pg_clear(*res);                                       /* lost with the connection that settle opened again */
+    *res = NULL;
+    pg_want_timeouts(rec, run->record_timeout, NULL, 0);
+    run->t0 = now_ms();
+    *res = pg_exec_prepared(rec, sql, 5, vals);
+  }
   free(sql);
   if (!pg_ok(*res)) { PGresult *failed = *res; *res = NULL; return raise_begin(L, rec, failed); }
   long long matches = pg_nrows(*res) == 1 ? strtoll(pg_value(*res, 0, 2), NULL, 10) : 0;
