@@ -1,6 +1,7 @@
 -- create, refresh and delete end to end: the commands run the real jobs
 -- and services against the database, record runs, and the reports see them.
 local H = require "spec.helper"
+local P = require "spec.proc_helper"
 local mv = require "matviews"
 local cjson = require "cjson"
 
@@ -86,22 +87,26 @@ describe("create, refresh and delete with the jobs", function()
   end)
 
   it("marks the run of a killed process orphaned in runs", function()
-    mv.exec("INSERT INTO mat_view_definitions (name, sql) VALUES ('mv_slow', 'SELECT 1 AS x FROM pg_sleep(3)')")
+    -- mv_slow runs until cj_gate holds a row: it is still running when the
+    -- spec kills its process, however slow the machine
+    mv.exec("CREATE TABLE cj_gate (open boolean)")
+    mv.exec([[CREATE FUNCTION cj_gate() RETURNS int LANGUAGE plpgsql AS
+      $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM cj_gate) LOOP PERFORM pg_sleep(0.05); END LOOP; RETURN 1; END $$]])
+    finally(function() mv.exec("INSERT INTO cj_gate VALUES (true)") end) -- its backend may end too
+    mv.exec("INSERT INTO mat_view_definitions (name, sql) VALUES ('mv_slow', 'SELECT cj_gate() AS x')")
     assert.are.equal(0, H.mv("create mv_slow --no-data --yes").code)
     local pid = H.sh(H.bin .. " refresh mv_slow --yes >/dev/null 2>&1 & echo $!").out:match("%d+")
     local function running()
       return mv.runs({ view = "mv_slow", op = "refresh", status = "running" })[1]
     end
-    for _ = 1, 250 do if running() then break end mv.core.sys.sleep_ms(20) end
-    assert.truthy(running(), "the refresh never showed as running")
+    P.wait_for("the refresh to show as running", running)
     assert.is_false(running().orphaned)
     os.execute("kill -9 " .. pid)
     local orphans
-    for _ = 1, 250 do
+    P.wait_for("the run to show as orphaned", function()
       orphans = cjson.decode(H.mv("runs --status orphaned --json").out)
-      if #orphans > 0 then break end
-      mv.core.sys.sleep_ms(20)
-    end
+      return #orphans > 0
+    end)
     assert.are.equal(1, #orphans)
     assert.are.same({ "mv_slow", "refresh", "running", true, tonumber(pid) },
       { orphans[1].view, orphans[1].op, orphans[1].status, orphans[1].orphaned, orphans[1].process_pid })

@@ -48,6 +48,11 @@ describe("faults", function()
     mv.exec("INSERT INTO knobs VALUES (0)")
     mv.exec([[CREATE FUNCTION fault_delay() RETURNS int LANGUAGE plpgsql AS
       $$ BEGIN PERFORM pg_sleep((SELECT secs FROM knobs)); RETURN 0; END $$]])
+    -- fault_gate() waits until fault_gate holds a row: a run the spec
+    -- must catch running stays running until the spec opens the gate
+    mv.exec("CREATE TABLE fault_gate (open boolean)")
+    mv.exec([[CREATE FUNCTION fault_gate() RETURNS int LANGUAGE plpgsql AS
+      $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM fault_gate) LOOP PERFORM pg_sleep(0.05); END LOOP; RETURN 0; END $$]])
     mv.exec(("DO $$ BEGIN CREATE ROLE %s LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"):format(WEAK))
   end)
 
@@ -218,13 +223,17 @@ describe("faults", function()
 
   describe("the run tables locked during finalisation", function()
     it("waits record_timeout_ms, then writes the outcome on stderr", function()
-      mv.definitions.save({ name = "mv_fin", sql = "SELECT 1 AS id, pg_sleep(0.5)::text AS slept" })
+      mv.definitions.save({ name = "mv_fin", sql = "SELECT 1 AS id, fault_gate()::text AS slept" })
+      mv.exec("INSERT INTO fault_gate VALUES (true)")
       assert.are.equal("success", mv.create("mv_fin", { row_count_strategy = "none" }).status)
+      mv.exec("DELETE FROM fault_gate")
+      finally(function() mv.exec("INSERT INTO fault_gate VALUES (true)") end)
       local p = P.spawn("--config " .. H.q(config("record_timeout_ms = 200\n")) .. " --yes refresh mv_fin")
       local run = P.run_with_status("refresh", "mv_fin", 1)
       local locker = mv.connect("dbname=" .. H.dbname)
       locker:exec("BEGIN")
       locker:exec("LOCK TABLE mat_view_refresh_runs IN EXCLUSIVE MODE")
+      mv.exec("INSERT INTO fault_gate VALUES (true)") -- the refresh ends only now, however slow the machine
       local r = P.wait(p) -- returns while the lock is still held
       locker:exec("ROLLBACK")
       locker:close()
@@ -238,7 +247,9 @@ describe("faults", function()
     end)
 
     it("does the same for a failed run, with its error", function()
-      mv.definitions.save({ name = "mv_fin_bad", sql = "SELECT 1 / (SELECT count(*) FROM knobs WHERE pg_sleep(0.5) IS NULL) AS x" })
+      mv.definitions.save({ name = "mv_fin_bad", sql = "SELECT 1 / (SELECT count(*) FROM knobs WHERE fault_gate() IS NULL) AS x" })
+      mv.exec("DELETE FROM fault_gate")
+      finally(function() mv.exec("INSERT INTO fault_gate VALUES (true)") end)
       local p = P.spawn("--config " .. H.q(config("record_timeout_ms = 200\n")) .. " --yes create mv_fin_bad")
       local run = P.wait_for("the create run", function()
         return mv.query([[SELECT r.id FROM mat_view_create_runs r JOIN mat_view_definitions d
@@ -247,6 +258,7 @@ describe("faults", function()
       local locker = mv.connect("dbname=" .. H.dbname)
       locker:exec("BEGIN")
       locker:exec("LOCK TABLE mat_view_create_runs IN EXCLUSIVE MODE")
+      mv.exec("INSERT INTO fault_gate VALUES (true)") -- the create ends only now
       local r = P.wait(p)
       locker:exec("ROLLBACK")
       locker:close()

@@ -7,13 +7,23 @@ local P = require "spec.proc_helper"
 local mv = require "matviews"
 local sys = mv.core.sys
 
+-- mv_slow takes a second, and waits besides until lk_gate holds a row: a
+-- spec that must catch it running closes the gate (gate(false)) and opens it
+-- once it has seen what it waits for, however slow the machine.
+local SLOW = "SELECT 1 AS id, pg_sleep(1)::text AS slept FROM lk_gate()"
+local function gate(open) mv.exec(open and "INSERT INTO lk_gate VALUES (true)" or "DELETE FROM lk_gate") end
+
 describe("per-view locking and retries", function()
   setup(function()
     H.fresh_db()
     mv.init()
     P.items()
+    mv.exec("CREATE TABLE lk_gate (open boolean)")
+    mv.exec([[CREATE FUNCTION lk_gate() RETURNS int LANGUAGE plpgsql AS
+      $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM lk_gate) LOOP PERFORM pg_sleep(0.05); END LOOP; RETURN 0; END $$]])
+    gate(true)
     mv.definitions.save({ name = "mv_items", sql = "SELECT id, v FROM items", unique_index_columns = { "id" } })
-    mv.definitions.save({ name = "mv_slow", sql = "SELECT 1 AS id, pg_sleep(1)::text AS slept" })
+    mv.definitions.save({ name = "mv_slow", sql = SLOW })
     mv.definitions.save({ name = "mv_other", sql = "SELECT 2 AS id" })
     assert.is_true(mv.services.create_view("mv_items").success)
     assert.is_true(mv.services.create_view("mv_slow", { no_data = true }).success)
@@ -21,6 +31,8 @@ describe("per-view locking and retries", function()
   end)
 
   it("fails a job that waited lock_wait_ms, naming the pid and host of the running one", function()
+    gate(false)
+    finally(function() gate(true) end)
     local p = P.spawn("-e " .. H.q('mv.refresh("mv_slow")'))
     local holder = P.run_with_status("refresh", "mv_slow", 1)
     P.wait_for("the holder's lock", function()
@@ -35,6 +47,7 @@ describe("per-view locking and retries", function()
     assert.are.same({ status = 3, error = run.error }, row)
     -- another view is not held up
     assert.are.equal("success", mv.refresh("mv_other", { lock_wait_ms = 100 }).status)
+    gate(true)
     assert.are.equal(0, P.wait(p).code)
     assert.are.equal(2, mv.query("SELECT status FROM mat_view_refresh_runs WHERE id = $1", holder.id)[1].status)
   end)
@@ -80,16 +93,23 @@ describe("per-view locking and retries", function()
   end)
 
   it("retries a lock timeout with backoff and succeeds on a later attempt", function()
+    -- the reader holds its lock until a refresh has waited for it and given
+    -- up (the first attempt), however late that attempt comes
     local holder = P.spawn("-e " .. H.q([[
       mv.transaction(function(c)
         c:query("SELECT * FROM mv_items")
-        c:query("SELECT pg_sleep(1.2)")
+        local waited = false
+        for _ = 1, 1000 do
+          local w = c:query("SELECT 1 FROM pg_locks WHERE relation = 'mv_items'::regclass AND NOT granted")[1]
+          if w then waited = true elseif waited then return end
+          mv.core.sys.sleep_ms(20)
+        end
       end)]]))
     P.wait_for("the reader's lock on mv_items", function()
       return #mv.query([[SELECT 1 FROM pg_locks WHERE relation = 'mv_items'::regclass AND granted
         AND pid <> pg_backend_pid()]]) > 0
     end)
-    local run = mv.refresh("mv_items", { lock_timeout_ms = 100, retry = { attempts = 10, base_ms = 200, max_ms = 400 } })
+    local run = mv.refresh("mv_items", { lock_timeout_ms = 1000, retry = { attempts = 10, base_ms = 200, max_ms = 400 } })
     assert.are.equal(0, P.wait(holder).code)
     assert.are.equal("success", run.status)
     local attempts = run.meta.attempts
@@ -118,11 +138,17 @@ describe("per-view locking and retries", function()
   end)
 
   it("retries a refresh whose connection was lost, on a new connection", function()
+    gate(false) -- the first attempt runs until the killer has seen it (and opened the gate)
+    finally(function() gate(true) end)
     local killer = P.spawn("-e " .. H.q([=[
-      for _ = 1, 400 do
+      for _ = 1, 1500 do
         local r = mv.query([[SELECT pid FROM pg_stat_activity WHERE datname = current_database()
           AND state = 'active' AND query LIKE 'REFRESH MATERIALIZED VIEW%mv_slow%']])
-        if r[1] then mv.query("SELECT pg_terminate_backend($1)", r[1].pid); print("terminated"); return end
+        if r[1] then
+          mv.query("SELECT pg_terminate_backend($1)", r[1].pid)
+          mv.exec("INSERT INTO lk_gate VALUES (true)") -- the next attempt may finish
+          print("terminated"); return
+        end
         mv.core.sys.sleep_ms(20)
       end]=]))
     local before = mv.conn():info().pid
@@ -146,13 +172,13 @@ describe("per-view locking and retries", function()
   end)
 
   it("applies the definition's lock_timeout_ms and statement_timeout_ms", function()
-    mv.definitions.save({ name = "mv_slow", sql = "SELECT 1 AS id, pg_sleep(1)::text AS slept",
+    mv.definitions.save({ name = "mv_slow", sql = SLOW,
       options = { statement_timeout_ms = 100 } })
     local run = mv.refresh("mv_slow")
     assert.are.equal("failed", run.status)
     assert.are.equal("canceling statement due to statement timeout", run.error)
     -- the caller's session keeps its own settings
     assert.are.equal("0", mv.query("SELECT current_setting('statement_timeout') AS s")[1].s)
-    mv.definitions.save({ name = "mv_slow", sql = "SELECT 1 AS id, pg_sleep(1)::text AS slept", options = {} })
+    mv.definitions.save({ name = "mv_slow", sql = SLOW, options = {} })
   end)
 end)

@@ -32,6 +32,8 @@ describe("sessions idle longer than the server's idle_session_timeout", function
 
   it("a worker polling every 1.5 s keeps its session and runs a job queued later", function()
     local p = P.spawn("worker --poll-ms 1500")
+    -- a failure below leaves no worker behind for the next test's count
+    finally(function() if H.slurp(p.code) == "" then P.kill(P.pid(p), "KILL") end end)
     -- two polls, 1.5 s apart: idle past the server's 1 s in between
     local CLAIM = OTHERS .. " AND query LIKE 'UPDATE matviews_jobs j SET status = 1%'"
     local first = P.wait_for("the worker polling", function() return mv.query(CLAIM)[1] end).pid
@@ -41,6 +43,13 @@ describe("sessions idle longer than the server's idle_session_timeout", function
     end)
     assert.are.equal(0, H.mv("enqueue refresh lc_quick").code)
     P.wait_for("the job to be done", function() return mv.query("SELECT 1 FROM matviews_jobs WHERE status = 2")[1] end)
+    -- claimed by the first session, which polls on: right after the job is
+    -- marked done its last statement is still that UPDATE, so wait for the
+    -- next claim instead of reading pg_stat_activity at once
+    assert.are.same({ { backend_pid = first } }, mv.query("SELECT backend_pid FROM matviews_jobs WHERE status = 2"))
+    P.wait_for("the worker's first session to poll again", function()
+      return mv.query(CLAIM:gsub("query LIKE", "pid = $1 AND query LIKE", 1), first)[1]
+    end)
     assert.are.same({ { pid = first } }, mv.query(CLAIM:gsub("query LIKE", "pid = $1 AND query LIKE", 1), first))
     P.kill(P.pid(p), "TERM")
     local r = P.wait(p)
@@ -54,9 +63,16 @@ describe("the parallel coordinator's session terminated while it waits", functio
     H.fresh_db()
     mv.init()
     mv.exec("CREATE TABLE lc_src AS SELECT g AS id FROM generate_series(1, 5) g")
-    -- lc_up sleeps, then divides by zero while lc_src holds id 0
-    mv.definitions.save({ name = "lc_up", sql = "SELECT id, 1 / id AS inv FROM lc_src, pg_sleep(1)" })
-    mv.exec("CREATE MATERIALIZED VIEW lc_up AS SELECT id, 1 / id AS inv FROM lc_src, pg_sleep(1)")
+    -- lc_up waits until lc_gate holds a row (the spec opens it once the
+    -- coordinator's session is gone, however slow the machine), then divides
+    -- by zero while lc_src holds id 0
+    mv.exec("CREATE TABLE lc_gate (open boolean)")
+    mv.exec([[CREATE FUNCTION lc_gate_wait() RETURNS int LANGUAGE plpgsql AS $$
+      BEGIN WHILE NOT EXISTS (SELECT 1 FROM lc_gate) LOOP PERFORM pg_sleep(0.05); END LOOP; RETURN 1; END $$]])
+    mv.exec("INSERT INTO lc_gate VALUES (true)")
+    mv.definitions.save({ name = "lc_up", sql = "SELECT id, 1 / id AS inv FROM lc_src, lc_gate_wait()" })
+    mv.exec("CREATE MATERIALIZED VIEW lc_up AS SELECT id, 1 / id AS inv FROM lc_src, lc_gate_wait()")
+    mv.exec("DELETE FROM lc_gate")
     mv.definitions.save({ name = "lc_down", sql = "SELECT id FROM lc_up" })
     mv.exec("CREATE MATERIALIZED VIEW lc_down AS SELECT id FROM lc_up")
     mv.exec("INSERT INTO lc_src VALUES (0)")
@@ -68,11 +84,16 @@ describe("the parallel coordinator's session terminated while it waits", functio
       local r = mv.refresh_all({ parallel = 2, views = { "lc_up", "lc_down" } })
       print(r.total, r.succeeded, r.failed, r.skipped)
       for _, run in ipairs(r.runs) do print(run.name, run.status, run.run_id ~= nil, run.error) end]]))
+    finally(function() mv.exec("INSERT INTO lc_gate VALUES (true)") end) -- a failure leaves nothing waiting
     P.wait_query("REFRESH MATERIALIZED VIEW%lc_up%")
     local coordinator = P.wait_for("the coordinator's session", function()
       return mv.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'lc_coordinator'")[1]
     end).pid
     mv.query("SELECT pg_terminate_backend($1)", coordinator)
+    P.wait_for("the coordinator's session to end", function()
+      return not mv.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", coordinator)[1]
+    end)
+    mv.exec("INSERT INTO lc_gate VALUES (true)") -- only now may lc_up end (and fail)
     local r = P.wait(p)
     assert.are.equal(0, r.code, r.err)
     assert.matches("^matviews: refresh coordinator lost its connection %([^\n]+%); reconnecting\n"
