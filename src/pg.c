@@ -485,11 +485,16 @@ static void prepared_name(char *out, size_t len, const char *sql) {
   snprintf(out, len, "matviews_%016llx", text_hash(sql));
 }
 
-/* Whether result i of a pipeline says its prepared statement was
- * deallocated (DISCARD ALL) or no longer fits the tables. */
+/* Whether res says a prepared statement was deallocated (DISCARD ALL:
+ * 26000) or no longer fits the tables (0A000). */
+static int stale_result(const PGresult *res) {
+  const char *st = res ? pg_sqlstate(res) : NULL;
+  return st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0);
+}
+
+/* Whether result i of a pipeline says its prepared statement was stale. */
 static int stale_step(const PgStep *steps, PGresult **res, int i) {
-  const char *st = pg_sqlstate(res[i]);
-  return steps[i].prepared && st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0);
+  return steps[i].prepared && stale_result(res[i]);
 }
 
 /* Whether a pipeline failed because a prepared statement of its first
@@ -607,9 +612,7 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
   Session *s = session_of(conn, 1);
   if (s != NULL && s->deferred && prelude(s) == NULL) {
     PGresult *res = exec_behind_deferred(conn, s, sql, n, vals);
-    const char *st = res ? pg_sqlstate(res) : NULL;
-    if (res != NULL && !(st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)
-                         && PQtransactionStatus(conn) == PQTRANS_IDLE)) return res;
+    if (res != NULL && !(stale_result(res) && PQtransactionStatus(conn) == PQTRANS_IDLE)) return res;
     pg_clear(res);                                  /* deallocated meanwhile: as below */
   }
   settle_deferred(conn);
@@ -687,8 +690,7 @@ static PGresult *read_prepared_step(PGconn *conn, Session *s, int prepare, unsig
   pg_clear(parsed);
   if (!*broken && !pipeline_sync(conn)) *broken = 1;
   if (res == NULL) res = fatal_result(conn);
-  const char *st = pg_sqlstate(res);
-  if (st && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0)) s->n_prepared = 0; /* deallocated meanwhile */
+  if (stale_result(res)) s->n_prepared = 0; /* deallocated meanwhile */
   return res;
 }
 
