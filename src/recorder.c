@@ -174,6 +174,12 @@ static void read_begin(Run *run, PGresult *res) {
   snprintf(run->schema, sizeof run->schema, "%s", s >= 0 && pg_value(res, 0, s) ? pg_value(res, 0, s) : "");
 }
 
+/* This host's name, as the run rows record it ("" when unknown). */
+static void host_name(char *out, size_t len) {
+  if (gethostname(out, len) != 0) out[0] = '\0';
+  out[len - 1] = '\0';
+}
+
 static void settle(lua_State *L, PGconn *rec);
 
 /* begin(rec, spec) -> run, row | nil, "ambiguous". spec: op, definition
@@ -202,8 +208,7 @@ static int l_begin(lua_State *L) {
   lua_getfield(L, 2, "schema");
   vals[4] = lua_tostring(L, -1);                          /* kept by spec */
   lua_pop(L, 1);
-  if (gethostname(host, sizeof host) != 0) host[0] = '\0';
-  host[sizeof host - 1] = '\0';
+  host_name(host, sizeof host);
   (void)pid;
   Run *run = lua_newuserdatauv(L, sizeof(Run), 1);       /* 8 */
   memset(run, 0, sizeof *run);
@@ -365,14 +370,14 @@ static void report_unrecorded(Run *run, const char *why, const char *status, con
   fflush(stderr);
 }
 
-/* Runs the finish statement, reconnecting a lost recorder and trying again
- * with backoff until record_timeout_ms has passed. why gets the first
- * error when it fails. */
 /* The number of parameters of run's finish statement. */
 static int finish_nparams(const Run *run) {
   return (run->op == MV_OP_REFRESH ? 7 : 6) + (run->locked ? 2 : 0);
 }
 
+/* Runs the finish statement, reconnecting a lost recorder and trying again
+ * with backoff until record_timeout_ms has passed. why gets the first
+ * error when it fails. */
 static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whylen) {
   char sql[1200];
   double deadline = now_ms() + (double)run->record_timeout_ms;
@@ -429,8 +434,7 @@ static void push_run(lua_State *L, Run *run, PGresult *res, int meta, const char
   if (res) fill_run(L, res);
   else {
     char host[256];
-    if (gethostname(host, sizeof host) != 0) host[0] = '\0';
-    host[sizeof host - 1] = '\0';
+    host_name(host, sizeof host);
     lua_pushstring(L, STATUS_NAMES[atoi(vals[1])]); lua_setfield(L, -2, "status");
     lua_pushinteger(L, (lua_Integer)strtoll(vals[2], NULL, 10)); lua_setfield(L, -2, "duration_ms");
     if (vals[4]) { lua_pushstring(L, vals[4]); lua_setfield(L, -2, "error"); }
