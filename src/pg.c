@@ -472,10 +472,31 @@ static long long monotonic_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* 64-bit FNV-1a of s: the name of a prepared statement is that of its text. */
+/* 64-bit FNV-1a of s: the name of a prepared statement is that of its
+ * text. The long texts hashed last are remembered with their hash: the
+ * recorder's begin and finish and a service's lookup come back with every
+ * run and are hashed several times each (the begin is 1.5 kB), and
+ * comparing a text is much cheaper than hashing it byte by byte. */
+#define HASHED_TEXTS 8
+#define HASHED_MIN_LEN 256
 static unsigned long long text_hash(const char *s) {
+  static struct { char *text; size_t len; unsigned long long hash; } known[HASHED_TEXTS];
+  static int next_slot;
+  size_t len = strlen(s);
+  if (len >= HASHED_MIN_LEN)
+    for (int i = 0; i < HASHED_TEXTS; i++)
+      if (known[i].len == len && memcmp(known[i].text, s, len) == 0) return known[i].hash;
   unsigned long long h = 14695981039346656037ULL;
-  for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ULL; }
+  for (const char *p = s; *p; p++) { h ^= (unsigned char)*p; h *= 1099511628211ULL; }
+  char *copy = len >= HASHED_MIN_LEN ? malloc(len + 1) : NULL;
+  if (copy != NULL) {
+    memcpy(copy, s, len + 1);
+    free(known[next_slot].text);
+    known[next_slot].text = copy;
+    known[next_slot].len = len;
+    known[next_slot].hash = h;
+    next_slot = (next_slot + 1) % HASHED_TEXTS;
+  }
   return h;
 }
 

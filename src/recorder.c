@@ -703,16 +703,26 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* now_iso() -> the wall clock as ISO 8601 UTC with microseconds. */
+/* now_iso() -> the wall clock as ISO 8601 UTC with microseconds. The
+ * date and time up to the second are formatted once per second (a job
+ * asks twice per attempt), the microseconds written after them. */
 static int l_now_iso(lua_State *L) {
-  char buf[40];
+  static time_t second = (time_t)-1;
+  static char buf[48];
+  static size_t n;
   struct timespec ts;
-  struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, sizeof buf - n, ".%06ldZ", ts.tv_nsec / 1000);
-  lua_pushstring(L, buf);
+  if (ts.tv_sec != second) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(buf, sizeof buf - 9, "%Y-%m-%dT%H:%M:%S", &tm);
+    second = ts.tv_sec;
+  }
+  long us = ts.tv_nsec / 1000;
+  buf[n] = '.';
+  for (int i = 6; i >= 1; i--, us /= 10) buf[n + (size_t)i] = (char)('0' + us % 10);
+  buf[n + 7] = 'Z';
+  lua_pushlstring(L, buf, n + 8);
   return 1;
 }
 

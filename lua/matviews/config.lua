@@ -33,17 +33,17 @@ M.defaults = {
 }
 
 local loaded -- cache: { path = ..., config = ... }
-local found -- cache of M.find: { cwd = ..., path = ... }
+local found -- cache of M.find: { path = ... }
 
 -- Finds the configuration file: --config, else matviews.lua upwards; nil if none.
--- The search is done once per working directory (every job asks).
+-- The search is done once (every job asks): the host never changes its
+-- working directory (only a child it forks does, before exec).
 function M.find()
   local mv = require "matviews"
   if mv.options.config then return mv.options.config end
-  local cwd = mv.core.sys.getcwd()
-  if found and found.cwd == cwd then return found.path end
+  if found then return found.path end
   local f = mv.project_dir() .. "/matviews.lua"
-  found = { cwd = cwd, path = require("matviews.files").exists(f) and f or nil }
+  found = { path = require("matviews.files").exists(f) and f or nil }
   return found.path
 end
 

@@ -187,7 +187,8 @@ function M.order(g, set)
       if k == 0 then ready[#ready + 1] = n end
     end
   end
-  table.sort(ready, function(a, b) return a > b end)
+  table.sort(ready)
+  for i = 1, #ready // 2 do ready[i], ready[#ready + 1 - i] = ready[#ready + 1 - i], ready[i] end
   while #ready > 0 do
     local n = table.remove(ready)
     out[#out + 1] = n

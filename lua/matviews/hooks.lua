@@ -48,9 +48,11 @@ local message = require("matviews.core").error_message -- the text of a caught e
 function M.fire(run)
   local kind = run.status == "success" and "success" or "failure"
   local cfg = require("matviews").config().hooks or {}
+  local configured = cfg["on_" .. kind] or {}
+  if #registered[kind] == 0 and next(configured) == nil then return 0 end
   local failed = 0
   local config = require "matviews.config"
-  for i, list in ipairs({ registered[kind], cfg["on_" .. kind] or {} }) do
+  for i, list in ipairs({ registered[kind], configured }) do
     for _, hook in ipairs(list) do
       if applies(hook, run) then
         -- a hook of the configuration file is user code from a file: under

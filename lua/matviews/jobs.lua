@@ -71,13 +71,16 @@ end
 
 -- A JSON-able copy of v (strings, numbers, booleans, mv.null, tables of
 -- those); anything else becomes nil.
+local NULL = core.null
 local function jsonable(v, depth)
   local t = type(v)
-  if t == "string" or t == "number" or t == "boolean" or v == core.null then return v end
-  if t ~= "table" or (depth or 0) > 16 then return nil end
+  if t == "string" or t == "number" or t == "boolean" or v == NULL then return v end
+  depth = depth or 0
+  if t ~= "table" or depth > 16 then return nil end
   local out = {}
   for k, x in pairs(v) do
-    if type(k) == "string" or type(k) == "number" then out[k] = jsonable(x, (depth or 0) + 1) end
+    local kt = type(k)
+    if kt == "string" or kt == "number" then out[k] = jsonable(x, depth + 1) end
   end
   return out
 end
@@ -117,6 +120,7 @@ end
 -- details go to meta.error.details); one that a new attempt may fix (a
 -- RETRYABLE SQLSTATE, a lost connection) is retried. Returns ok
 -- and the response or the error.
+local function keep_error(e) return e end
 local function call_strategy(job)
   local s = job.strategy_def
   local ctx = require("matviews.strategies").context(job)
@@ -124,7 +128,7 @@ local function call_strategy(job)
   if not s.builtin then -- user code: under the configured instruction budget, as definition files are
     fn = function(c) return require("matviews.config").bounded(("strategy \"%s\""):format(s.name), s.fn, c) end
   end
-  local ok, r = xpcall(fn, function(e) return e end, ctx)
+  local ok, r = xpcall(fn, keep_error, ctx)
   ctx:close()
   job.audit = ctx.audit or (type(r) == "table" and not ok and r.audit) or job.audit
   if s.builtin then
@@ -205,13 +209,16 @@ end
 -- lock wait.
 local function final_meta(job, resp, records)
   local meta = {}
-  if type(resp.request) == "table" then for k, v in pairs(jsonable(resp.request)) do meta[k] = v end end
-  local inner = type(resp.response) == "table" and resp.response or {}
-  meta.sql, meta.lock_ms = jsonable(inner.sql), jsonable(inner.lock_ms)
-  meta.row_count_before, meta.row_count_after = jsonable(inner.row_count_before), jsonable(inner.row_count_after)
+  -- each copied once: the request's keys, meta.sql and meta.lock_ms are
+  -- those of the copies kept whole in meta.request and meta.response
+  local request, response = jsonable(resp.request), jsonable(resp.response)
+  if type(request) == "table" then for k, v in pairs(request) do meta[k] = v end end
+  local inner = type(response) == "table" and response or {}
+  meta.sql, meta.lock_ms = inner.sql, inner.lock_ms
+  meta.row_count_before, meta.row_count_after = inner.row_count_before, inner.row_count_after
   meta.view = jsonable(resp.view) or job.view
   meta.service_status = jsonable(resp.status)
-  meta.request, meta.response, meta.error = jsonable(resp.request), jsonable(resp.response), jsonable(resp.error)
+  meta.request, meta.response, meta.error = request, response, jsonable(resp.error)
   if job.op == "refresh" then meta.strategy = job.strategy end
   meta.result, meta.audit = job.result, job.audit
   meta.attempts = records
