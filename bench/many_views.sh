@@ -22,26 +22,6 @@ command -v /usr/bin/time >/dev/null || { echo "missing /usr/bin/time: run make b
 bench_start
 machine
 
-# A database with N views named PREFIX_i over a 10-row table: tiny
-# (SELECT id) or sleeping (an InitPlan that sleeps 20 ms, once per refresh).
-make_db() {
-  db=$1 n=$2 kind=$3
-  q -c "CREATE DATABASE $db"
-  PGDATABASE=$db "$MATVIEWS" init >/dev/null
-  if [ "$kind" = tiny ]; then sql="SELECT id FROM src"; else sql="SELECT id FROM src WHERE (SELECT pg_sleep(0.02)) IS NOT NULL"; fi
-  PGDATABASE=$db q <<SQL
-CREATE TABLE src AS SELECT g AS id FROM generate_series(1, 10) g;
-DO \$\$ BEGIN
-  FOR i IN 1..$n LOOP
-    EXECUTE format('CREATE MATERIALIZED VIEW %I AS $sql WITH NO DATA', 'v_' || i);
-    EXECUTE format('CREATE UNIQUE INDEX ON %I (id)', 'v_' || i);
-  END LOOP;
-END \$\$;
-INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns)
-  SELECT 'v_' || i, '$sql', 0, '["id"]' FROM generate_series(1, $n) i;
-SQL
-  PGDATABASE=$db "$MATVIEWS" refresh --all --yes >/dev/null
-}
 make_db tiny 100 tiny
 make_db sleep100 100 sleep
 make_db sleep1000 1000 sleep
