@@ -31,6 +31,7 @@ int luaopen_matviews_core(lua_State *L) {
   mv_register_recorder(L);
   mv_register_repl(L);
   mv_register_budget(L);
+  mv_register_json(L);
   keep_json_encode(L);
   return 1;
 }

@@ -21,6 +21,10 @@ void mv_register_cron(lua_State *L);     /* lcron.c */
 void mv_register_proc(lua_State *L);     /* proc.c: into core.sys */
 void mv_register_services(lua_State *L); /* lservices.c */
 void mv_register_recorder(lua_State *L); /* recorder.c */
+void mv_register_json(lua_State *L);     /* json.c: core.json_encode */
+/* json_encode(v) as a lua_CFunction: the JSON text of v as cjson.encode
+ * writes it, or nil when cjson would refuse v (json.c). */
+int mv_json_encode(lua_State *L);
 void mv_register_repl(lua_State *L);     /* repl.c */
 void mv_register_budget(lua_State *L);   /* budget.c */
 

@@ -93,11 +93,11 @@ static void result_message(PGconn *conn, PGresult *res, char *out, size_t len) {
   while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = '\0';
 }
 
-/* Encodes the table at idx with cjson in protected mode; pushes the text,
- * or "{}" when it cannot be encoded. */
+/* Encodes the table at idx as cjson.encode would (core.json_encode, in
+ * protected mode); pushes the text, or "{}" when it cannot be encoded. */
 static const char *push_json(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  lua_getfield(L, LUA_REGISTRYINDEX, "matviews.json_encode");
+  lua_pushcfunction(L, mv_json_encode);
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
     lua_pop(L, 1);
