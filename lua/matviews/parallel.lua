@@ -347,7 +347,10 @@ local function dispatch(st, w, opts)
   if w.ready and #w.recs == 1 then started(st, rec) end
   local line = { name = rec.name }
   for _, k in ipairs(FORWARDED) do line[k] = opts[k] end
-  if not send(w.fd, line) then
+  -- a worker still starting that cannot be written to has ended: what it
+  -- wrote before (why it could not connect) is read with its end, and its
+  -- queue goes back to the ready views then
+  if not send(w.fd, line) and w.ready ~= nil then
     on_answer(st, w, nil)
   end
 end
