@@ -82,3 +82,28 @@ describe("the sessions matviews holds", function()
     assert.are.equal("0\n5min\n7\n", r.out)
   end)
 end)
+
+describe("a new session's settings", function()
+  setup(function() H.fresh_db("session_settings") end)
+
+  -- the settings a connection opened with these startup options ends up with
+  local function settings(options)
+    local c <close> = mv.connect(("dbname=%s options='%s'"):format(H.dbname, options))
+    return c:query([[SELECT current_setting('client_connection_check_interval') AS check,
+      current_setting('idle_session_timeout') AS idle,
+      current_setting('idle_in_transaction_session_timeout') AS idle_tx]])[1]
+  end
+
+  it("check the client every second unless the user chose an interval", function()
+    assert.are.equal("1s", settings("").check)
+    assert.are.equal("5s", settings("-c client_connection_check_interval=5000").check)
+  end)
+
+  it("never end for idleness, and raise only an idle-in-transaction timeout under 5 minutes", function()
+    assert.are.equal("0", settings("-c idle_session_timeout=10s").idle)
+    for given, kept in pairs({ ["0"] = "0", ["1"] = "5min", ["299999"] = "5min", ["300000"] = "5min",
+                               ["300001"] = "300001ms", ["1h"] = "1h" }) do
+      assert.are.equal(kept, settings("-c idle_in_transaction_session_timeout=" .. given).idle_tx, given)
+    end
+  end)
+end)

@@ -133,29 +133,42 @@ static PGconn *watched = NULL;            /* see pg_watch */
 static PGconn *guarded = NULL;
 static int watch_lost = 0;
 
-/* Sets up a new session: notices ignored, and (PostgreSQL 14 and later,
- * unless the user chose a value) client_connection_check_interval, so that
- * when this process dies mid-statement its backend stops within a second,
- * even while it waits for a lock, and rolls back instead of holding locks
- * that queue every reader of the view. A server that refuses it is left as
- * it is. */
+/* Sets up a new session: notices ignored, and (PostgreSQL 14 and later)
+ * the three settings below, in one statement (one round trip, and
+ * current_setting rather than a scan of pg_settings: this runs on every
+ * connection a run opens). When it fails (a server that refuses
+ * client_connection_check_interval), the settings are made one statement
+ * each, so that the others still hold.
+ * - client_connection_check_interval, unless the user chose a value: when
+ *   this process dies mid-statement its backend stops within a second,
+ *   even while it waits for a lock, and rolls back instead of holding
+ *   locks that queue every reader of the view.
+ * - idle_session_timeout 0: the sessions matviews holds sit idle by
+ *   design (the recorder while the service connection refreshes for
+ *   minutes, a worker between polls, the lock session for the whole run);
+ *   a server-wide idle_session_timeout would end them and lose the run's
+ *   outcome or its lock, so they never end for idleness.
+ * - idle_in_transaction_session_timeout: our transactions are never left
+ *   idle on purpose, but a loaded client may pause between two
+ *   statements: a very short one (1 ms to 5 minutes) is raised to 5
+ *   minutes (a dead client is caught by the check above instead). */
+#define CHECK_INTERVAL_SQL \
+  "set_config('client_connection_check_interval', '1000', false)"
+#define IDLE_SQL \
+  "set_config('idle_session_timeout', '0', false), set_config('idle_in_transaction_session_timeout'," \
+  " CASE WHEN extract(epoch FROM current_setting('idle_in_transaction_session_timeout')::interval) * 1000" \
+  " BETWEEN 1 AND 299999 THEN '300000' ELSE current_setting('idle_in_transaction_session_timeout') END, false)"
+#define CHECK_UNSET_SQL "current_setting('client_connection_check_interval') = '0'"
+
 static void session_setup(PGconn *conn) {
   PQsetNoticeProcessor(conn, ignore_notice, NULL);
   if (PQserverVersion(conn) < 140000) return;
-  pg_clear(pg_exec(conn, "SELECT set_config('client_connection_check_interval', '1000', false)"
-                   " WHERE current_setting('client_connection_check_interval') = '0'", 0, NULL));
-  /* The sessions matviews holds sit idle by design: the recorder while the
-   * service connection refreshes for minutes, a worker between polls, the
-   * lock session for the whole run. A server-wide idle_session_timeout
-   * would end them and lose the run's outcome or its lock, so they never end
-   * for idleness. Our transactions are never left idle on purpose, but a
-   * loaded client may pause between two statements: a very short
-   * idle_in_transaction_session_timeout is raised to 5 minutes (a dead
-   * client is caught by the check above instead). */
-  pg_clear(pg_exec(conn, "SELECT set_config('idle_session_timeout', '0', false),"
-                   " set_config('idle_in_transaction_session_timeout', CASE WHEN setting::int BETWEEN 1 AND 299999"
-                   " THEN '300000' ELSE setting END, false)"
-                   " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'", 0, NULL));
+  PGresult *r = pg_exec(conn, "SELECT CASE WHEN " CHECK_UNSET_SQL " THEN " CHECK_INTERVAL_SQL " END, " IDLE_SQL, 0, NULL);
+  int ok = pg_ok(r);
+  pg_clear(r);
+  if (ok || !pg_connected(conn)) return;
+  pg_clear(pg_exec(conn, "SELECT " CHECK_INTERVAL_SQL " WHERE " CHECK_UNSET_SQL, 0, NULL));
+  pg_clear(pg_exec(conn, "SELECT " IDLE_SQL, 0, NULL));
 }
 
 /* How long a connection refused for lack of slots is tried again

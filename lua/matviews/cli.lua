@@ -35,10 +35,10 @@ function M.parser(mods)
   return p
 end
 
--- Loads every command module.
-function M.load()
+-- Loads every command module (names: only those, when given).
+function M.load(names)
   local mods, by_name = {}, {}
-  for _, name in ipairs(M.commands) do
+  for _, name in ipairs(names or M.commands) do
     local mod = require("matviews.commands." .. name)
     mods[#mods + 1] = mod
     by_name[mod.name] = mod
@@ -57,11 +57,48 @@ local function command_parser(parser, name)
   return parser
 end
 
+-- Whether name is a command's name (M.commands).
+local function is_command(name)
+  for _, c in ipairs(M.commands) do if c == name then return true end end
+  return false
+end
+
+-- Parses args with parser; returns the parsed table, or nil and the error
+-- message with the (sub)parser that raised it.
+local function parse(parser, args)
+  local perr, perr_parser
+  local ok, parsed = pcall(parser._parse, parser, args, function(p, msg)
+    perr, perr_parser = msg, p
+    error(msg, 0)
+  end)
+  if ok then return parsed end
+  if perr then return nil, perr, perr_parser end
+  error(parsed, 0)
+end
+
+-- A command line that names a command (but completion, which lists them
+-- all) is parsed by a parser that knows only that command, its module the
+-- only one loaded: loading the 28 modules and building their parser was
+-- most of the fixed cost of a short run. Returns the parsed table, the
+-- command's module, and a parser; nil when the line must go the whole way
+-- (no command, help, a usage error: the message and the usage then read
+-- as the full parser words them).
+local function parse_lean(args)
+  local name = args and args[1]
+  if type(name) ~= "string" or name == "completion" or not is_command(name) then return nil end
+  local mods, by_name = M.load({ name })
+  local parser = M.parser(mods)
+  local parsed = parse(parser, args)
+  if not parsed then return nil end
+  return parsed, by_name[parsed.command], parser
+end
+
 -- Entry point from matviews.main: the arguments left once the global
 -- options were taken (or nil and why they could not be). Returns the code.
 function M.main(args, err)
   local mv = require "matviews"
-  local options = mv.options
+  local lean, lean_mod, lean_parser = parse_lean(args)
+  if lean then return M.run(lean, lean_mod, lean_parser, mv) end
   local mods, by_name = M.load()
   local parser = M.parser(mods)
   if not args then return usage_error(parser, err) end
@@ -78,22 +115,21 @@ function M.main(args, err)
       return by_name.run.run({ script = first, args = { table.unpack(args, 2) } }, { mv = mv })
     end
   end
-  local perr, perr_parser
-  local ok, parsed = pcall(parser._parse, parser, args, function(p, msg)
-    perr, perr_parser = msg, p
-    error(msg, 0)
-  end)
-  if not ok then
-    if perr then return usage_error(perr_parser, perr) end
-    error(parsed, 0)
-  end
+  local parsed, perr, perr_parser = parse(parser, args)
+  if not parsed then return usage_error(perr_parser, perr) end
   if parsed.command == "help" then
     local t = parsed.topic
     if t and not by_name[t] then return usage_error(parser, "unknown command '" .. t .. "'") end
     io.write((t and command_parser(parser, t) or parser):get_help(), "\n")
     return 0
   end
-  local mod = by_name[parsed.command]
+  return M.run(parsed, by_name[parsed.command], parser, mv)
+end
+
+-- Runs the command module mod with the parsed arguments (parser: the one
+-- that parsed them). Returns the exit code.
+function M.run(parsed, mod, parser, mv)
+  local options = mv.options
   local ctx = { mv = mv, options = options, parser = parser }
   -- a command that always asks (prune, apply --prune) refuses before it
   -- connects when there is no terminal to ask on and no --yes /
