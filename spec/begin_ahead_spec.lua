@@ -18,9 +18,11 @@ local function config(ms)
 end
 
 -- The runs of the batch (ids above before), oldest first, with the row's
--- timestamps in microseconds since the epoch.
+-- timestamps in microseconds since the epoch (created: when the row was
+-- inserted, begun; started: when the run started).
 local function runs_after(before)
   return mv.query([[SELECT d.name, r.id, r.status,
+      (extract(epoch FROM r.created_at) * 1e6)::bigint AS created,
       (extract(epoch FROM r.started_at) * 1e6)::bigint AS started,
       (extract(epoch FROM r.finished_at) * 1e6)::bigint AS finished
     FROM mat_view_refresh_runs r JOIN mat_view_definitions d ON d.id = r.mat_view_definition_id
@@ -76,9 +78,11 @@ describe("a refresh batch's next run begun ahead", function()
     assert.are.same(VIEWS, { runs[1].name, runs[2].name, runs[3].name })
     assert.are.equal(3, #runs)
     for _, run in ipairs(runs) do assert.are.equal(2, run.status) end
-    -- each next row was written before the one before it was finalised
-    assert.is_true(runs[2].started < runs[1].finished, "ba_b begun before ba_a finished")
-    assert.is_true(runs[3].started < runs[2].finished, "ba_c begun before ba_b finished")
+    -- each next row was written before the one before it was finalised,
+    -- and says it started after (runs of a batch do not overlap)
+    assert.is_true(runs[2].created < runs[1].finished, "ba_b begun before ba_a finished")
+    assert.is_true(runs[3].created < runs[2].finished, "ba_c begun before ba_b finished")
+    assert.is_true(runs[2].started >= runs[1].finished and runs[3].started >= runs[2].finished, "a run started before")
     assert.are.equal(0, advisory_locks())
   end)
 
@@ -88,7 +92,7 @@ describe("a refresh batch's next run begun ahead", function()
     assert.are.equal(0, r.code, r.err)
     local runs = runs_after(before)
     assert.are.equal(2, #runs)
-    assert.is_true(runs[2].started >= runs[1].finished, "ba_b begun after ba_a finished")
+    assert.is_true(runs[2].created >= runs[1].finished, "ba_b begun after ba_a finished")
   end)
 
   it("withdraws the next run when the current view runs longer than begin_ahead_ms", function()
@@ -110,7 +114,7 @@ describe("a refresh batch's next run begun ahead", function()
     assert.are.same({ "ba_a", "ba_b" }, { runs[1].name, runs[2].name })
     assert.are.same({ 2, 2 }, { runs[1].status, runs[2].status })
     assert.are.equal(2, #runs)
-    assert.is_true(runs[2].started >= runs[1].finished, "ba_b begun again after ba_a finished")
+    assert.is_true(runs[2].created >= runs[1].finished, "ba_b begun again after ba_a finished")
     assert.are.equal(0, advisory_locks())
   end)
 

@@ -64,6 +64,16 @@ typedef struct {
   int session_pid;             /* the recorder's backend when the row was inserted */
 } Run;
 
+/* Blocks SIGINT and SIGTERM (old: the mask to restore): what is written
+ * then is awaited whole, and the signal is delivered after. */
+static void block_signals(sigset_t *old) {
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, old);
+}
+
 /* CLOCK_MONOTONIC in milliseconds. */
 static double now_ms(void) {
   struct timespec ts;
@@ -323,6 +333,8 @@ static void ahead_read(struct Ahead *a) {
 /* Withdraws a begun-ahead run that no begin took: its row deleted, its
  * lock released (a run that never started has neither). */
 static void withdraw(struct Ahead *a) {
+  sigset_t old;                                   /* not a statement SIGINT cancels: it is awaited whole */
+  block_signals(&old);
   ahead_read(a);
   PGresult *res = a->res;
   if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0) && pg_connected(a->rec)) {
@@ -337,6 +349,7 @@ static void withdraw(struct Ahead *a) {
   pg_clear(a->res);
   memset(a, 0, sizeof *a);
   arm_ahead();
+  sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 /* begin_ahead(rec, spec) -> whether it was sent: begins, without waiting,
@@ -560,7 +573,10 @@ static int l_info(lua_State *L) {
  * released in the same statement (the last column). Parameters: $1 id,
  * $2 status, $3 duration, $4 meta, $5 error, then rows_count (refresh),
  * then synchronous_commit for this transaction (NULL: the session's), then
- * the lock's schema and name. */
+ * the lock's schema and name. started_at is kept no earlier than the
+ * session's last finish (matviews.finished_at, set here): a run begun ahead
+ * had its row inserted before the run before it was finalised, but starts
+ * after, and its row says so. */
 static void finish_sql(Run *run, char *sql, size_t len) {
   int refresh = run->op == MV_OP_REFRESH, sc = refresh ? 7 : 6;
   char unlock[160] = "";
@@ -571,10 +587,13 @@ static void finish_sql(Run *run, char *sql, size_t len) {
     snprintf(unlock, sizeof unlock, ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("%s", "%s") ")", a, b);
   }
   snprintf(sql, len, "UPDATE %s SET status = $2, finished_at = clock_timestamp(), duration_ms = $3,"
-    " meta = $4::jsonb, error = $5, updated_at = clock_timestamp()%s WHERE id = $1 RETURNING"
+    " meta = $4::jsonb, error = $5, updated_at = clock_timestamp(),"
+    " started_at = greatest(started_at, nullif(current_setting('matviews.finished_at', true), '')::timestamptz)%s"
+    " WHERE id = $1 RETURNING"
     " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " duration_ms, %s, error, backend_pid, hostname, process_pid, status,"
+    " set_config('matviews.finished_at', finished_at::text, false),"
     " set_config('synchronous_commit', coalesce($%d::text, current_setting('synchronous_commit')), true)%s",
     RUN_TABLES[run->op], refresh ? ", rows_count = $6::integer" : "", refresh ? "rows_count" : "NULL::integer",
     sc, unlock);
@@ -601,7 +620,7 @@ static int finish_nparams(const Run *run) {
  * with backoff until record_timeout_ms has passed. why gets the first
  * error when it fails. */
 static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whylen) {
-  char sql[1200];
+  char sql[1600];
   double deadline = now_ms() + (double)run->record_timeout_ms;
   long wait = 50;
   why[0] = '\0';
@@ -710,11 +729,8 @@ static void unlock_alone(Run *run);
  * written on stderr, so that it is not lost. Never raises. */
 static void settle_one(lua_State *L, struct Pending *p) {
   PGconn *rec = p->rec;
-  sigset_t block, old;
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &old);
+  sigset_t old;
+  block_signals(&old);
   read_through(rec, p->seq);
   PGresult *res = p->res;
   p->res = NULL;
@@ -820,7 +836,7 @@ static int l_flush(lua_State *L) {
  * the run table (its timestamps come with the result) and returns 1;
  * returns 0, having sent nothing, when the finish must run as usual. */
 static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta, const sigset_t *old) {
-  char sql[1200];
+  char sql[1600];
   settle(L, run->rec);                            /* the last run's finish, read long ago: its row filled in */
   finish_sql(run, sql, sizeof sql);
   struct Pending *p = send_pending(run, sql, finish_nparams(run), vals);
@@ -844,7 +860,7 @@ static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta,
  * returns 0. */
 static int finish(lua_State *L, Run *run, int outcome) {
   char id[32], status[4], dur[32], rows[32], why[1024], lockname[256], lockschema[256];
-  sigset_t block, old;
+  sigset_t old;
   lua_getfield(L, outcome, "status");
   int ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), STATUS_NAMES[MV_RUN_SUCCESS]) == 0;
   lua_getfield(L, outcome, "error");
@@ -869,10 +885,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = sync; vals[7] = lockschema; vals[8] = lockname; }
   else { vals[5] = sync; vals[6] = lockschema; vals[7] = lockname; }
   PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &old);
+  block_signals(&old);
   if (pipelined && finish_pipelined(L, run, vals, meta, &old)) return 1;
   *res = finish_exec(run, vals, why, sizeof why);
   int written = pg_ok(*res);

@@ -370,11 +370,12 @@ local function run_job(op, ref, opts)
   -- without waiting for its result, read before the recorder's next
   -- statement, unless a hook is to see the row
   local pipelined = opts.defer_flush and opts.pipeline_finish and not require("matviews.hooks").any()
-  if pipelined and opts.ahead ~= nil and cfg.begin_ahead_ms > 0 then
-    -- and the batch's next run (opts.ahead, with the same options) is
-    -- begun as this one's service starts, so that the server writes its
-    -- row while this view refreshes (recorder.begin_ahead; withdrawn when
-    -- this view runs long)
+  if opts.defer_flush and opts.ahead ~= nil and cfg.begin_ahead_ms > 0 then
+    -- a batch's next run (opts.ahead, with the same options: a sequential
+    -- batch's next view, the one queued on a pool worker) is begun as this
+    -- one's service starts, so that the server writes its row while this
+    -- view refreshes (recorder.begin_ahead; withdrawn when this view runs
+    -- long)
     job.ahead = function()
       if recorder.pending() then return end
       local spec = begin_spec(op, opts.ahead, request, opts, cfg)
