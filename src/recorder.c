@@ -373,7 +373,7 @@ static int l_begin_ahead(lua_State *L) {
     a->op = b.op;
     ahead_key(&b, a->key, sizeof a->key);
     a->sent = now_ms();
-    a->until = a->sent + (double)opt_int(L, 2, "ahead_ms", 5);
+    a->until = a->sent + (double)opt_int(L, 2, "ahead_ms", 50);
     a->seq = ++sent_seq;
     a->session_pid = pg_backend_pid(rec);
     arm_ahead();
