@@ -44,6 +44,23 @@ CONF
 # psql, quiet, stopping at the first error.
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
+# In database DB: a 10-row table src (id 1..10) and N materialized views
+# v_1..v_N of SQL over it (WITH NO DATA, a unique index on id each) with
+# their definitions (regular refresh). Usage: many_views DB N SQL
+many_views() {
+  q -d "$1" <<SQL
+CREATE TABLE src AS SELECT g AS id FROM generate_series(1, 10) g;
+DO \$\$ BEGIN
+  FOR i IN 1..$2 LOOP
+    EXECUTE format('CREATE MATERIALIZED VIEW %I AS $3 WITH NO DATA', 'v_' || i);
+    EXECUTE format('CREATE UNIQUE INDEX ON %I (id)', 'v_' || i);
+  END LOOP;
+END \$\$;
+INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns)
+  SELECT 'v_' || i, '$3', 0, '["id"]' FROM generate_series(1, $2) i;
+SQL
+}
+
 # Saves a definition in the catalog: name, sql, strategy (0/1/2), unique column.
 define() {
   q -c "INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns)

@@ -29,17 +29,7 @@ make_db() {
   q -c "CREATE DATABASE $db"
   PGDATABASE=$db "$MATVIEWS" init >/dev/null
   if [ "$kind" = tiny ]; then sql="SELECT id FROM src"; else sql="SELECT id FROM src WHERE (SELECT pg_sleep(0.02)) IS NOT NULL"; fi
-  PGDATABASE=$db q <<SQL
-CREATE TABLE src AS SELECT g AS id FROM generate_series(1, 10) g;
-DO \$\$ BEGIN
-  FOR i IN 1..$n LOOP
-    EXECUTE format('CREATE MATERIALIZED VIEW %I AS $sql WITH NO DATA', 'v_' || i);
-    EXECUTE format('CREATE UNIQUE INDEX ON %I (id)', 'v_' || i);
-  END LOOP;
-END \$\$;
-INSERT INTO mat_view_definitions (name, sql, refresh_strategy, unique_index_columns)
-  SELECT 'v_' || i, '$sql', 0, '["id"]' FROM generate_series(1, $n) i;
-SQL
+  many_views "$db" "$n" "$sql"
   PGDATABASE=$db "$MATVIEWS" refresh --all --yes >/dev/null
 }
 make_db tiny 100 tiny

@@ -241,3 +241,32 @@ describe("SIGINT during a query", function()
     assert.are.equal("\nmatviews: interrupted\n", r.err)
   end)
 end)
+
+describe("conn:clone(true), a connection opened while the caller works", function()
+  setup(function() H.fresh_db("clone_early") end)
+
+  it("is a connection of the same database and user, its session set up, once used", function()
+    local c <close> = mv.conn():clone(true)
+    assert.is_true(c:is_open())
+    assert.is_true(c:is_connected())
+    local r = c:query([[SELECT current_database() AS db, current_user AS u,
+      current_setting('idle_session_timeout') AS idle]])[1]
+    assert.are.same({ db = H.dbname, u = mv.query("SELECT current_user AS u")[1].u, idle = "0" }, r)
+    assert.are_not.equal(mv.conn():info().pid, c:info().pid)
+  end)
+
+  it("is closed when the server refuses it, and a clone made then says why", function()
+    local role = "clone_early_limited"
+    mv.exec("DROP ROLE IF EXISTS " .. role)
+    mv.exec("CREATE ROLE " .. role .. " LOGIN CONNECTION LIMIT 1")
+    finally(function() mv.exec("DROP ROLE IF EXISTS " .. role) end)
+    local one <close> = mv.connect(("dbname=%s user=%s"):format(H.dbname, role))
+    local early <close> = one:clone(true)
+    assert.is_false(early:is_open())
+    mv.core.slot_wait(0)
+    finally(function() mv.core.slot_wait(mv.config().connect_wait_ms) end)
+    local ok, err = pcall(one.clone, one)
+    assert.is_false(ok)
+    assert.matches("too many connections for role", tostring(err.message))
+  end)
+end)

@@ -10,10 +10,23 @@
 #include "pg.h"
 #include "errors.h"
 
-typedef struct { PGconn *conn; } LConn;
+/* conn: NULL once closed. pending: a connection conn:clone(true) began
+ * and nothing has used yet (pg_open_like_start's state); it is completed
+ * on first use, and closed when that fails. */
+typedef struct { PGconn *conn; int pending; } LConn;
+
+/* Completes c's connection when it is still under way; closes it when it
+ * failed (conn NULL: the caller sees a closed connection). */
+static void complete(LConn *c) {
+  if (c->conn == NULL || !c->pending) return;
+  int ok = pg_open_finish(c->conn, &c->pending);
+  c->pending = 0;
+  if (!ok) { pg_close(c->conn); c->conn = NULL; }
+}
 
 PGconn *mv_checkconn(lua_State *L, int idx) {
   LConn *c = (LConn *)luaL_checkudata(L, idx, MV_CONN_MT);
+  complete(c);
   if (c->conn == NULL) {
     mv_error_push(L, "connection is closed", NULL);
     lua_error(L);
@@ -23,6 +36,7 @@ PGconn *mv_checkconn(lua_State *L, int idx) {
 
 PGconn *mv_toconn(lua_State *L, int idx) {
   LConn *c = (LConn *)luaL_testudata(L, idx, MV_CONN_MT);
+  if (c) complete(c);
   return c ? c->conn : NULL;
 }
 
@@ -144,12 +158,16 @@ static int conn_script(lua_State *L) {
 }
 
 /* Pushes a new connection: opened from conninfo, or with the parameters of
- * `like`. Raises {message, kind = "connection"} naming host and port. */
-static int open_conn(lua_State *L, const char *conninfo, PGconn *like) {
+ * `like` (early: under way, see conn:clone). Raises {message, kind =
+ * "connection"} naming host and port. */
+static int open_conn(lua_State *L, const char *conninfo, PGconn *like, int early) {
   char err[768];
   LConn *c = (LConn *)lua_newuserdatauv(L, sizeof(LConn), 0);
   c->conn = NULL; /* set before acquiring, so __gc is harmless */
+  c->pending = 0;
   luaL_setmetatable(L, MV_CONN_MT);
+  if (like && early && (c->conn = pg_open_like_start(like, &c->pending)) != NULL) return 1;
+  c->pending = 0;
   c->conn = like ? pg_open_like(like, err, sizeof err) : pg_open(conninfo, err, sizeof err);
   if (c->conn == NULL) {
     mv_error_push(L, err, NULL);
@@ -164,6 +182,7 @@ static int open_conn(lua_State *L, const char *conninfo, PGconn *like) {
 static int conn_close(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
   if (c->conn) { pg_close(c->conn); c->conn = NULL; }
+  c->pending = 0;
   return 0;
 }
 
@@ -196,26 +215,33 @@ static int conn_quote_ident(lua_State *L) {
 /* conn:is_open() */
 static int conn_is_open(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  complete(c);
   lua_pushboolean(L, c->conn != NULL);
   return 1;
 }
 
 static int conn_tostring(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  complete(c);
   if (c->conn) lua_pushfstring(L, "matviews.conn (%s, pid %d)", pg_db(c->conn), pg_backend_pid(c->conn));
   else lua_pushliteral(L, "matviews.conn (closed)");
   return 1;
 }
 
-/* conn:clone() -> a new connection with the same parameters (server,
- * database, user, password): jobs record runs on their own connection. */
+/* conn:clone([early]) -> a new connection with the same parameters
+ * (server, database, user, password): jobs record runs on their own
+ * connection. early: return at once, the connection under way (the
+ * server starts its backend meanwhile), completed on first use; when that
+ * fails the clone is closed (is_open false), and a clone made then
+ * reports why. */
 static int conn_clone(lua_State *L) {
-  return open_conn(L, NULL, mv_checkconn(L, 1));
+  return open_conn(L, NULL, mv_checkconn(L, 1), lua_toboolean(L, 2));
 }
 
 /* conn:is_connected(): false once the server side is lost */
 static int conn_is_connected(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  complete(c);
   lua_pushboolean(L, pg_connected(c->conn));
   return 1;
 }
@@ -236,7 +262,7 @@ static int l_slot_refused(lua_State *L) {
 
 /* connect(conninfo) -> conn; raises {message} naming host and port */
 static int l_connect(lua_State *L) {
-  return open_conn(L, luaL_optstring(L, 1, ""), NULL);
+  return open_conn(L, luaL_optstring(L, 1, ""), NULL, 0);
 }
 
 static const luaL_Reg conn_methods[] = {

@@ -124,6 +124,7 @@ static void session_forget(PGconn *conn) {
 }
 
 static void settle_deferred(PGconn *conn);
+static long long monotonic_ms(void);
 
 static double deadline_at;               /* see pg_wait_deadline */
 static void (*deadline_fn)(void);
@@ -320,14 +321,23 @@ static int wait_timeout(PGconn *conn) {
 }
 int pg_watch_lost(void) { return watch_lost; }
 
-PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
+/* The parameters conn was opened with, as keys and vals (NULL-ended, at
+ * most 63), pointing into the returned options (caller frees them with
+ * PQconninfoFree); NULL when out of memory. */
+static PQconninfoOption *params_of(PGconn *conn, const char **keys, const char **vals) {
   PQconninfoOption *opts = PQconninfo(conn);
-  const char *keys[64], *vals[64];
   int n = 0;
-  if (opts == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
+  if (opts == NULL) return NULL;
   for (PQconninfoOption *o = opts; o->keyword && n < 63; o++)
     if (o->val != NULL && *o->val) { keys[n] = o->keyword; vals[n] = o->val; n++; }
   keys[n] = vals[n] = NULL;
+  return opts;
+}
+
+PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
+  const char *keys[64], *vals[64];
+  PQconninfoOption *opts = params_of(conn, keys, vals);
+  if (opts == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
   PGconn *c = connect_waiting(NULL, keys, vals);
   PQconninfoFree(opts);
   if (c == NULL) { snprintf(err, errlen, "out of memory while connecting"); return NULL; }
@@ -341,6 +351,59 @@ PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen) {
   }
   session_setup(c);
   return c;
+}
+
+/* Drives the connection c under way one step at a time while its socket
+ * is ready, waiting at most wait_ms (-1: until it is done) for each;
+ * *last is PQconnectPoll's last answer (PGRES_POLLING_WRITING before the
+ * first). Returns *last: OK or FAILED once it is done. */
+static PostgresPollingStatusType connect_steps(PGconn *c, PostgresPollingStatusType *last, int wait_ms) {
+  while (*last == PGRES_POLLING_READING || *last == PGRES_POLLING_WRITING) {
+    struct pollfd pfd = { PQsocket(c), *last == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 };
+    if (pfd.fd < 0) { *last = PGRES_POLLING_FAILED; break; }
+    int rc = poll(&pfd, 1, wait_ms);
+    if (rc < 0 && errno != EINTR) { *last = PGRES_POLLING_FAILED; break; }
+    if (rc <= 0 && wait_ms >= 0) break;      /* not ready yet: later */
+    if (rc > 0) *last = PQconnectPoll(c);
+  }
+  return *last;
+}
+
+PGconn *pg_open_like_start(PGconn *conn, int *state) {
+  const char *keys[64], *vals[64];
+  PQconninfoOption *opts = params_of(conn, keys, vals);
+  if (opts == NULL) return NULL;
+  PGconn *c = PQconnectStartParams(keys, vals, 0);
+  PQconninfoFree(opts);
+  PostgresPollingStatusType last = PGRES_POLLING_WRITING;
+  if (c == NULL || PQstatus(c) == CONNECTION_BAD || connect_steps(c, &last, 0) == PGRES_POLLING_FAILED) {
+    PQfinish(c);
+    return NULL;
+  }
+  *state = (int)last;
+  return c;
+}
+
+/* Seconds the connect_timeout of c allows (0: no limit). */
+static int connect_timeout_of(PGconn *c) {
+  int secs = 0;
+  PQconninfoOption *opts = PQconninfo(c);
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (strcmp(o->keyword, "connect_timeout") == 0 && o->val) secs = atoi(o->val);
+  PQconninfoFree(opts);
+  return secs;
+}
+
+int pg_open_finish(PGconn *c, int *state) {
+  PostgresPollingStatusType last = (PostgresPollingStatusType)*state;
+  int secs = connect_timeout_of(c);
+  long long deadline = secs > 0 ? monotonic_ms() + secs * 1000LL : 0;
+  while (connect_steps(c, &last, 200) != PGRES_POLLING_OK && last != PGRES_POLLING_FAILED)
+    if (deadline && monotonic_ms() > deadline) { last = PGRES_POLLING_FAILED; break; }
+  *state = (int)last;
+  if (last != PGRES_POLLING_OK || PQstatus(c) != CONNECTION_OK) return 0;
+  session_setup(c);
+  return 1;
 }
 
 int pg_connected(PGconn *conn) { return conn != NULL && PQstatus(conn) == CONNECTION_OK; }

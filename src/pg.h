@@ -23,6 +23,15 @@ void pg_close(PGconn *conn);
 /* Opens a new connection with the parameters conn was opened with (same
  * server, database, user, password); NULL and a line in err on failure. */
 PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen);
+/* pg_open_like without waiting: the connection is under way (its startup
+ * packet sent when the socket allows), so that the server starts its
+ * backend while this process does other work; *state keeps where it is.
+ * NULL when it could not even start (open it with pg_open_like then). */
+PGconn *pg_open_like_start(PGconn *conn, int *state);
+/* Completes a connection pg_open_like_start began (its session set up as
+ * pg_open's): 1 when it is usable; 0 when it failed (the caller closes it
+ * and opens one with pg_open_like, which waits for a slot and says why). */
+int pg_open_finish(PGconn *c, int *state);
 /* 1 while the connection is usable, 0 once it is lost (CONNECTION_BAD). */
 int pg_connected(PGconn *conn);
 /* Reconnects conn in place (PQreset) with the same parameters; 1 when it

@@ -287,9 +287,10 @@ function M.label_sql(a)
 end
 M.LABEL_SQL = M.label_sql("mat_view_definitions")
 
-local COLUMNS = [[id, schema_name, name, ]] .. M.LABEL_SQL .. [[ AS label, sql, refresh_strategy, unique_index_columns::text, dependencies::text,
+local ROW_COLUMNS = [[sql, refresh_strategy, unique_index_columns::text, dependencies::text,
   schedule_cron, indexes::text, grants::text, comment, retention::text, options::text,
   created_at::text, updated_at::text]]
+local COLUMNS = [[id, schema_name, name, ]] .. M.LABEL_SQL .. [[ AS label, ]] .. ROW_COLUMNS
 -- What the run recorder reads with a run's begin (one statement), and turns
 -- into a definition with M.from_row: the definition is read once per run.
 M.COLUMNS = COLUMNS
@@ -373,12 +374,21 @@ function M.get(name_or_id, conn)
 end
 
 -- Every definition, by name. Raises naming the first corrupt row, so the
--- commands that read the catalog call it first (M.check).
+-- commands that read the catalog call it first (M.check). The labels are
+-- made here from the rows, as M.LABEL_SQL makes them (that subquery, once
+-- per row, cost more than the rest of the statement at 100 definitions).
 function M.list(conn)
-  local out = {}
+  local out, schemas = {}, {}
   local rows = require("matviews.targets").query(conn or mv().conn(),
-    "SELECT " .. COLUMNS .. " FROM mat_view_definitions WHERE deleted_at IS NULL ORDER BY name, schema_name")
-  for i, r in ipairs(rows) do out[i] = from_row(r) end
+    "SELECT id, schema_name, name, " .. ROW_COLUMNS .. " FROM mat_view_definitions WHERE deleted_at IS NULL ORDER BY name, schema_name")
+  for _, r in ipairs(rows) do
+    if type(r.name) == "string" then schemas[r.name] = (schemas[r.name] or 0) + 1 end
+  end
+  for i, r in ipairs(rows) do
+    -- (schema_name, name) is unique: another row of that name is in another schema
+    if type(r.name) == "string" and schemas[r.name] > 1 then r.label = r.schema_name .. "." .. r.name end
+    out[i] = from_row(r)
+  end
   return out
 end
 M.check = M.list

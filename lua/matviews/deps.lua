@@ -35,6 +35,20 @@ FROM reads JOIN defs down ON down.oid = reads.reader JOIN defs up ON up.oid = re
 WHERE up.name <> down.name
 ORDER BY 1, 2]]
 
+-- Whether any materialized view's query reads a materialized view or a
+-- plain view: when none does, DISCOVER finds nothing (its first step reads
+-- only such relations, and it follows only plain views). On a new session
+-- this costs a fifth of DISCOVER (mostly its planning), and the common
+-- case of views over tables skips DISCOVER.
+local ANY_READS = [[
+SELECT EXISTS (
+  SELECT 1 FROM pg_rewrite r
+  JOIN pg_class reader ON reader.oid = r.ev_class AND reader.relkind = 'm'
+  JOIN pg_depend dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = r.oid
+   AND dep.refclassid = 'pg_class'::regclass AND dep.refobjid <> r.ev_class
+  JOIN pg_class rel ON rel.oid = dep.refobjid AND rel.relkind IN ('m', 'v')
+) AS any]]
+
 local function sorted_keys(set)
   local out = {}
   for k in pairs(set) do out[#out + 1] = k end
@@ -115,7 +129,9 @@ end
 function M.load(conn)
   local mv = require "matviews"
   conn = conn or mv.conn()
-  return M.build(mv.definitions.list(conn), require("matviews.targets").query(conn, DISCOVER))
+  local defs, targets = mv.definitions.list(conn), require("matviews.targets")
+  local any = #defs > 1 and targets.query(conn, ANY_READS)[1].any
+  return M.build(defs, any and targets.query(conn, DISCOVER) or {})
 end
 
 -- A cycle as a list of names ending where it starts, or nil. Searches from
@@ -162,8 +178,21 @@ function M.closure(g, name, dir)
   return seen
 end
 
+-- Puts name into list, sorted descending, at its place.
+local function insert_descending(list, name)
+  local lo, hi = 1, #list + 1
+  while lo < hi do
+    local mid = (lo + hi) // 2
+    if list[mid] > name then lo = mid + 1 else hi = mid end
+  end
+  table.insert(list, lo, name)
+end
+
 -- The names of `set` (all when nil) in dependency order: each after
--- everything it reads; ties by name.
+-- everything it reads; ties by name. The names ready to go are kept
+-- sorted descending (the next one last): sorted once, then each name that
+-- becomes ready put at its place, not the list sorted again per name
+-- (quadratic over a thousand independent views).
 function M.order(g, set)
   local waiting, ready, out = {}, {}, {}
   for _, n in ipairs(g.names) do
@@ -174,14 +203,14 @@ function M.order(g, set)
       if k == 0 then ready[#ready + 1] = n end
     end
   end
+  table.sort(ready, function(a, b) return a > b end)
   while #ready > 0 do
-    table.sort(ready, function(a, b) return a > b end)
     local n = table.remove(ready)
     out[#out + 1] = n
     for down in pairs(g.nodes[n].downstream) do
       if waiting[down] then
         waiting[down] = waiting[down] - 1
-        if waiting[down] == 0 then ready[#ready + 1] = down end
+        if waiting[down] == 0 then insert_descending(ready, down) end
       end
     end
   end

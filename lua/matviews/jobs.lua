@@ -62,6 +62,13 @@ function M.recorder(conn)
   return rec
 end
 
+-- Starts opening the recorder connection of conn (when it has none and
+-- jobs run here): the server starts its backend while the caller reads
+-- the catalog, and M.recorder completes it on first use.
+function M.recorder_early(conn)
+  if recorders[conn] == nil and M.adapter() == "inline" then recorders[conn] = conn:clone(true) end
+end
+
 local function merged(base, over)
   local t = {}
   for k, v in pairs(base or {}) do t[k] = v end

@@ -173,6 +173,7 @@ end
 -- the job options jopts. Returns the exit code.
 function M.run(op, args, ctx, jopts, verbs)
   local mv = ctx.mv
+  if mv.jobs and not (jopts and jopts.conn) then mv.jobs.recorder_early(mv.conn()) end
   local defs = targets.resolve(mv.conn(), args, { reverse = op == "delete" })
   if #defs == 0 then
     if ctx.options.json then output.json(output.array()) else io.stderr:write("no definitions\n") end

@@ -491,7 +491,9 @@ function M.command(args, ctx, jopts)
   local output, targets = require "matviews.output", require "matviews.targets"
   local n = math.tointeger(tonumber(args.parallel or "1"))
   if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
-  -- the graph is read once, here, and passed on (--all needs nothing else)
+  -- the graph is read once, here, and passed on (--all needs nothing else);
+  -- meanwhile the recorder connects, when views are to run here
+  if n <= HERE_MAX then mv.jobs.recorder_early(mv.conn()) end
   local defs, views = targets.resolve(mv.conn(), args, { graph_only = true }), nil
   if not args.all then views = {} for i, d in ipairs(defs) do views[i] = d.name end end
   local g = require("matviews.deps").load()
