@@ -112,3 +112,16 @@ interleaved() {
   done
   "$MATVIEWS" bench/interleave.lua "$label" "$a" "$BENCH_TMP"/rounds/*.json
 }
+
+# A database DB with N views v_1..v_N over a 10-row table, each with a
+# unique index and a definition (regular refresh), refreshed once: KIND
+# tiny (SELECT id) or sleep (an InitPlan that sleeps 20 ms, once per
+# refresh). Usage: make_db DB N KIND
+make_db() {
+  db=$1 n=$2 kind=$3
+  q -c "CREATE DATABASE $db"
+  PGDATABASE=$db "$MATVIEWS" init >/dev/null
+  if [ "$kind" = tiny ]; then sql="SELECT id FROM src"; else sql="SELECT id FROM src WHERE (SELECT pg_sleep(0.02)) IS NOT NULL"; fi
+  many_views "$db" "$n" "$sql"
+  PGDATABASE=$db "$MATVIEWS" refresh --all --yes >/dev/null
+}

@@ -22,16 +22,6 @@ command -v /usr/bin/time >/dev/null || { echo "missing /usr/bin/time: run make b
 bench_start
 machine
 
-# A database with N views named PREFIX_i over a 10-row table: tiny
-# (SELECT id) or sleeping (an InitPlan that sleeps 20 ms, once per refresh).
-make_db() {
-  db=$1 n=$2 kind=$3
-  q -c "CREATE DATABASE $db"
-  PGDATABASE=$db "$MATVIEWS" init >/dev/null
-  if [ "$kind" = tiny ]; then sql="SELECT id FROM src"; else sql="SELECT id FROM src WHERE (SELECT pg_sleep(0.02)) IS NOT NULL"; fi
-  many_views "$db" "$n" "$sql"
-  PGDATABASE=$db "$MATVIEWS" refresh --all --yes >/dev/null
-}
 make_db tiny 100 tiny
 make_db sleep100 100 sleep
 make_db sleep1000 1000 sleep

@@ -128,7 +128,9 @@ static long long opt_int(lua_State *L, int idx, const char *key, long long def) 
 }
 
 /* The begin statement: the definition row (columns: the caller's list of
- * mat_view_definitions columns), the run row inserted, the lock tried. */
+ * mat_view_definitions columns), the run row inserted, the lock tried.
+ * The definitions that match are counted once (n): more than one is an
+ * ambiguous name, none a missing definition; d is the one that matches. */
 static char *begin_sql(int op, const char *columns) {
   static const char *const strategies[] = MV_STRATEGY_NAMES;
   char meta[256] = "$4::jsonb";
@@ -137,14 +139,13 @@ static char *begin_sql(int op, const char *columns) {
              "[d.refresh_strategy + 1]), 'null'))", strategies[0], strategies[1], strategies[2]);
   const char *fmt = "WITH c AS (SELECT %s FROM mat_view_definitions WHERE (id = $1::bigint"
     " OR (name = $2 AND ($5::text IS NULL OR schema_name = $5))) AND deleted_at IS NULL),"
-    " d AS (SELECT * FROM c WHERE (SELECT count(*) FROM c) = 1),"
+    " n AS (SELECT count(*) AS n FROM c), d AS (SELECT c.* FROM c, n WHERE n.n = 1),"
     " r AS (INSERT INTO %s (mat_view_definition_id, status, started_at, backend_pid, hostname, process_pid,"
     " meta, created_at, updated_at) SELECT d.id, %d, clock_timestamp(), pg_backend_pid(), $3, %d, %s,"
     " clock_timestamp(), clock_timestamp() FROM d RETURNING id)"
     " SELECT r.id AS matviews_run_id, CASE WHEN d.id IS NOT NULL THEN pg_try_advisory_lock("
-    MV_LOCK_KEY_SQL("d.schema_name", "d.name") ") END AS matviews_locked,"
-    " (SELECT count(*) FROM c) AS matviews_matches,"
-    " set_config('synchronous_commit', 'off', true) AS matviews_async, d.* FROM (VALUES (1)) one (x) LEFT JOIN d ON true LEFT JOIN r ON true";
+    MV_LOCK_KEY_SQL("d.schema_name", "d.name") ") END AS matviews_locked, n.n AS matviews_matches,"
+    " set_config('synchronous_commit', 'off', true) AS matviews_async, d.* FROM n LEFT JOIN d ON true LEFT JOIN r ON true";
   size_t n = strlen(fmt) + strlen(columns) + strlen(meta) + 128;
   char *sql = malloc(n);
   if (sql) snprintf(sql, n, fmt, columns, RUN_TABLES[op], MV_RUN_RUNNING, (int)getpid(), meta);

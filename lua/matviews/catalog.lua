@@ -23,6 +23,7 @@ M.steps = {
   "011_change_tracking",
   "012_cheap_change_tracking",
   "013_cheap_run_counters",
+  "014_definition_name_index",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database
