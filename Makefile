@@ -121,7 +121,7 @@ browser-deps:
 
 # The tools of bench/: hyperfine, pgbench (in the server package), GNU time.
 bench-deps: deps
-	@sh tools/deps.sh hyperfine postgresql-15 postgresql-client-15 time
+	@sh tools/deps.sh hyperfine postgresql-15 postgresql-client-15 time valgrind
 
 test: deps browser-deps
 	@$(MAKE) --no-print-directory all asan docs install-pgext

@@ -12,6 +12,11 @@
 # measured, each on databases it initialised itself, one batch of each per
 # round, the order swapped every round; the ratio after/before of the
 # medians is printed.
+# Then, when valgrind is installed, a figure that the machine's load does
+# not move: the instructions a begin + finish pair costs the server. The
+# last run's two statements, as the server log shows them (log_statement =
+# all), are replayed 40 and 200 times in a single-user backend under
+# callgrind (bench/recorder_replay.lua); the difference / 160 is printed.
 # Usage: sh bench/recorder_cpu.sh [ROUNDS [BEFORE]]   (default 7 rounds)
 . bench/lib.sh
 ROUNDS=${1:-7}
@@ -57,3 +62,25 @@ for size in 100 1000; do
   fi
 done
 echo "load: $(uptime | sed 's/.*load/load/')"
+
+command -v valgrind >/dev/null || { echo "(no valgrind: no instruction counts; make bench-deps installs it)"; exit 0; }
+for size in 100 1000; do
+  for b in $builds; do
+    PGDATABASE="${b}_$size" PGOPTIONS="-c log_statement=all" "$(bin "$b")" refresh v_1 --yes >/dev/null
+    for n in 40 200; do "$MATVIEWS" bench/recorder_replay.lua "$BENCH_TMP/server.log" $n >"$BENCH_TMP/replay.$b.$size.$n"; done
+  done
+done
+$AS "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -m fast -w stop >/dev/null
+echo
+echo "server instructions per begin + finish pair (callgrind, a single-user backend replaying the last run's two statements)"
+for size in 100 1000; do
+  for b in $builds; do
+    for n in 40 200; do
+      $AS valgrind --tool=callgrind --callgrind-out-file="$BENCH_TMP/cg.$b.$size.$n" \
+        "$PGBIN/postgres" --single -j -D "$BENCH_TMP/data" "${b}_$size" <"$BENCH_TMP/replay.$b.$size.$n" >"$BENCH_TMP/cg.log" 2>&1
+      ! grep -q "ERROR:" "$BENCH_TMP/cg.log" || { grep -m3 "ERROR:" "$BENCH_TMP/cg.log"; exit 1; }
+    done
+    ir=$(for n in 40 200; do awk '/^(summary|totals):/ { print $2; exit }' "$BENCH_TMP/cg.$b.$size.$n"; done | tr '\n' ' ')
+    echo "$ir" | awk -v s="$size" -v b="$b" '{ printf "  catalog of %4d definitions, %-6s %.2f M\n", s, b, ($2 - $1) / 160 / 1e6 }'
+  done
+done
