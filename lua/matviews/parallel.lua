@@ -228,13 +228,17 @@ function M.serve()
     local data = sys.poll_read({ 0 })[0]
     if data == "" then break end
     buf = buf .. (data or "")
-    for line in buf:gmatch("([^\n]*)\n") do
+    local jobs = {}
+    for line in buf:gmatch("([^\n]*)\n") do jobs[#jobs + 1] = mv.json.decode(line) end
+    for i, job in ipairs(jobs) do
       if stopped or recorder.pending() or sys.stop_signal() then
         stopped = true
         send(1, { not_started = true })
       else
-        local job = mv.json.decode(line)
-        local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, M.job_options(job))
+        local jopts = M.job_options(job)
+        -- the view queued behind this one is begun as this one refreshes
+        jopts.ahead = jobs[i + 1] and jobs[i + 1].name
+        local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, jopts)
         if not jok then run = { status = "failed", error = error_message(run) } end
         stopped = recorder.pending(true) or sys.stop_signal() ~= nil
         send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
@@ -355,13 +359,19 @@ local function dispatch(st, w, opts)
   end
 end
 
--- Runs the next ready view here, in the coordinator.
+-- Runs the next ready view here, in the coordinator: the one it kept for
+-- itself last time, else the next ready one. When more are ready than the
+-- workers' queues took, it keeps the next for itself and begins its run
+-- as this one refreshes (the job option ahead).
 local function run_here(st, opts)
   local mv = require "matviews"
-  local rec = { name = table.remove(st.ready) }
+  local rec = { name = st.here_next or table.remove(st.ready) }
+  st.here_next = #st.ready > 0 and table.remove(st.ready) or nil
   st.running[#st.running + 1] = rec
   started(st, rec)
-  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, M.job_options(opts))
+  local jopts = M.job_options(opts)
+  jopts.ahead = st.here_next
+  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, jopts)
   if not ok then run = { status = "failed", error = error_message(run) } end
   landed(st, rec)
   from_run(rec, run)
@@ -401,20 +411,20 @@ local function coordinate(st, workers, n, opts, here)
   local mv = require "matviews"
   local recorder = mv.core.recorder
   local depth = here and DEPTH or 1
-  while #st.ready > 0 or #st.running > 0 do
+  while #st.ready > 0 or #st.running > 0 or st.here_next do
     -- a signal held between statements, or one that cancelled a view run here
     if (recorder.pending(true) or mv.core.sys.stop_signal()) and not st.interrupted then
       st.interrupted = true
       for _, w in ipairs(workers) do if #w.recs > 0 then mv.core.sys.kill(w.pid, 2) end end
     end
     local usable, pending_start = grow_pool(st, workers, n, opts)
-    if st.interrupted then st.ready = {} end
+    if st.interrupted then st.ready, st.here_next = {}, nil end
     table.sort(st.ready, function(a, b) return a > b end)
     for _, w in ipairs(workers) do
       -- a worker still connecting gets its first views queued already
       while w.ready ~= false and w.fd and #w.recs < depth and #st.ready > 0 do dispatch(st, w, opts) end
     end
-    if #st.ready > 0 and (here or (usable == 0 and not pending_start and #st.running == 0)) then
+    if st.here_next or (#st.ready > 0 and (here or (usable == 0 and not pending_start and #st.running == 0))) then
       run_here(st, opts)
       read_workers(workers, 0, function(w, doc) on_answer(st, w, doc) end)
     else
