@@ -58,7 +58,13 @@ void mv_interrupt_install(lua_State *L) {
  * one held by a job, or one that armed the hook after the statement was
  * sent but before its wait began (the hook is disarmed: the cancel is the
  * interrupt's effect, as for one that arrives during the wait). */
+/* A statement run while another's result is awaited (pg.c's wait
+ * deadline: a run begun ahead withdrawn) nests: only the outer one sets
+ * and clears the state. */
+static int query_depth = 0;
+
 void mv_query_begin(void) {
+  if (query_depth++ > 0) return;
   int armed = hookL != NULL && lua_gethook(hookL) == lstop;
   if (armed) lua_sethook(hookL, NULL, 0, 0);
   hits = (pending || armed) ? 1 : 0;
@@ -66,6 +72,7 @@ void mv_query_begin(void) {
 }
 
 void mv_query_end(void) {
+  if (query_depth > 0 && --query_depth > 0) return;
   in_query = 0;
   hits = 0;
 }

@@ -82,6 +82,7 @@ static void ignore_notice(void *arg, const char *message) {
  * caller's connection the caller's own values are read in that same
  * statement and put back before the caller's next statement. */
 #define MAX_PREPARED 16
+#define MAX_DEFERRED_STMTS 2 /* a batch's next begin sent ahead, then the last finish */
 
 typedef struct {
   PGconn *conn;                /* NULL: free slot */
@@ -92,10 +93,12 @@ typedef struct {
   int restore;                 /* saved holds values to put back */
   unsigned long long prepared[MAX_PREPARED]; /* pg_exec_prepared: statements prepared on it (hashes) */
   int n_prepared;
-  int deferred;                /* pg_send_deferred: a statement sent, its result not read yet */
-  int deferred_prepare;        /* ... sent with its Parse (the statement's first use) */
-  unsigned long long deferred_hash;
-  PGresult *deferred_res;      /* its result once read, until pg_deferred_take */
+  /* pg_send_deferred: statements sent, results not read yet (oldest
+   * first; MAX_DEFERRED_STMTS in all, read or not, until taken) */
+  int deferred;
+  struct { int prepare; unsigned long long hash; } sent[MAX_DEFERRED_STMTS]; /* ... with its Parse? its hash */
+  PGresult *deferred_res[MAX_DEFERRED_STMTS]; /* results read, oldest first, until pg_deferred_take */
+  int n_res;
 } Session;
 
 #define MAX_SESSIONS 256
@@ -117,11 +120,15 @@ static Session *session_of(PGconn *conn, int create) {
 /* Forgets what is known of conn's session (closed, or reset). */
 static void session_forget(PGconn *conn) {
   Session *s = session_of(conn, 0);
-  if (s) { if (s->deferred_res) PQclear(s->deferred_res); memset(s, 0, sizeof *s); }
+  if (s) { for (int i = 0; i < s->n_res; i++) PQclear(s->deferred_res[i]); memset(s, 0, sizeof *s); }
 }
 
 static void settle_deferred(PGconn *conn);
 static long long monotonic_ms(void);
+
+static double deadline_at;               /* see pg_wait_deadline */
+static void (*deadline_fn)(void);
+static PGconn *deadline_exempt;
 
 static PGconn *watched = NULL;            /* see pg_watch */
 static PGconn *guarded = NULL;
@@ -286,6 +293,32 @@ void pg_restore_timeouts(PGconn *conn) {
 }
 
 void pg_watch(PGconn *holder, PGconn *conn) { watched = holder; guarded = conn; watch_lost = 0; }
+
+void pg_wait_deadline(double at_ms, void (*fn)(void), PGconn *exempt) {
+  deadline_at = fn ? at_ms : 0;
+  deadline_fn = fn;
+  deadline_exempt = exempt;
+}
+
+/* CLOCK_MONOTONIC in milliseconds. */
+static long long monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The poll timeout while waiting on conn (200 ms, or less when a
+ * pg_wait_deadline falls sooner); calls the deadline's function (once)
+ * when it has passed. */
+static int wait_timeout(PGconn *conn) {
+  if (deadline_fn == NULL || conn == deadline_exempt) return 200;
+  double left = deadline_at - (double)monotonic_ms();
+  if (left > 0) return left >= 200 ? 200 : (int)left + 1;
+  void (*fn)(void) = deadline_fn;
+  deadline_fn = NULL;                     /* before it runs: it may wait on other connections */
+  fn();
+  return 200;
+}
 int pg_watch_lost(void) { return watch_lost; }
 
 /* The parameters conn was opened with, as keys and vals (NULL-ended, at
@@ -404,7 +437,7 @@ static int wait_ready(PGconn *conn) {
       pfd[1].fd = PQsocket(watched);
       nfd = 2;
     }
-    int rc = poll(pfd, (nfds_t)nfd, 200);
+    int rc = poll(pfd, (nfds_t)nfd, wait_timeout(conn));
     if (rc < 0 && errno != EINTR) return -1;
     if (nfd == 2 && rc > 0 && watched_died(pfd[1].revents)) watch_lost = 1;
     mv_ticker_poll();
@@ -528,12 +561,6 @@ static int pipeline_send(PGconn *conn, Session *s, const char *pre, const PgStep
   return 1;
 }
 
-/* CLOCK_MONOTONIC in milliseconds. */
-static long long monotonic_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* 64-bit FNV-1a of s: the name of a prepared statement is that of its
  * text. The long texts hashed last are remembered with their hash: the
@@ -753,24 +780,32 @@ PGresult *pg_describe(PGconn *conn, const char *sql) {
   return collect(conn);
 }
 
+/* Whether sql (hash h) must be sent with its Parse: not prepared on the
+ * session, nor parsed by a deferred statement sent before it. */
+static int needs_parse(const Session *s, unsigned long long h) {
+  for (int i = 0; i < s->deferred; i++) if (s->sent[i].hash == h && s->sent[i].prepare) return 0;
+  return !is_prepared(s, h);
+}
+
 int pg_send_deferred(PGconn *conn, const char *sql, int n, const char *const *vals) {
   Session *s = session_of(conn, 1);
   char name[32];
-  if (s == NULL || s->deferred || s->deferred_res || prelude(s) != NULL || !pg_connected(conn)
-      || PQpipelineStatus(conn) != PQ_PIPELINE_OFF || PQtransactionStatus(conn) != PQTRANS_IDLE) return 0;
+  if (s == NULL || s->deferred + s->n_res >= MAX_DEFERRED_STMTS || prelude(s) != NULL || !pg_connected(conn)) return 0;
+  if (s->deferred == 0 && (PQpipelineStatus(conn) != PQ_PIPELINE_OFF || PQtransactionStatus(conn) != PQTRANS_IDLE)) return 0;
   unsigned long long h = text_hash(sql);
-  int prepare = !is_prepared(s, h);
-  if (prepare && s->n_prepared >= MAX_PREPARED) return 0;
+  int prepare = needs_parse(s, h), parses = prepare;
+  for (int i = 0; i < s->deferred; i++) parses += s->sent[i].prepare;
+  if (s->n_prepared + parses > MAX_PREPARED) return 0;
   prepared_name(name, sizeof name, sql);
-  if (!PQenterPipelineMode(conn)) return 0;
+  if (s->deferred == 0 && !PQenterPipelineMode(conn)) return 0;
   if ((prepare && !PQsendPrepare(conn, name, sql, n, NULL)) || !PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0)
       || !PQpipelineSync(conn)) {
-    pipeline_leave(conn);
+    if (s->deferred == 0) pipeline_leave(conn);     /* else read as broken with the ones before it */
     return 0;
   }
-  s->deferred = 1;
-  s->deferred_prepare = prepare;
-  s->deferred_hash = h;
+  s->sent[s->deferred].prepare = prepare;
+  s->sent[s->deferred].hash = h;
+  s->deferred++;
   return 1;
 }
 
@@ -791,53 +826,59 @@ static PGresult *read_prepared_step(PGconn *conn, Session *s, int prepare, unsig
   return res;
 }
 
-/* Reads the result of the statement pg_send_deferred sent into the
- * session's stash. Not a query SIGINT may cancel: what was sent is
- * awaited whole. */
-static void deferred_read(PGconn *conn, Session *s) {
-  int broken = 0;
-  s->deferred = 0;
-  PGresult *res = read_prepared_step(conn, s, s->deferred_prepare, s->deferred_hash, &broken);
-  pipeline_leave(conn);
-  pg_clear(s->deferred_res);
-  s->deferred_res = res;
+/* Reads the result of the oldest statement pg_send_deferred sent into
+ * the session's stash; after a broken connection, the ones behind it get
+ * its error. */
+static void read_oldest(PGconn *conn, Session *s, int *broken) {
+  PGresult *res = read_prepared_step(conn, s, s->sent[0].prepare, s->sent[0].hash, broken);
+  s->deferred--;
+  memmove(&s->sent[0], &s->sent[1], sizeof s->sent[0] * (size_t)s->deferred);
+  s->deferred_res[s->n_res++] = res;
 }
 
-/* pg_exec_prepared while a deferred statement's result is unread: sql is
- * sent behind it in the same pipeline, so the server runs the two back to
- * back; the deferred's result goes to the stash, sql's is returned. NULL,
- * having sent nothing, when sql cannot be prepared there (no room). */
+/* read_oldest, leaving pipeline mode after the last. Not a query SIGINT
+ * may cancel: what was sent is awaited whole. */
+static void deferred_read(PGconn *conn, Session *s) {
+  int broken = 0;
+  read_oldest(conn, s, &broken);
+  if (s->deferred == 0) pipeline_leave(conn);
+}
+
+/* pg_exec_prepared while deferred statements' results are unread: sql is
+ * sent behind them in the same pipeline, so the server runs them back to
+ * back; their results go to the stash, sql's is returned. NULL, having
+ * sent nothing, when sql cannot be prepared there (no room). */
 static PGresult *exec_behind_deferred(PGconn *conn, Session *s, const char *sql, int n, const char *const *vals) {
   char name[32];
   unsigned long long h = text_hash(sql);
-  int prepare = !is_prepared(s, h);
-  if (prepare && s->n_prepared + 1 + s->deferred_prepare > MAX_PREPARED) return NULL;
+  int prepare = needs_parse(s, h), parses = prepare;
+  for (int i = 0; i < s->deferred; i++) parses += s->sent[i].prepare;
+  if (prepare && s->n_prepared + parses > MAX_PREPARED) return NULL;
   prepared_name(name, sizeof name, sql);
   int sent = (!prepare || PQsendPrepare(conn, name, sql, n, NULL))
              && PQsendQueryPrepared(conn, name, n, vals, NULL, NULL, 0) && PQpipelineSync(conn);
   int broken = 0;
-  s->deferred = 0;
-  PGresult *first = read_prepared_step(conn, s, s->deferred_prepare, s->deferred_hash, &broken);
-  pg_clear(s->deferred_res);
-  s->deferred_res = first;
+  while (s->deferred > 0) read_oldest(conn, s, &broken); /* theirs to the stash, oldest first */
   PGresult *res = sent && !broken ? read_prepared_step(conn, s, prepare, h, &broken) : fatal_result(conn);
   pipeline_leave(conn);
   return res;
 }
 
-/* Before anything else runs on conn: the result of a deferred statement
- * is read (and kept for pg_deferred_take). */
+/* Before anything else runs on conn: the results of deferred statements
+ * are read (and kept for pg_deferred_take). */
 static void settle_deferred(PGconn *conn) {
   Session *s = session_of(conn, 0);
-  if (s && s->deferred) deferred_read(conn, s);
+  while (s && s->deferred) deferred_read(conn, s);
 }
 
 PGresult *pg_deferred_take(PGconn *conn) {
   Session *s = session_of(conn, 0);
   if (s == NULL) return NULL;
-  if (s->deferred) deferred_read(conn, s);
-  PGresult *r = s->deferred_res;
-  s->deferred_res = NULL;
+  if (s->n_res == 0 && s->deferred) deferred_read(conn, s);
+  if (s->n_res == 0) return NULL;
+  PGresult *r = s->deferred_res[0];
+  s->n_res--;
+  memmove(&s->deferred_res[0], &s->deferred_res[1], sizeof s->deferred_res[0] * (size_t)s->n_res);
   return r;
 }
 

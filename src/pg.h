@@ -98,12 +98,19 @@ PGresult *pg_exec_prepared(PGconn *conn, const char *sql, int n, const char *con
  * mode and returns at once, so the server runs it while this process goes
  * on. Its result is read by pg_deferred_take, or before the next
  * statement on conn (any pg_* call that sends, pg_reset, pg_close) and
- * kept until taken. Returns 0, having sent nothing, when it cannot (one
- * is already pending, timeouts are due, a transaction is open, the
+ * kept until taken. Two may be outstanding at once (a batch's next begin
+ * sent ahead, then the last run's finish): their results are taken in the
+ * order they were sent. Returns 0, having sent nothing, when it cannot
+ * (two are outstanding, timeouts are due, a transaction is open, the
  * connection is lost): the caller then runs the statement as usual. */
 int pg_send_deferred(PGconn *conn, const char *sql, int n, const char *const *vals);
-/* The result of the statement pg_send_deferred sent on conn (waited for
- * when not read yet; the caller clears it), or NULL when none is pending
+/* Until at_ms (CLOCK_MONOTONIC), fn is called once when a wait on a
+ * connection other than exempt passes at_ms (the recorder's runs begun
+ * ahead: the statement waited for runs long). fn NULL: none. */
+void pg_wait_deadline(double at_ms, void (*fn)(void), PGconn *exempt);
+/* The result of the oldest statement pg_send_deferred sent on conn and not
+ * taken yet (waited for when not read yet; the caller clears it), or NULL
+ * when none is pending
  * (or conn was reset or closed meanwhile, which read and dropped it). */
 PGresult *pg_deferred_take(PGconn *conn);
 /* Runs several statements with no parameters (simple protocol): only for

@@ -43,6 +43,7 @@
 #include "vocab.h"
 
 #define RUN_MT "matviews.run"
+#define MAX_DEFERRED 8            /* recorder connections with a deferred finish or a run begun ahead */
 
 static const char *const OPS[] = MV_OP_NAMES;
 static const char *const RUN_TABLES[] = MV_RUN_TABLE_NAMES;
@@ -59,7 +60,19 @@ typedef struct {
   double t0;                   /* monotonic ms when the run began */
   double lock_wait_ms;
   int locked;                  /* the view's advisory lock is held */
+  int ahead;                   /* begun ahead, not confirmed yet (run:confirm) */
+  int session_pid;             /* the recorder's backend when the row was inserted */
 } Run;
+
+/* Blocks SIGINT and SIGTERM (old: the mask to restore): what is written
+ * then is awaited whole, and the signal is delivered after. */
+static void block_signals(sigset_t *old) {
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, old);
+}
 
 /* CLOCK_MONOTONIC in milliseconds. */
 static double now_ms(void) {
@@ -181,59 +194,254 @@ static void host_name(char *out, size_t len) {
   out[len - 1] = '\0';
 }
 
+/* Statements sent on a recorder without waiting for their result: a
+ * batch's pipelined finishes and its next run begun ahead. pg.c returns
+ * their results in the order they were sent, which their numbers (seq)
+ * keep: reading one reads those sent before it first (read_through). */
+static long long sent_seq;
+
+/* Finishes sent without waiting for their result (pipelined: a batch's
+ * runs, see finish): what is needed to write the row again should it fail
+ * (the run, the statement's values) and the run table given to Lua (a
+ * registry reference), which gets the row's timestamps when the result is
+ * read (settle). */
+#define N_FINISH_VALS 9
+static struct Pending {
+  PGconn *rec;                 /* NULL: free */
+  Run run;
+  char *vals[N_FINISH_VALS];
+  int ref;
+  long long seq;
+  int read;                    /* its result was taken from the connection (into res) */
+  PGresult *res;
+} pending[MAX_DEFERRED];
+
+/* A batch's next run begun ahead (recorder.begin_ahead): its begin sent
+ * without waiting as the current view's service starts, so that the
+ * server inserts the row and takes the lock while the current view
+ * refreshes; the next begin of that op and definition on that recorder
+ * takes the result. A begin of another definition or the batch's end
+ * (recorder.flush) withdraws it, and so does a current view that runs for
+ * more than spec.ahead_ms (begin_ahead_ms; checked while statements and
+ * backoffs wait): the row is deleted and the lock released, as a run that
+ * never started has neither, and the run is begun when it starts. One per
+ * recorder connection. */
+static struct Ahead {
+  PGconn *rec;                 /* NULL: free */
+  int op;
+  char key[600];               /* id or name, "\n", schema */
+  double sent;                 /* monotonic ms when it was sent */
+  double until;                /* ... and when it is withdrawn unless taken */
+  long long seq;
+  int session_pid;             /* the recorder's backend it was sent to */
+  int read;
+  PGresult *res;
+} ahead[MAX_DEFERRED];
+
+/* Takes off rec's connection, in the order sent, the results of the
+ * statements sent without waiting up to number seq. */
+static void read_through(PGconn *rec, long long seq) {
+  for (;;) {
+    int *read = NULL;
+    PGresult **res = NULL;
+    long long oldest = seq + 1;
+    for (int i = 0; i < MAX_DEFERRED; i++) {
+      if (pending[i].rec == rec && rec && !pending[i].read && pending[i].seq < oldest) {
+        oldest = pending[i].seq; read = &pending[i].read; res = &pending[i].res;
+      }
+      if (ahead[i].rec == rec && rec && !ahead[i].read && ahead[i].seq < oldest) {
+        oldest = ahead[i].seq; read = &ahead[i].read; res = &ahead[i].res;
+      }
+    }
+    if (read == NULL) return;
+    *res = pg_deferred_take(rec);
+    *read = 1;
+  }
+}
+
 static void settle(lua_State *L, PGconn *rec);
 
-/* begin(rec, spec) -> run, row | nil, "ambiguous". spec: op, definition
- * (name or id), schema (of the name, or nil), columns (the definition
- * columns to read), meta (the run's first meta), record_timeout_ms.
+/* What a begin statement is sent with, read from a spec table: op,
+ * definition (name or id), schema (of the name, or nil), columns (the
+ * definition columns to read), meta (the run's first meta), record_timeout_ms.
+ * The strings stay on the Lua stack: five values pushed here. */
+typedef struct {
+  int op;
+  char idbuf[32], host[256];
+  const char *vals[5];         /* id, name, host, meta, schema */
+  const char *columns;
+  long long record_timeout_ms;
+} BeginSpec;
+
+static void begin_spec(lua_State *L, int spec, BeginSpec *b);
+
+/* The arguments (rec, spec) of begin and begin_ahead: the recorder, and
+ * the spec read into b. */
+static PGconn *begin_args(lua_State *L, BeginSpec *b) {
+  PGconn *rec = mv_checkconn(L, 1);
+  lua_settop(L, 2);
+  begin_spec(L, 2, b);
+  return rec;
+}
+
+static void begin_spec(lua_State *L, int spec, BeginSpec *b) {
+  memset(b, 0, sizeof *b);
+  luaL_checktype(L, spec, LUA_TTABLE);
+  lua_getfield(L, spec, "op");
+  b->op = luaL_checkoption(L, -1, NULL, OPS);
+  lua_pop(L, 1);
+  lua_getfield(L, spec, "definition");
+  if (lua_isinteger(L, -1)) { snprintf(b->idbuf, sizeof b->idbuf, "%lld", (long long)lua_tointeger(L, -1)); b->vals[0] = b->idbuf; }
+  else if (lua_type(L, -1) == LUA_TSTRING) b->vals[1] = lua_tostring(L, -1);
+  else luaL_error(L, "a job needs a definition name or id");
+  lua_getfield(L, spec, "columns");
+  b->columns = luaL_checkstring(L, -1);
+  luaL_argcheck(L, strchr(b->columns, ';') == NULL, spec, "columns must be a column list");
+  lua_getfield(L, spec, "meta");
+  b->vals[3] = push_json(L, lua_gettop(L));
+  lua_getfield(L, spec, "schema");
+  b->vals[4] = lua_tostring(L, -1);
+  host_name(b->host, sizeof b->host);
+  b->vals[2] = b->host;
+  b->record_timeout_ms = opt_int(L, spec, "record_timeout_ms", 10000);
+}
+
+static void ahead_key(const BeginSpec *b, char *out, size_t len) {
+  snprintf(out, len, "%s\n%s", b->vals[0] ? b->vals[0] : b->vals[1], b->vals[4] ? b->vals[4] : "");
+}
+
+static struct Ahead *ahead_of(PGconn *rec) {
+  for (int i = 0; i < MAX_DEFERRED && rec; i++) if (ahead[i].rec == rec) return &ahead[i];
+  return NULL;
+}
+
+void mv_ahead_due(void);
+
+/* Sets pg.c's wait deadline to the first run begun ahead to withdraw. */
+static void arm_ahead(void) {
+  struct Ahead *first = NULL;
+  for (int i = 0; i < MAX_DEFERRED; i++)
+    if (ahead[i].rec && !ahead[i].read && (first == NULL || ahead[i].until < first->until)) first = &ahead[i];
+  if (first) pg_wait_deadline(first->until, mv_ahead_due, first->rec);
+  else pg_wait_deadline(0, NULL, NULL);
+}
+
+/* Takes the begun-ahead run's result off rec's connection, if not yet. */
+static void ahead_read(struct Ahead *a) {
+  if (a && !a->read) { read_through(a->rec, a->seq); arm_ahead(); }
+}
+
+/* Withdraws a begun-ahead run that no begin took: its row deleted, its
+ * lock released (a run that never started has neither). */
+static void withdraw(struct Ahead *a) {
+  sigset_t old;                                   /* not a statement SIGINT cancels: it is awaited whole */
+  block_signals(&old);
+  ahead_read(a);
+  PGresult *res = a->res;
+  if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0) && pg_connected(a->rec)) {
+    char sql[512];
+    int locked = pg_value(res, 0, 1) && pg_value(res, 0, 1)[0] == 't';
+    int c = PQfnumber(res, "name"), s = PQfnumber(res, "schema_name");
+    const char *vals[3] = {pg_value(res, 0, 0), s >= 0 ? pg_value(res, 0, s) : NULL, c >= 0 ? pg_value(res, 0, c) : NULL};
+    snprintf(sql, sizeof sql, "WITH gone AS (DELETE FROM %s WHERE id = $1::bigint) SELECT CASE WHEN %s THEN"
+             " pg_advisory_unlock(" MV_LOCK_KEY_SQL("$2::text", "$3::text") ") END", RUN_TABLES[a->op], locked ? "true" : "false");
+    pg_clear(pg_exec(a->rec, sql, 3, vals));
+  }
+  pg_clear(a->res);
+  memset(a, 0, sizeof *a);
+  arm_ahead();
+  sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* begin_ahead(rec, spec) -> whether it was sent: begins, without waiting,
+ * the run of spec (as begin takes it, plus ahead_ms) that the batch runs
+ * next. */
+static int l_begin_ahead(lua_State *L) {
+  BeginSpec b;
+  PGconn *rec = begin_args(L, &b);
+  struct Ahead *a = ahead_of(rec);
+  if (a) withdraw(a);
+  for (int i = 0; i < MAX_DEFERRED && a == NULL; i++) if (ahead[i].rec == NULL) a = &ahead[i];
+  char timeout[32];
+  snprintf(timeout, sizeof timeout, "%lldms", b.record_timeout_ms);
+  pg_want_timeouts(rec, timeout, NULL, 0);
+  char *sql = a ? begin_sql(b.op, b.columns) : NULL;
+  int sent = sql && pg_send_deferred(rec, sql, 5, b.vals);
+  free(sql);
+  if (sent) {
+    memset(a, 0, sizeof *a);
+    a->rec = rec;
+    a->op = b.op;
+    ahead_key(&b, a->key, sizeof a->key);
+    a->sent = now_ms();
+    a->until = a->sent + (double)opt_int(L, 2, "ahead_ms", 50);
+    a->seq = ++sent_seq;
+    a->session_pid = pg_backend_pid(rec);
+    arm_ahead();
+  }
+  lua_pushboolean(L, sent);
+  return 1;
+}
+
+/* Withdraws the runs begun ahead whose ahead_ms has passed and that no
+ * begin took (the view before them is still running). */
+void mv_ahead_due(void) {
+  double now = now_ms();
+  for (int i = 0; i < MAX_DEFERRED; i++)
+    if (ahead[i].rec && now >= ahead[i].until) withdraw(&ahead[i]);
+  arm_ahead();
+}
+
+/* begin(rec, spec) -> run, row | nil, "ambiguous". spec: see begin_spec.
  * Raises when there is no such definition (a run row needs one) or the
  * row cannot be written; a plain name defined in several schemas returns
- * nil, "ambiguous" (nothing is written). */
+ * nil, "ambiguous" (nothing is written). A run begun ahead for the same
+ * op and definition is taken as this begin's (when its statement failed,
+ * the begin runs as usual). */
 static int l_begin(lua_State *L) {
-  char idbuf[32], host[256], pid[32];
-  const char *vals[5] = {NULL, NULL, host, NULL, NULL};
-  PGconn *rec = mv_checkconn(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_getfield(L, 2, "op");                               /* 3 */
-  int op = luaL_checkoption(L, 3, NULL, OPS);
-  lua_getfield(L, 2, "definition");                       /* 4 */
-  if (lua_isinteger(L, 4)) { snprintf(idbuf, sizeof idbuf, "%lld", (long long)lua_tointeger(L, 4)); vals[0] = idbuf; }
-  else if (lua_type(L, 4) == LUA_TSTRING) vals[1] = lua_tostring(L, 4);
-  else return luaL_error(L, "a job needs a definition name or id");
-  lua_getfield(L, 2, "columns");                          /* 5 */
-  const char *columns = luaL_checkstring(L, 5);
-  luaL_argcheck(L, strchr(columns, ';') == NULL, 2, "columns must be a column list");
-  lua_getfield(L, 2, "meta");                             /* 6 */
-  vals[3] = push_json(L, 6);                              /* 7 */
-  lua_getfield(L, 2, "schema");
-  vals[4] = lua_tostring(L, -1);                          /* kept by spec */
-  lua_pop(L, 1);
-  host_name(host, sizeof host);
-  (void)pid;
+  BeginSpec b;
+  PGconn *rec = begin_args(L, &b);                        /* 3..7: the spec's strings */
+  const char **vals = b.vals;
   Run *run = lua_newuserdatauv(L, sizeof(Run), 1);       /* 8 */
   memset(run, 0, sizeof *run);
   luaL_setmetatable(L, RUN_MT);
-  run->op = op;
-  run->record_timeout_ms = opt_int(L, 2, "record_timeout_ms", 10000);
+  run->op = b.op;
+  run->record_timeout_ms = b.record_timeout_ms;
   snprintf(run->record_timeout, sizeof run->record_timeout, "%lldms", run->record_timeout_ms);
-  pg_want_timeouts(rec, run->record_timeout, NULL, 0);
-  char *sql = begin_sql(op, columns);
-  if (sql == NULL) return luaL_error(L, "out of memory");
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 8, 1);                             /* the run keeps its recorder alive */
   PGresult **res = pg_guard(L);                           /* 9: pushing rows allocates */
-  run->t0 = now_ms();
-  *res = pg_exec_prepared(rec, sql, 5, vals);            /* behind the last run's pipelined finish, if any */
-  settle(L, rec);                                         /* that finish's result: written again if it failed */
-  if (!pg_ok(*res) && pg_sqlstate(*res) == NULL && pg_connected(rec)) {
-    pg_clear(*res);                                       /* lost with the connection that settle opened again */
-    *res = NULL;
-    pg_want_timeouts(rec, run->record_timeout, NULL, 0);
-    run->t0 = now_ms();
-    *res = pg_exec_prepared(rec, sql, 5, vals);
+  struct Ahead *a = ahead_of(rec);
+  char key[600];
+  ahead_key(&b, key, sizeof key);
+  if (a && (a->op != b.op || strcmp(a->key, key) != 0)) { withdraw(a); a = NULL; }
+  if (a) {                                                /* begun ahead: its result */
+    ahead_read(a);
+    *res = a->res;
+    run->t0 = now_ms();                                   /* the run starts now (its row a little earlier) */
+    run->ahead = 1;
+    run->session_pid = a->session_pid;
+    a->res = NULL;
+    memset(a, 0, sizeof *a);
+    arm_ahead();
+    if (!pg_ok(*res)) { pg_clear(*res); *res = NULL; } /* failed: begun again below, as usual */
   }
-  free(sql);
+  if (*res == NULL) {
+    pg_want_timeouts(rec, run->record_timeout, NULL, 0);
+    char *sql = begin_sql(b.op, b.columns);
+    if (sql == NULL) return luaL_error(L, "out of memory");
+    run->t0 = now_ms();
+    *res = pg_exec_prepared(rec, sql, 5, vals);          /* behind the last run's pipelined finish, if any */
+    settle(L, rec);                                       /* that finish's result: written again if it failed */
+    if (!pg_ok(*res) && pg_sqlstate(*res) == NULL && pg_connected(rec)) {
+      pg_clear(*res);                                     /* lost with the connection that settle opened again */
+      *res = NULL;
+      pg_want_timeouts(rec, run->record_timeout, NULL, 0);
+      run->t0 = now_ms();
+      *res = pg_exec_prepared(rec, sql, 5, vals);
+    }
+    free(sql);
+  }
   if (!pg_ok(*res)) { PGresult *failed = *res; *res = NULL; return raise_begin(L, rec, failed); }
   long long matches = pg_nrows(*res) == 1 ? strtoll(pg_value(*res, 0, 2), NULL, 10) : 0;
   if (matches > 1) { pg_guard_clear(res); lua_pushnil(L); lua_pushliteral(L, "ambiguous"); return 2; }
@@ -323,6 +531,33 @@ static int l_watch(lua_State *L) {
   return 1;
 }
 
+/* run:confirm() -> true | false, message. A run begun ahead is confirmed
+ * before its service starts: the finishes sent on its recorder before it
+ * are read first (settle), and when one of them ended the recorder's
+ * session (settle then opened a new one), the new session takes over the
+ * run's row and lock; false when the lock is gone meanwhile. Other runs:
+ * true. */
+static int l_confirm(lua_State *L) {
+  Run *run = check_run(L, 1);
+  if (run->rec == NULL || !run->ahead) { lua_pushboolean(L, 1); return 1; }
+  run->ahead = 0;
+  settle(L, run->rec);
+  if (pg_backend_pid(run->rec) == run->session_pid) { lua_pushboolean(L, 1); return 1; }
+  char id[32], sql[512];
+  snprintf(id, sizeof id, "%lld", run->run_id);
+  const char *vals[3] = {id, run->schema, run->name};
+  snprintf(sql, sizeof sql, "UPDATE %s SET backend_pid = pg_backend_pid() WHERE id = $1::bigint"
+           " RETURNING pg_try_advisory_lock(" MV_LOCK_KEY_SQL("$2::text", "$3::text") ")", RUN_TABLES[run->op]);
+  PGresult *res = pg_exec(run->rec, sql, 3, vals);
+  run->locked = pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0) && pg_value(res, 0, 0)[0] == 't';
+  run->session_pid = pg_backend_pid(run->rec);
+  pg_clear(res);
+  if (run->locked) { lua_pushboolean(L, 1); return 1; }
+  lua_pushboolean(L, 0);
+  lua_pushfstring(L, "%s: lost the view's lock (the recorder's session ended before the view started)", run->name);
+  return 2;
+}
+
 /* run:info() -> { id, definition_id, view, lock_wait_ms, elapsed_ms } */
 static int l_info(lua_State *L) {
   Run *run = check_run(L, 1);
@@ -339,7 +574,10 @@ static int l_info(lua_State *L) {
  * released in the same statement (the last column). Parameters: $1 id,
  * $2 status, $3 duration, $4 meta, $5 error, then rows_count (refresh),
  * then synchronous_commit for this transaction (NULL: the session's), then
- * the lock's schema and name. */
+ * the lock's schema and name. started_at is kept no earlier than the
+ * session's last finish (matviews.finished_at, set here): a run begun ahead
+ * had its row inserted before the run before it was finalised, but starts
+ * after, and its row says so. */
 static void finish_sql(Run *run, char *sql, size_t len) {
   int refresh = run->op == MV_OP_REFRESH, sc = refresh ? 7 : 6;
   char unlock[160] = "";
@@ -350,10 +588,13 @@ static void finish_sql(Run *run, char *sql, size_t len) {
     snprintf(unlock, sizeof unlock, ", pg_advisory_unlock(" MV_LOCK_KEY_SQL("%s", "%s") ")", a, b);
   }
   snprintf(sql, len, "UPDATE %s SET status = $2, finished_at = clock_timestamp(), duration_ms = $3,"
-    " meta = $4::jsonb, error = $5, updated_at = clock_timestamp()%s WHERE id = $1 RETURNING"
+    " meta = $4::jsonb, error = $5, updated_at = clock_timestamp(),"
+    " started_at = greatest(started_at, nullif(current_setting('matviews.finished_at', true), '')::timestamptz)%s"
+    " WHERE id = $1 RETURNING"
     " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " duration_ms, %s, error, backend_pid, hostname, process_pid, status,"
+    " set_config('matviews.finished_at', finished_at::text, false),"
     " set_config('synchronous_commit', coalesce($%d::text, current_setting('synchronous_commit')), true)%s",
     RUN_TABLES[run->op], refresh ? ", rows_count = $6::integer" : "", refresh ? "rows_count" : "NULL::integer",
     sc, unlock);
@@ -380,7 +621,7 @@ static int finish_nparams(const Run *run) {
  * with backoff until record_timeout_ms has passed. why gets the first
  * error when it fails. */
 static PGresult *finish_exec(Run *run, const char **vals, char *why, size_t whylen) {
-  char sql[1200];
+  char sql[1600];
   double deadline = now_ms() + (double)run->record_timeout_ms;
   long wait = 50;
   why[0] = '\0';
@@ -451,7 +692,6 @@ static void push_run(lua_State *L, Run *run, PGresult *res, int meta, const char
 /* Finishes committed without waiting for their WAL flush (defer_flush),
  * per recorder connection: the last one, which recorder.flush rewrites
  * with a synchronous commit (flushing every earlier one with it). */
-#define MAX_DEFERRED 8
 static struct { PGconn *rec; int op; long long run_id; } deferred[MAX_DEFERRED];
 
 /* Notes (or, after a synchronous finish, forgets) run's recorder's
@@ -469,21 +709,11 @@ static void note_deferred(Run *run, int defer) {
   deferred[free_slot].run_id = run->run_id;
 }
 
-/* Finishes sent without waiting for their result (pipelined: a batch's
- * runs, see finish), one per recorder connection at most: what is needed
- * to write the row again should it fail (the run, the statement's
- * values) and the run table given to Lua (a registry reference), which
- * gets the row's timestamps when the result is read. */
-#define N_FINISH_VALS 9
-static struct Pending {
-  PGconn *rec;                 /* NULL: free */
-  Run run;
-  char *vals[N_FINISH_VALS];
-  int ref;
-} pending[MAX_DEFERRED];
 
 /* Forgets pending finish p. */
 static void pending_free(lua_State *L, struct Pending *p) {
+  pg_clear(p->res);
+  p->res = NULL;
   for (int i = 0; i < N_FINISH_VALS; i++) { free(p->vals[i]); p->vals[i] = NULL; }
   luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
   p->ref = LUA_NOREF;
@@ -498,16 +728,13 @@ static void unlock_alone(Run *run);
  * the way a finish is (reconnecting a lost recorder, with backoff, up to
  * record_timeout_ms); one that still cannot be written has its outcome
  * written on stderr, so that it is not lost. Never raises. */
-static void settle(lua_State *L, PGconn *rec) {
-  struct Pending *p = NULL;
-  for (int i = 0; i < MAX_DEFERRED; i++) if (pending[i].rec == rec && rec) p = &pending[i];
-  if (p == NULL) return;
-  sigset_t block, old;
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &old);
-  PGresult *res = pg_deferred_take(rec);
+static void settle_one(lua_State *L, struct Pending *p) {
+  PGconn *rec = p->rec;
+  sigset_t old;
+  block_signals(&old);
+  read_through(rec, p->seq);
+  PGresult *res = p->res;
+  p->res = NULL;
   char why[1024] = "";
   int written = res == NULL || pg_ok(res);        /* NULL: read and dropped by a reset or close */
   if (!written) {
@@ -536,6 +763,16 @@ static void settle(lua_State *L, PGconn *rec) {
   pending_free(L, p);
 }
 
+static void settle(lua_State *L, PGconn *rec) {
+  for (;;) {                                      /* oldest first */
+    struct Pending *p = NULL;
+    for (int i = 0; i < MAX_DEFERRED; i++)
+      if (pending[i].rec == rec && rec && (p == NULL || pending[i].seq < p->seq)) p = &pending[i];
+    if (p == NULL) return;
+    settle_one(L, p);
+  }
+}
+
 /* Sends run's finish (sql, vals) without waiting for its result; returns
  * the pending slot, or NULL (nothing sent) when it cannot be. */
 static struct Pending *send_pending(Run *run, const char *sql, int n, const char **vals) {
@@ -550,6 +787,9 @@ static struct Pending *send_pending(Run *run, const char *sql, int n, const char
   p->run = *run;
   p->rec = run->rec;
   p->ref = LUA_NOREF;
+  p->seq = ++sent_seq;
+  p->read = 0;
+  p->res = NULL;
   return p;
 fail:
   for (int i = 0; i < N_FINISH_VALS; i++) { free(p->vals[i]); p->vals[i] = NULL; }
@@ -569,6 +809,8 @@ static int l_settle(lua_State *L) {
 static int l_flush(lua_State *L) {
   PGconn *rec = mv_checkconn(L, 1);
   settle(L, rec);
+  struct Ahead *a = ahead_of(rec);
+  if (a) withdraw(a);                             /* the batch ended before the run it began ahead */
   for (int i = 0; i < MAX_DEFERRED; i++) {
     if (deferred[i].rec != rec) continue;
     char id[32], sql[160];
@@ -595,7 +837,8 @@ static int l_flush(lua_State *L) {
  * the run table (its timestamps come with the result) and returns 1;
  * returns 0, having sent nothing, when the finish must run as usual. */
 static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta, const sigset_t *old) {
-  char sql[1200];
+  char sql[1600];
+  settle(L, run->rec);                            /* the last run's finish, read long ago: its row filled in */
   finish_sql(run, sql, sizeof sql);
   struct Pending *p = send_pending(run, sql, finish_nparams(run), vals);
   if (p == NULL) return 0;
@@ -618,7 +861,7 @@ static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta,
  * returns 0. */
 static int finish(lua_State *L, Run *run, int outcome) {
   char id[32], status[4], dur[32], rows[32], why[1024], lockname[256], lockschema[256];
-  sigset_t block, old;
+  sigset_t old;
   lua_getfield(L, outcome, "status");
   int ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), STATUS_NAMES[MV_RUN_SUCCESS]) == 0;
   lua_getfield(L, outcome, "error");
@@ -643,10 +886,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   if (run->op == MV_OP_REFRESH) { vals[5] = has_rows ? rows : NULL; vals[6] = sync; vals[7] = lockschema; vals[8] = lockname; }
   else { vals[5] = sync; vals[6] = lockschema; vals[7] = lockname; }
   PGresult **res = pg_guard(L);                   /* [guard]: push_run allocates */
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGTERM);
-  sigprocmask(SIG_BLOCK, &block, &old);
+  block_signals(&old);
   if (pipelined && finish_pipelined(L, run, vals, meta, &old)) return 1;
   *res = finish_exec(run, vals, why, sizeof why);
   int written = pg_ok(*res);
@@ -757,6 +997,7 @@ static int l_pending(lua_State *L) { lua_pushboolean(L, mv_interrupt_pending(lua
 static int l_sleep(lua_State *L) {
   double until = now_ms() + (double)luaL_checkinteger(L, 1);
   while (!mv_interrupt_pending(0) && !mv_query_interrupted()) {
+    mv_ahead_due();                               /* a backoff is long: the next run is begun again later */
     double left = until - now_ms();
     if (left <= 0) { lua_pushboolean(L, 1); return 1; }
     sleep_ms(left > 100 ? 100 : (long)left + 1);
@@ -766,11 +1007,11 @@ static int l_sleep(lua_State *L) {
 }
 
 static const luaL_Reg run_methods[] = {
-  {"lock", l_lock}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {NULL, NULL}
+  {"lock", l_lock}, {"confirm", l_confirm}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {NULL, NULL}
 };
 
 static const luaL_Reg recorder_funcs[] = {
-  {"begin", l_begin}, {"flush", l_flush}, {"settle", l_settle}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
+  {"begin", l_begin}, {"begin_ahead", l_begin_ahead}, {"flush", l_flush}, {"settle", l_settle}, {"now_iso", l_now_iso}, {"want_timeouts", l_want_timeouts},
   {"restore_timeouts", l_restore_timeouts}, {"hold", l_hold}, {"release", l_release},
   {"pending", l_pending}, {"sleep", l_sleep}, {NULL, NULL}
 };

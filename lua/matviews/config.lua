@@ -19,6 +19,7 @@ M.defaults = {
   statement_timeout_ms = nil,     -- nil: the server's (role's, database's); 0: no limit
   lock_wait_ms = 30000,           -- how long a job waits for another on the same view
   record_timeout_ms = 10000,      -- how long writing a run row waits for locks on the run tables
+  begin_ahead_ms = 50,            -- how long a batch's next run may be begun before it starts (0: never)
   connect_wait_ms = 30000,        -- how long a connection refused for lack of slots is tried again
   retry = { attempts = 3, base_ms = 200, max_ms = 5000 },
   retention = { keep_last = 500, keep_days = nil, keep_failures = true },
@@ -92,6 +93,7 @@ M.types = {
   statement_timeout_ms = count,
   lock_wait_ms = count,
   record_timeout_ms = count,
+  begin_ahead_ms = count,
   connect_wait_ms = count,
   retry = retry,
   retention = function(v) return require("matviews.retention").check(v) end,

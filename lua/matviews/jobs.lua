@@ -27,7 +27,7 @@ local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
-  record_timeout_ms = true, defer_flush = true, pipeline_finish = true }
+  record_timeout_ms = true, defer_flush = true, pipeline_finish = true, ahead = true }
 
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
 local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
@@ -303,6 +303,9 @@ local function run_body(job, row, opts, cfg)
   -- when this job forced it (--no-if-changed): the next check compares with it
   local snap = (track or (job.op ~= "delete" and changes.tracked(defn.options)))
     and changes.snapshot(job.options.conn) or nil
+  local confirmed, lost = job.run:confirm() -- a run begun ahead: its recorder's session checked
+  if not confirmed then return outcome(job, error_response(job.view, lost), {}) end
+  if job.ahead then job.ahead() end
   local o = outcome(job, attempts(job))
   if o.status == "success" then o.meta.snapshot = snap end
   return o
@@ -344,6 +347,16 @@ local function recorder_or_failed_run(op, ref, conn, cfg, opts)
   return nil, run
 end
 
+-- What recorder.begin (or begin_ahead) takes for a run of op on ref (a
+-- name, "schema.name" or an id) with the job's request options.
+local function begin_spec(op, ref, request, opts, cfg)
+  local defs = mv().definitions
+  local schema, name
+  if type(ref) == "string" then schema, name = defs.split(ref) else name = ref end
+  return { op = op, definition = name, schema = schema, columns = defs.COLUMNS, meta = { request = request },
+    record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms }
+end
+
 -- One recorded run; returns the finalised run.
 local function run_job(op, ref, opts)
   local m = mv()
@@ -359,24 +372,34 @@ local function run_job(op, ref, opts)
     if default then m.use(fresh) end
     return fresh
   end
-  local schema, name
-  if type(ref) == "string" then schema, name = m.definitions.split(ref) else name = ref end
   local rec, failed = recorder_or_failed_run(op, ref, conn, cfg, opts)
   if failed then return failed end
-  local run <close>, row = recorder.begin(rec, {
-    op = op, definition = name, schema = schema, columns = m.definitions.COLUMNS,
-    meta = { request = jsonable(options) },
-    record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms })
+  local request = jsonable(options)
+  local run <close>, row = recorder.begin(rec, begin_spec(op, ref, request, opts, cfg))
   if run == nil then m.definitions.find(ref, conn) end -- a plain name in several schemas: raises, naming them
   job.run = run
   options.conn = conn
   job.options = options
-  local outcome = run_body(job, row, opts, cfg)
-  outcome.defer_flush = opts.defer_flush
   -- a batch's run with more to come (pipeline_finish): the finish is sent
   -- without waiting for its result, read before the recorder's next
   -- statement, unless a hook is to see the row
-  outcome.pipelined = opts.defer_flush and opts.pipeline_finish and not require("matviews.hooks").any()
+  local pipelined = opts.defer_flush and opts.pipeline_finish and not require("matviews.hooks").any()
+  if opts.defer_flush and opts.ahead ~= nil and cfg.begin_ahead_ms > 0 then
+    -- a batch's next run (opts.ahead, with the same options: a sequential
+    -- batch's next view, the one queued on a pool worker) is begun as this
+    -- one's service starts, so that the server writes its row while this
+    -- view refreshes (recorder.begin_ahead; withdrawn when this view runs
+    -- long)
+    job.ahead = function()
+      if recorder.pending() then return end
+      local spec = begin_spec(op, opts.ahead, request, opts, cfg)
+      spec.ahead_ms = cfg.begin_ahead_ms
+      pcall(recorder.begin_ahead, rec, spec)
+    end
+  end
+  local outcome = run_body(job, row, opts, cfg)
+  outcome.defer_flush = opts.defer_flush
+  outcome.pipelined = pipelined
   return run:finish(outcome)
 end
 
@@ -435,7 +458,7 @@ function M.submit(op, ref, opts)
   if not opts.inline and M.adapter() == "queue" then
     -- defer_flush belongs to the process that runs the batch, not to the job
     local q = {}
-    for k, v in pairs(opts) do if k ~= "defer_flush" and k ~= "pipeline_finish" then q[k] = v end end
+    for k, v in pairs(opts) do if k ~= "defer_flush" and k ~= "pipeline_finish" and k ~= "ahead" then q[k] = v end end
     return require("matviews.queue").enqueue(op, ref, q)
   end
   return M.run(op, ref, opts)

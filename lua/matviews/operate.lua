@@ -194,7 +194,8 @@ function M.run(op, args, ctx, jopts, verbs)
   -- a refresh batch defers each finish's WAL flush to the next view's
   -- REFRESH, and flushes the last one when it ends (matviews.jobs)
   -- and sends each finish but the last without waiting for its result
-  -- (read before the next view's begin: docs/reliability.md)
+  -- (read before the next view's begin: docs/reliability.md), the next
+  -- view's begin sent before it (opts.ahead: matviews.jobs)
   local piped = jopts
   if op == "refresh" and not (jopts and jopts.defer_flush ~= nil) then
     local j, q = {}, {}
@@ -213,6 +214,7 @@ function M.run(op, args, ctx, jopts, verbs)
       return 128 + sys.stop_signal()
     end
     p:start(d.name, d.id)
+    if piped ~= jopts and i < #defs then piped.ahead = defs[i + 1].name end
     local run = run_one(mv, op, d, i < #defs and piped or jopts)
     results[#results + 1] = run
     p:finish(M.result_text(op, d.name, run))

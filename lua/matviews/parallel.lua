@@ -228,13 +228,17 @@ function M.serve()
     local data = sys.poll_read({ 0 })[0]
     if data == "" then break end
     buf = buf .. (data or "")
-    for line in buf:gmatch("([^\n]*)\n") do
+    local jobs = {}
+    for line in buf:gmatch("([^\n]*)\n") do jobs[#jobs + 1] = mv.json.decode(line) end
+    for i, job in ipairs(jobs) do
       if stopped or recorder.pending() or sys.stop_signal() then
         stopped = true
         send(1, { not_started = true })
       else
-        local job = mv.json.decode(line)
-        local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, M.job_options(job))
+        local jopts = M.job_options(job)
+        -- the view queued behind this one is begun as this one refreshes
+        jopts.ahead = jobs[i + 1] and jobs[i + 1].name
+        local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, jopts)
         if not jok then run = { status = "failed", error = error_message(run) } end
         stopped = recorder.pending(true) or sys.stop_signal() ~= nil
         send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
@@ -347,18 +351,27 @@ local function dispatch(st, w, opts)
   if w.ready and #w.recs == 1 then started(st, rec) end
   local line = { name = rec.name }
   for _, k in ipairs(FORWARDED) do line[k] = opts[k] end
-  if not send(w.fd, line) then
+  -- a worker still starting that cannot be written to has ended: what it
+  -- wrote before (why it could not connect) is read with its end, and its
+  -- queue goes back to the ready views then
+  if not send(w.fd, line) and w.ready ~= nil then
     on_answer(st, w, nil)
   end
 end
 
--- Runs the next ready view here, in the coordinator.
+-- Runs the next ready view here, in the coordinator: the one it kept for
+-- itself last time, else the next ready one. When more are ready than the
+-- workers' queues took, it keeps the next for itself and begins its run
+-- as this one refreshes (the job option ahead).
 local function run_here(st, opts)
   local mv = require "matviews"
-  local rec = { name = table.remove(st.ready) }
+  local rec = { name = st.here_next or table.remove(st.ready) }
+  st.here_next = #st.ready > 0 and table.remove(st.ready) or nil
   st.running[#st.running + 1] = rec
   started(st, rec)
-  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, M.job_options(opts))
+  local jopts = M.job_options(opts)
+  jopts.ahead = st.here_next
+  local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, jopts)
   if not ok then run = { status = "failed", error = error_message(run) } end
   landed(st, rec)
   from_run(rec, run)
@@ -398,20 +411,20 @@ local function coordinate(st, workers, n, opts, here)
   local mv = require "matviews"
   local recorder = mv.core.recorder
   local depth = here and DEPTH or 1
-  while #st.ready > 0 or #st.running > 0 do
+  while #st.ready > 0 or #st.running > 0 or st.here_next do
     -- a signal held between statements, or one that cancelled a view run here
     if (recorder.pending(true) or mv.core.sys.stop_signal()) and not st.interrupted then
       st.interrupted = true
       for _, w in ipairs(workers) do if #w.recs > 0 then mv.core.sys.kill(w.pid, 2) end end
     end
     local usable, pending_start = grow_pool(st, workers, n, opts)
-    if st.interrupted then st.ready = {} end
+    if st.interrupted then st.ready, st.here_next = {}, nil end
     table.sort(st.ready, function(a, b) return a > b end)
     for _, w in ipairs(workers) do
       -- a worker still connecting gets its first views queued already
       while w.ready ~= false and w.fd and #w.recs < depth and #st.ready > 0 do dispatch(st, w, opts) end
     end
-    if #st.ready > 0 and (here or (usable == 0 and not pending_start and #st.running == 0)) then
+    if st.here_next or (#st.ready > 0 and (here or (usable == 0 and not pending_start and #st.running == 0))) then
       run_here(st, opts)
       read_workers(workers, 0, function(w, doc) on_answer(st, w, doc) end)
     else
@@ -424,6 +437,8 @@ end
 -- pool workers; each view's job gets opts.row_count_strategy, args,
 -- if_changed and on_overlap, as a sequential refresh would. opts.graph:
 -- the dependency graph, when the caller has read it already.
+-- opts.workers: workers started already (M.start_worker), taken into the
+-- pool (those it has no view for are stopped).
 -- opts.on_event(kind, rec, state) is called on "start", "done" and "skipped". Returns { ok, status, total, succeeded, failed,
 -- skipped, interrupted, duration_ms, runs = { {name, status, error, run_id,
 -- duration_ms, rows_count, lock_wait_ms}... } }.
@@ -442,9 +457,13 @@ function M.refresh_all(opts)
   local recorder = mv.core.recorder
   mv.core.sys.clear_stop() -- a batch: the signals that count arrive from now on
   local held = recorder.hold()
-  local workers = {}
+  local workers = opts.workers or {}
   local runners = math.min(n, st.total)
   local here = runners <= HERE_MAX -- the coordinator is one of the runners
+  -- workers started before the graph was read (M.command) that this run has no view for
+  local extra = {}
+  while #workers > math.max(here and runners - 1 or runners, 0) do extra[#extra + 1] = table.remove(workers) end
+  stop_pool(extra)
   local ok, err = pcall(coordinate, st, workers, here and runners - 1 or runners, opts, here)
   stop_pool(workers) -- each worker flushes its last finish before it exits
   mv.jobs.flush()    -- and so do the views run here
@@ -482,13 +501,20 @@ function M.command(args, ctx, jopts)
   local n = math.tointeger(tonumber(args.parallel or "1"))
   if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
   -- the graph is read once, here, and passed on (--all needs nothing else);
-  -- meanwhile the recorder connects, when views are to run here
+  -- meanwhile the recorder connects, when views are to run here, and
+  -- (when no question is to be asked) the first worker starts, its
+  -- process, Lua and connections beside the catalog reads, not after them
   if n <= HERE_MAX then mv.jobs.recorder_early(mv.conn()) end
-  local defs, views = targets.resolve(mv.conn(), args, { graph_only = true }), nil
-  if not args.all then views = {} for i, d in ipairs(defs) do views[i] = d.name end end
-  local g = require("matviews.deps").load()
-  local set = M.select_views(g, { views = views, upstream = args.upstream, downstream = args.downstream })
-  local order = require("matviews.deps").order(g, set)
+  local pool = {}
+  if n >= 2 and require("matviews.prompt").answered(ctx) then mv.conn(); start_worker(pool, {}) end
+  local gok, g, views, order = pcall(function()
+    local defs, names = targets.resolve(mv.conn(), args, { graph_only = true }), nil
+    if not args.all then names = {} for i, d in ipairs(defs) do names[i] = d.name end end
+    local graph = require("matviews.deps").load()
+    local set = M.select_views(graph, { views = names, upstream = args.upstream, downstream = args.downstream })
+    return graph, names, require("matviews.deps").order(graph, set)
+  end)
+  if not gok then stop_pool(pool); error(g, 0) end
   local shown = require("matviews.operate").name_list(order)
   local what = ("refresh %d materialized view%s (parallel %d): %s"):format(#order, #order == 1 and "" or "s", n, shown)
   if not require("matviews.prompt").confirm(ctx, what) then
@@ -514,6 +540,7 @@ function M.command(args, ctx, jopts)
     return table.concat(names, ", "), eta
   end
   local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream, graph = g,
+    workers = pool,
     row_count_strategy = jopts and jopts.row_count_strategy, args = jopts and jopts.args,
     if_changed = jopts and jopts.if_changed, on_overlap = jopts and jopts.on_overlap,
     on_event = function(kind, rec, st)
