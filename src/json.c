@@ -73,16 +73,29 @@ static int put_number(Out *o, lua_State *L, int idx) {
   return 1;
 }
 
+/* Whether byte c is written as it is (cjson escapes the others). */
+static int plain_byte(unsigned char c) {
+  return c >= 0x20 && c != '"' && c != '\\' && c != '/' && c != 0x7f;
+}
+
 static void put_string(Out *o, lua_State *L, int idx) {
   static const char hex[] = "0123456789abcdef";
+  static unsigned char plain[256];
+  static int plain_ready;
   size_t len;
   const char *s = lua_tolstring(L, idx, &len);
+  if (!plain_ready) {
+    for (int c = 0; c < 256; c++) plain[c] = (unsigned char)plain_byte((unsigned char)c);
+    plain_ready = 1;
+  }
   if (!room(o, len * 6 + 2)) return;
   char *w = o->p + o->n;
   *w++ = '"';
   for (size_t i = 0; i < len; i++) {
+    size_t run = i;
+    while (run < len && plain[(unsigned char)s[run]]) run++;
+    if (run > i) { memcpy(w, s + i, run - i); w += run - i; i = run; if (i == len) break; }
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c != '/' && c != 0x7f) { *w++ = (char)c; continue; }
     *w++ = '\\';
     switch (c) {
     case '"': *w++ = '"'; break;

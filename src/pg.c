@@ -271,6 +271,14 @@ int pg_reset(PGconn *conn) {
   return 1;
 }
 
+/* Copies setting value v into a want/have slot (cut to fit, as snprintf
+ * would; a job asks for its timeouts twice a run). */
+static void set_value(char out[32], const char *v) {
+  size_t n = strnlen(v, 31);
+  memcpy(out, v, n);
+  out[n] = '\0';
+}
+
 void pg_want_timeouts(PGconn *conn, const char *lock_timeout, const char *statement_timeout, int keep_caller) {
   Session *s = session_of(conn, 1);
   if (s == NULL) { /* no slot left: set now, without caching */
@@ -280,9 +288,9 @@ void pg_want_timeouts(PGconn *conn, const char *lock_timeout, const char *statem
     return;
   }
   if (keep_caller && !s->restore) { s->capture = 1; s->restore = 1; }
-  snprintf(s->want[0], sizeof s->want[0], "%s", lock_timeout);
+  set_value(s->want[0], lock_timeout);
   /* "" (NULL given): the session keeps its own (the server's, role's, database's) */
-  snprintf(s->want[1], sizeof s->want[1], "%s", statement_timeout ? statement_timeout : "");
+  set_value(s->want[1], statement_timeout ? statement_timeout : "");
 }
 
 void pg_restore_timeouts(PGconn *conn) {
@@ -604,9 +612,16 @@ static int pipeline_prelude(PGconn *conn, PGresult **pre_res) {
   return !broken && pipeline_sync(conn);
 }
 
-/* The name of sql as a prepared statement. */
+/* The name of sql as a prepared statement: "matviews_" and its hash in 16
+ * hex digits (written by hand: a run names four or five statements). */
 static void prepared_name(char *out, size_t len, const char *sql) {
-  snprintf(out, len, "matviews_%016llx", text_hash(sql));
+  static const char hex[] = "0123456789abcdef";
+  char name[26] = "matviews_";
+  unsigned long long h = text_hash(sql);
+  for (int i = 24; i >= 9; i--, h >>= 4) name[i] = hex[h & 15];
+  name[25] = '\0';
+  if (len >= sizeof name) memcpy(out, name, sizeof name);
+  else snprintf(out, len, "%s", name);
 }
 
 /* Whether res says a prepared statement was deallocated (DISCARD ALL:
