@@ -620,8 +620,10 @@ static void prepared_name(char *out, size_t len, const char *sql) {
   unsigned long long h = text_hash(sql);
   for (int i = 24; i >= 9; i--, h >>= 4) name[i] = hex[h & 15];
   name[25] = '\0';
-  if (len >= sizeof name) memcpy(out, name, sizeof name);
-  else snprintf(out, len, "%s", name);
+  if (len == 0) return;
+  size_t n = len < sizeof name ? len - 1 : sizeof name - 1;
+  memcpy(out, name, n);
+  out[n] = '\0';
 }
 
 /* Whether res says a prepared statement was deallocated (DISCARD ALL:
