@@ -24,6 +24,7 @@ M.steps = {
   "012_cheap_change_tracking",
   "013_cheap_run_counters",
   "014_definition_name_index",
+  "015_counter_domains",
 }
 
 local LOCK_KEY = 7318029311 -- advisory lock: one init at a time per database

@@ -351,7 +351,10 @@ local function dispatch(st, w, opts)
   if w.ready and #w.recs == 1 then started(st, rec) end
   local line = { name = rec.name }
   for _, k in ipairs(FORWARDED) do line[k] = opts[k] end
-  if not send(w.fd, line) then
+  -- a worker still starting that cannot be written to has ended: what it
+  -- wrote before (why it could not connect) is read with its end, and its
+  -- queue goes back to the ready views then
+  if not send(w.fd, line) and w.ready ~= nil then
     on_answer(st, w, nil)
   end
 end
@@ -446,6 +449,8 @@ end
 -- pool workers; each view's job gets opts.row_count_strategy, args,
 -- if_changed and on_overlap, as a sequential refresh would. opts.graph:
 -- the dependency graph, when the caller has read it already.
+-- opts.workers: workers started already (M.start_worker), taken into the
+-- pool (those it has no view for are stopped).
 -- opts.on_event(kind, rec, state) is called on "start", "done" and "skipped". Returns { ok, status, total, succeeded, failed,
 -- skipped, interrupted, duration_ms, runs = { {name, status, error, run_id,
 -- duration_ms, rows_count, lock_wait_ms}... } }.
@@ -465,9 +470,13 @@ function M.refresh_all(opts)
   local recorder = mv.core.recorder
   mv.core.sys.clear_stop() -- a batch: the signals that count arrive from now on
   local held = recorder.hold()
-  local workers = {}
+  local workers = opts.workers or {}
   local runners = math.min(n, st.total)
   local here = runners <= HERE_MAX -- the coordinator is one of the runners
+  -- workers started before the graph was read (M.command) that this run has no view for
+  local extra = {}
+  while #workers > math.max(here and runners - 1 or runners, 0) do extra[#extra + 1] = table.remove(workers) end
+  stop_pool(extra)
   local ok, err = pcall(coordinate, st, workers, here and runners - 1 or runners, opts, here)
   stop_pool(workers) -- each worker flushes its last finish before it exits
   mv.jobs.flush()    -- and so do the views run here
@@ -506,13 +515,20 @@ function M.command(args, ctx, jopts)
   local n = math.tointeger(tonumber(args.parallel or "1"))
   if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
   -- the graph is read once, here, and passed on (--all needs nothing else);
-  -- meanwhile the recorder connects, when views are to run here
+  -- meanwhile the recorder connects, when views are to run here, and
+  -- (when no question is to be asked) the first worker starts, its
+  -- process, Lua and connections beside the catalog reads, not after them
   if n <= HERE_MAX then mv.jobs.recorder_early(mv.conn()) end
-  local defs, views = targets.resolve(mv.conn(), args, { graph_only = true }), nil
-  if not args.all then views = {} for i, d in ipairs(defs) do views[i] = d.name end end
-  local g = require("matviews.deps").load()
-  local set = M.select_views(g, { views = views, upstream = args.upstream, downstream = args.downstream })
-  local order = require("matviews.deps").order(g, set)
+  local pool = {}
+  if n >= 2 and require("matviews.prompt").answered(ctx) then mv.conn(); start_worker(pool, {}) end
+  local gok, g, views, order = pcall(function()
+    local defs, names = targets.resolve(mv.conn(), args, { graph_only = true }), nil
+    if not args.all then names = {} for i, d in ipairs(defs) do names[i] = d.name end end
+    local graph = require("matviews.deps").load()
+    local set = M.select_views(graph, { views = names, upstream = args.upstream, downstream = args.downstream })
+    return graph, names, require("matviews.deps").order(graph, set)
+  end)
+  if not gok then stop_pool(pool); error(g, 0) end
   local shown = require("matviews.operate").name_list(order)
   local what = ("refresh %d materialized view%s (parallel %d): %s"):format(#order, #order == 1 and "" or "s", n, shown)
   if not require("matviews.prompt").confirm(ctx, what) then
@@ -538,6 +554,7 @@ function M.command(args, ctx, jopts)
     return table.concat(names, ", "), eta
   end
   local r = M.refresh_all({ parallel = n, views = views, upstream = args.upstream, downstream = args.downstream, graph = g,
+    workers = pool,
     row_count_strategy = jopts and jopts.row_count_strategy, args = jopts and jopts.args,
     if_changed = jopts and jopts.if_changed, on_overlap = jopts and jopts.on_overlap,
     on_event = function(kind, rec, st)
