@@ -370,12 +370,24 @@ local function run_here(st, opts)
   st.running[#st.running + 1] = rec
   started(st, rec)
   local jopts = M.job_options(opts)
-  jopts.ahead = st.here_next
+  -- its finish is sent without waiting (read before the recorder's next
+  -- statement; one that then cannot be written fails the run: resync)
+  jopts.ahead, jopts.pipeline_finish = st.here_next, true
   local ok, run = pcall(mv.jobs.run_held, "refresh", rec.name, jopts)
   if not ok then run = { status = "failed", error = error_message(run) } end
   landed(st, rec)
   from_run(rec, run)
+  st.here_runs[#st.here_runs + 1] = { rec, run }
   on_finished(st, rec)
+end
+
+-- Once every finish is read (mv.jobs.flush): a view run here whose
+-- pipelined finish could not be written counts as failed, with that error.
+local function resync(st)
+  for _, pair in ipairs(st.here_runs) do
+    local rec, run = pair[1], pair[2]
+    if run.status ~= rec.status then rec.status, rec.error = run.status, run.error end
+  end
 end
 
 -- Starts the next worker when the last one is connected and fewer than n
@@ -454,6 +466,7 @@ function M.refresh_all(opts)
   local t0 = mv.core.sys.monotonic_ms()
   local function emit(kind, rec) if opts.on_event then opts.on_event(kind, rec, st) end end
   st = initial_state(g, set, st.conn, emit)
+  st.here_runs = {}
   local recorder = mv.core.recorder
   mv.core.sys.clear_stop() -- a batch: the signals that count arrive from now on
   local held = recorder.hold()
@@ -467,6 +480,7 @@ function M.refresh_all(opts)
   local ok, err = pcall(coordinate, st, workers, here and runners - 1 or runners, opts, here)
   stop_pool(workers) -- each worker flushes its last finish before it exits
   mv.jobs.flush()    -- and so do the views run here
+  resync(st)
   recorder.release(held)
   if not ok then error(err, 0) end
   local r = M.summary(st, mv.core.sys.monotonic_ms() - t0)
