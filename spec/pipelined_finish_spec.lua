@@ -103,6 +103,20 @@ describe("pipelined finishes in a refresh batch", function()
     mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE status = 1")
   end)
 
+  it("counts failed a view whose pipelined finish a pool worker could not write", function()
+    mv.exec("SELECT setval('pf_fail', 1, false)")
+    -- both views go to the worker (queued two deep), pf_b first
+    local r = H.mv("--yes --json refresh pf_b pf_c --parallel 2", { env = { PGOPTIONS = "-c pf.fail=1000" } })
+    assert.are.equal(1, r.code, r.out .. r.err)
+    assert.matches("could not record the outcome of refresh run %d+ of pf_b %(finish refused by pf_fail%)", r.err)
+    local out = mv.json.decode(r.out)
+    local by = {}
+    for _, run in ipairs(out.runs or out) do by[run.name or run.view] = run.status end
+    assert.are.same({ pf_b = "failed", pf_c = "success" }, by)
+    assert.is_true(no_advisory_locks())
+    mv.exec("UPDATE mat_view_refresh_runs SET status = 3 WHERE status = 1")
+  end)
+
   it("reconnects a recorder lost while its finish was pending, writes the row and begins the next run", function()
     -- the first finish of pf_b ends its own session (the recorder's)
     mv.exec("CREATE SEQUENCE pf_kill")

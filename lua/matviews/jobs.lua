@@ -27,7 +27,7 @@ local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
-  record_timeout_ms = true, defer_flush = true, pipeline_finish = true, ahead = true }
+  record_timeout_ms = true, defer_flush = true, pipeline_finish = true, ahead = true, on_started = true }
 
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
 local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
@@ -298,6 +298,7 @@ local function run_body(job, row, opts, cfg)
     and changes.snapshot(job.options.conn) or nil
   local confirmed, lost = job.run:confirm() -- a run begun ahead: its recorder's session checked
   if not confirmed then return outcome(job, error_response(job.view, lost), {}) end
+  if opts.on_started then opts.on_started() end -- the caller's (a pool worker answers the run before)
   if job.ahead then job.ahead() end
   local o = outcome(job, attempts(job))
   if o.status == "success" then o.meta.snapshot = snap end
@@ -451,7 +452,7 @@ function M.submit(op, ref, opts)
   if not opts.inline and M.adapter() == "queue" then
     -- defer_flush belongs to the process that runs the batch, not to the job
     local q = {}
-    for k, v in pairs(opts) do if k ~= "defer_flush" and k ~= "pipeline_finish" and k ~= "ahead" then q[k] = v end end
+    for k, v in pairs(opts) do if k ~= "defer_flush" and k ~= "pipeline_finish" and k ~= "ahead" and k ~= "on_started" then q[k] = v end end
     return require("matviews.queue").enqueue(op, ref, q)
   end
   return M.run(op, ref, opts)

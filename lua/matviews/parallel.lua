@@ -224,6 +224,20 @@ function M.serve()
   send(1, { ready = ok, error = not ok and error_message(err) or nil })
   if not ok then os.exit(1) end
   local buf, stopped = "", false
+  local function answer(run)
+    send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
+      rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
+  end
+  -- A run whose finish was sent without waiting (a view queued behind it)
+  -- is answered once its result is read: when the next view's run has
+  -- checked its recorder (on_started), or before anything else is answered.
+  local held
+  local function answer_held()
+    if not held then return end
+    pcall(recorder.settle, mv.jobs.recorder(mv.conn()))
+    answer(held)
+    held = nil
+  end
   while true do
     local data = sys.poll_read({ 0 })[0]
     if data == "" then break end
@@ -232,19 +246,22 @@ function M.serve()
     for line in buf:gmatch("([^\n]*)\n") do jobs[#jobs + 1] = mv.json.decode(line) end
     for i, job in ipairs(jobs) do
       if stopped or recorder.pending() or sys.stop_signal() then
+        answer_held()
         stopped = true
         send(1, { not_started = true })
       else
         local jopts = M.job_options(job)
         -- the view queued behind this one is begun as this one refreshes
         jopts.ahead = jobs[i + 1] and jobs[i + 1].name
+        jopts.pipeline_finish, jopts.on_started = jopts.ahead ~= nil, answer_held
         local jok, run = pcall(mv.jobs.run_held, "refresh", job.name, jopts)
+        answer_held()
         if not jok then run = { status = "failed", error = error_message(run) } end
         stopped = recorder.pending(true) or sys.stop_signal() ~= nil
-        send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
-          rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
+        if jok and jopts.pipeline_finish and not stopped then held = run else answer(run) end
       end
     end
+    answer_held()
     buf = buf:match("[^\n]*$")
   end
   mv.jobs.flush() -- the last finish waits for its flush before the pool is done
