@@ -206,14 +206,18 @@ static long long sent_seq;
  * registry reference), which gets the row's timestamps when the result is
  * read (settle). */
 #define N_FINISH_VALS 9
+typedef struct {
+  long long seq;
+  int read;                    /* its result was taken from the connection (into res) */
+  PGresult *res;
+} Sent;
+
 static struct Pending {
   PGconn *rec;                 /* NULL: free */
   Run run;
   char *vals[N_FINISH_VALS];
   int ref;
-  long long seq;
-  int read;                    /* its result was taken from the connection (into res) */
-  PGresult *res;
+  Sent sent;
 } pending[MAX_DEFERRED];
 
 /* A batch's next run begun ahead (recorder.begin_ahead): its begin sent
@@ -230,32 +234,29 @@ static struct Ahead {
   PGconn *rec;                 /* NULL: free */
   int op;
   char key[600];               /* id or name, "\n", schema */
-  double sent;                 /* monotonic ms when it was sent */
-  double until;                /* ... and when it is withdrawn unless taken */
-  long long seq;
+  double until;                /* monotonic ms when it is withdrawn unless taken */
   int session_pid;             /* the recorder's backend it was sent to */
-  int read;
-  PGresult *res;
+  Sent sent;
 } ahead[MAX_DEFERRED];
 
 /* Takes off rec's connection, in the order sent, the results of the
  * statements sent without waiting up to number seq. */
+/* Makes s (sent on connection on) *oldest when it is rec's, unread, no
+ * later than seq and older than *oldest. */
+static void older(Sent **oldest, PGconn *on, PGconn *rec, Sent *s, long long seq) {
+  if (on == rec && rec && !s->read && s->seq <= seq && (*oldest == NULL || s->seq < (*oldest)->seq)) *oldest = s;
+}
+
 static void read_through(PGconn *rec, long long seq) {
   for (;;) {
-    int *read = NULL;
-    PGresult **res = NULL;
-    long long oldest = seq + 1;
+    Sent *oldest = NULL;
     for (int i = 0; i < MAX_DEFERRED; i++) {
-      if (pending[i].rec == rec && rec && !pending[i].read && pending[i].seq < oldest) {
-        oldest = pending[i].seq; read = &pending[i].read; res = &pending[i].res;
-      }
-      if (ahead[i].rec == rec && rec && !ahead[i].read && ahead[i].seq < oldest) {
-        oldest = ahead[i].seq; read = &ahead[i].read; res = &ahead[i].res;
-      }
+      older(&oldest, pending[i].rec, rec, &pending[i].sent, seq);
+      older(&oldest, ahead[i].rec, rec, &ahead[i].sent, seq);
     }
-    if (read == NULL) return;
-    *res = pg_deferred_take(rec);
-    *read = 1;
+    if (oldest == NULL) return;
+    oldest->res = pg_deferred_take(rec);
+    oldest->read = 1;
   }
 }
 
@@ -321,14 +322,14 @@ void mv_ahead_due(void);
 static void arm_ahead(void) {
   struct Ahead *first = NULL;
   for (int i = 0; i < MAX_DEFERRED; i++)
-    if (ahead[i].rec && !ahead[i].read && (first == NULL || ahead[i].until < first->until)) first = &ahead[i];
+    if (ahead[i].rec && !ahead[i].sent.read && (first == NULL || ahead[i].until < first->until)) first = &ahead[i];
   if (first) pg_wait_deadline(first->until, mv_ahead_due, first->rec);
   else pg_wait_deadline(0, NULL, NULL);
 }
 
 /* Takes the begun-ahead run's result off rec's connection, if not yet. */
 static void ahead_read(struct Ahead *a) {
-  if (a && !a->read) { read_through(a->rec, a->seq); arm_ahead(); }
+  if (a && !a->sent.read) { read_through(a->rec, a->sent.seq); arm_ahead(); }
 }
 
 /* Withdraws a begun-ahead run that no begin took: its row deleted, its
@@ -337,17 +338,19 @@ static void withdraw(struct Ahead *a) {
   sigset_t old;                                   /* not a statement SIGINT cancels: it is awaited whole */
   block_signals(&old);
   ahead_read(a);
-  PGresult *res = a->res;
+  PGresult *res = a->sent.res;
   if (pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0) && pg_connected(a->rec)) {
-    char sql[512];
-    int locked = pg_value(res, 0, 1) && pg_value(res, 0, 1)[0] == 't';
-    int c = PQfnumber(res, "name"), s = PQfnumber(res, "schema_name");
-    const char *vals[3] = {pg_value(res, 0, 0), s >= 0 ? pg_value(res, 0, s) : NULL, c >= 0 ? pg_value(res, 0, c) : NULL};
+    Run begun;                                    /* what the begin row says: id, lock, name */
+    char sql[512], id[32];
+    read_begin(&begun, res);
+    snprintf(id, sizeof id, "%lld", begun.run_id);
+    const char *vals[3] = {id, begun.schema, begun.name};
     snprintf(sql, sizeof sql, "WITH gone AS (DELETE FROM %s WHERE id = $1::bigint) SELECT CASE WHEN %s THEN"
-             " pg_advisory_unlock(" MV_LOCK_KEY_SQL("$2::text", "$3::text") ") END", RUN_TABLES[a->op], locked ? "true" : "false");
+             " pg_advisory_unlock(" MV_LOCK_KEY_SQL("$2::text", "$3::text") ") END", RUN_TABLES[a->op],
+             begun.locked ? "true" : "false");
     pg_clear(pg_exec(a->rec, sql, 3, vals));
   }
-  pg_clear(a->res);
+  pg_clear(a->sent.res);
   memset(a, 0, sizeof *a);
   arm_ahead();
   sigprocmask(SIG_SETMASK, &old, NULL);
@@ -373,9 +376,8 @@ static int l_begin_ahead(lua_State *L) {
     a->rec = rec;
     a->op = b.op;
     ahead_key(&b, a->key, sizeof a->key);
-    a->sent = now_ms();
-    a->until = a->sent + (double)opt_int(L, 2, "ahead_ms", 50);
-    a->seq = ++sent_seq;
+    a->until = now_ms() + (double)opt_int(L, 2, "ahead_ms", 50);
+    a->sent.seq = ++sent_seq;
     a->session_pid = pg_backend_pid(rec);
     arm_ahead();
   }
@@ -417,11 +419,11 @@ static int l_begin(lua_State *L) {
   if (a && (a->op != b.op || strcmp(a->key, key) != 0)) { withdraw(a); a = NULL; }
   if (a) {                                                /* begun ahead: its result */
     ahead_read(a);
-    *res = a->res;
+    *res = a->sent.res;
     run->t0 = now_ms();                                   /* the run starts now (its row a little earlier) */
     run->ahead = 1;
     run->session_pid = a->session_pid;
-    a->res = NULL;
+    a->sent.res = NULL;
     memset(a, 0, sizeof *a);
     arm_ahead();
     if (!pg_ok(*res)) { pg_clear(*res); *res = NULL; } /* failed: begun again below, as usual */
@@ -712,8 +714,8 @@ static void note_deferred(Run *run, int defer) {
 
 /* Forgets pending finish p. */
 static void pending_free(lua_State *L, struct Pending *p) {
-  pg_clear(p->res);
-  p->res = NULL;
+  pg_clear(p->sent.res);
+  p->sent.res = NULL;
   for (int i = 0; i < N_FINISH_VALS; i++) { free(p->vals[i]); p->vals[i] = NULL; }
   luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
   p->ref = LUA_NOREF;
@@ -732,9 +734,9 @@ static void settle_one(lua_State *L, struct Pending *p) {
   PGconn *rec = p->rec;
   sigset_t old;
   block_signals(&old);
-  read_through(rec, p->seq);
-  PGresult *res = p->res;
-  p->res = NULL;
+  read_through(rec, p->sent.seq);
+  PGresult *res = p->sent.res;
+  p->sent.res = NULL;
   char why[1024] = "";
   int written = res == NULL || pg_ok(res);        /* NULL: read and dropped by a reset or close */
   if (!written) {
@@ -767,7 +769,7 @@ static void settle(lua_State *L, PGconn *rec) {
   for (;;) {                                      /* oldest first */
     struct Pending *p = NULL;
     for (int i = 0; i < MAX_DEFERRED; i++)
-      if (pending[i].rec == rec && rec && (p == NULL || pending[i].seq < p->seq)) p = &pending[i];
+      if (pending[i].rec == rec && rec && (p == NULL || pending[i].sent.seq < p->sent.seq)) p = &pending[i];
     if (p == NULL) return;
     settle_one(L, p);
   }
@@ -787,9 +789,7 @@ static struct Pending *send_pending(Run *run, const char *sql, int n, const char
   p->run = *run;
   p->rec = run->rec;
   p->ref = LUA_NOREF;
-  p->seq = ++sent_seq;
-  p->read = 0;
-  p->res = NULL;
+  p->sent = (Sent){ .seq = ++sent_seq };
   return p;
 fail:
   for (int i = 0; i < N_FINISH_VALS; i++) { free(p->vals[i]); p->vals[i] = NULL; }
