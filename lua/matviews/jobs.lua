@@ -29,6 +29,10 @@ local RUN_TABLES = vocab.RUN_TABLES
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
   record_timeout_ms = true, defer_flush = true, pipeline_finish = true, ahead = true, on_started = true }
 
+-- Of those, the ones that belong to the process running a batch, not to
+-- a job put on the queue.
+local BATCH_KEYS = { defer_flush = true, pipeline_finish = true, ahead = true, on_started = true }
+
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
 local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
   ["40001"] = "serialization_failure" }
@@ -457,9 +461,9 @@ end
 function M.submit(op, ref, opts)
   opts = opts or {}
   if not opts.inline and M.adapter() == "queue" then
-    -- defer_flush belongs to the process that runs the batch, not to the job
+    -- BATCH_KEYS belong to the process that runs the batch, not to the job
     local q = {}
-    for k, v in pairs(opts) do if k ~= "defer_flush" and k ~= "pipeline_finish" and k ~= "ahead" and k ~= "on_started" then q[k] = v end end
+    for k, v in pairs(opts) do if not BATCH_KEYS[k] then q[k] = v end end
     return require("matviews.queue").enqueue(op, ref, q)
   end
   return M.run(op, ref, opts)
