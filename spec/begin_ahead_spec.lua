@@ -101,9 +101,9 @@ describe("a refresh batch's next run begun ahead", function()
       return mv.query([[SELECT count(*)::int AS n FROM mat_view_refresh_runs r JOIN mat_view_definitions d
         ON d.id = r.mat_view_definition_id WHERE d.name = 'ba_b' AND r.id > $1]], before)[1].n
     end
-    local r = gated("--config " .. config(3000) .. " --yes refresh ba_a ba_b", function()
+    local r = gated("--config " .. config(6000) .. " --yes refresh ba_a ba_b", function()
       -- ba_a's REFRESH waits on the gate: ba_b's row begun ahead is there,
-      -- and goes after begin_ahead_ms (3 s), with its lock
+      -- and goes after begin_ahead_ms (6 s: seen first even on a slow, loaded machine), with its lock
       P.wait_for("ba_b's run begun ahead", function() return b_rows() == 1 and advisory_locks() == 2 end)
       P.wait_for("ba_b's run begun ahead to be withdrawn", function()
         return b_rows() == 0 and advisory_locks() == 1 -- ba_a's alone
