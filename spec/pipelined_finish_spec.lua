@@ -175,3 +175,75 @@ describe("the ANALYZE sent with the REFRESH", function()
     mv.exec("UPDATE pa_src SET d = 1")
   end)
 end)
+
+-- A view starts without waiting for the finish sent before it (recorder.c
+-- run:confirm): when that finish then ends the recorder's session while
+-- the view refreshes, the lock the view held is gone with it. The view's
+-- REFRESH is cancelled (run:watch), the finish is written again on a new
+-- session, which takes the view's run and lock over (run:regain), and the
+-- attempt is made again.
+describe("a recorder lost while the next view refreshes", function()
+  local P = require "spec.proc_helper"
+
+  setup(function()
+    H.fresh_db()
+    mv.init()
+    mv.exec("CREATE TABLE rl_src AS SELECT g AS id FROM generate_series(1, 3) g")
+    mv.exec("CREATE TABLE rl_gate (x int)")      -- rl_b's REFRESH waits while a session locks it
+    mv.exec("CREATE TABLE rl_finish_gate (x int)") -- rl_a's first finish waits, then ends its session
+    mv.definitions.save({ name = "rl_a", sql = "SELECT id FROM rl_src" })
+    mv.definitions.save({ name = "rl_b", sql = "SELECT id FROM rl_src WHERE NOT EXISTS (SELECT 1 FROM rl_gate)" })
+    assert.are.equal("success", mv.create("rl_a").status)
+    assert.are.equal("success", mv.create("rl_b").status)
+    mv.exec("CREATE SEQUENCE rl_kill")
+    mv.exec([[CREATE FUNCTION rl_kill_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status IN (2, 3) AND OLD.status = 1 AND NEW.mat_view_definition_id =
+             (SELECT id FROM mat_view_definitions WHERE name = 'rl_a') AND nextval('rl_kill') = 1 THEN
+          PERFORM 1 FROM rl_finish_gate;
+          PERFORM pg_terminate_backend(pg_backend_pid());
+        END IF;
+        RETURN NEW;
+      END $$]])
+    mv.exec([[CREATE TRIGGER rl_kill BEFORE UPDATE ON mat_view_refresh_runs FOR EACH ROW EXECUTE FUNCTION rl_kill_finish()]])
+  end)
+
+  it("takes the view's run over on a new session and refreshes it again", function()
+    local cfg = H.write(H.tmpfile(".lua"), "lock_timeout_ms = 60000\nrecord_timeout_ms = 60000\n")
+    local gate, finish_gate = mv.connect("dbname=" .. H.dbname), mv.connect("dbname=" .. H.dbname)
+    gate:exec("BEGIN")
+    gate:exec("LOCK TABLE rl_gate IN ACCESS EXCLUSIVE MODE")
+    finish_gate:exec("BEGIN")
+    finish_gate:exec("LOCK TABLE rl_finish_gate IN ACCESS EXCLUSIVE MODE")
+    local p = P.spawn("--config " .. cfg .. " --yes --json refresh rl_a rl_b")
+    local ok, err = pcall(function()
+      -- rl_a's finish waits in its trigger while rl_b's REFRESH waits on its gate
+      P.wait_query("REFRESH MATERIALIZED VIEW%rl_b%", nil, "relation")
+      P.wait_query("%UPDATE%mat_view_refresh_runs%", nil, "relation")
+      finish_gate:exec("COMMIT") -- the finish ends the recorder's session
+      P.wait_for("rl_a's run written again", function()
+        return mv.query([[SELECT r.status FROM mat_view_refresh_runs r JOIN mat_view_definitions d
+          ON d.id = r.mat_view_definition_id WHERE d.name = 'rl_a' ORDER BY r.id DESC LIMIT 1]])[1].status == 2
+      end)
+      P.wait_query("REFRESH MATERIALIZED VIEW%rl_b%", nil, "relation") -- the attempt made again
+    end)
+    if not ok then P.kill(P.pid(p), "TERM") end
+    pcall(finish_gate.exec, finish_gate, "COMMIT")
+    gate:exec("COMMIT")
+    gate:close()
+    finish_gate:close()
+    local r = P.wait(p)
+    assert(ok, err)
+    assert.are.equal(0, r.code, r.err)
+    local out = mv.json.decode(r.out)
+    assert.are.same({ "success", "success" }, { out[1].status, out[2].status })
+    local b = P.runs("refresh", "rl_b")
+    local last = b[#b]
+    assert.are.equal(2, last.status)
+    assert.are.equal(2, #last.meta.attempts)
+    assert.are.equal("recorder_lost", last.meta.attempts[1].retry_reason)
+    -- rl_a's finish ran twice: the one that ended the session, the one written again
+    assert.are.equal(2, mv.query("SELECT nextval('rl_kill')::int - 1 AS n")[1].n)
+    assert.are.equal(0, mv.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'")[1].n)
+  end)
+end)

@@ -416,6 +416,10 @@ int pg_open_finish(PGconn *c, int *state) {
 
 int pg_connected(PGconn *conn) { return conn != NULL && PQstatus(conn) == CONNECTION_OK; }
 
+int pg_alive(PGconn *conn) {
+  return pg_connected(conn) && PQsocket(conn) >= 0 && PQconsumeInput(conn) && PQstatus(conn) == CONNECTION_OK;
+}
+
 /* Whether the watched connection (pg_watch) has died: its socket became
  * readable and reading it shows the session ended. */
 static int watched_died(short revents) {

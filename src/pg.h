@@ -34,6 +34,9 @@ PGconn *pg_open_like_start(PGconn *conn, int *state);
 int pg_open_finish(PGconn *c, int *state);
 /* 1 while the connection is usable, 0 once it is lost (CONNECTION_BAD). */
 int pg_connected(PGconn *conn);
+/* pg_connected, after reading (without waiting) what the server sent:
+ * false once the session is known to have ended. */
+int pg_alive(PGconn *conn);
 /* Reconnects conn in place (PQreset) with the same parameters; 1 when it
  * is usable again. What pg_want_timeouts knew of its session is forgotten. */
 int pg_reset(PGconn *conn);

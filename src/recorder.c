@@ -61,6 +61,7 @@ typedef struct {
   double lock_wait_ms;
   int locked;                  /* the view's advisory lock is held */
   int ahead;                   /* begun ahead, not confirmed yet (run:confirm) */
+  int unconfirmed;             /* confirmed while a finish sent before it was still unread (run:regain) */
   int session_pid;             /* the recorder's backend when the row was inserted */
 } Run;
 
@@ -533,18 +534,18 @@ static int l_watch(lua_State *L) {
   return 1;
 }
 
-/* run:confirm() -> true | false, message. A run begun ahead is confirmed
- * before its service starts: the finishes sent on its recorder before it
- * are read first (settle), and when one of them ended the recorder's
- * session (settle then opened a new one), the new session takes over the
- * run's row and lock; false when the lock is gone meanwhile. Other runs:
- * true. */
-static int l_confirm(lua_State *L) {
-  Run *run = check_run(L, 1);
-  if (run->rec == NULL || !run->ahead) { lua_pushboolean(L, 1); return 1; }
-  run->ahead = 0;
-  settle(L, run->rec);
-  if (pg_backend_pid(run->rec) == run->session_pid) { lua_pushboolean(L, 1); return 1; }
+/* Whether a finish sent on rec without waiting is still unread. */
+static int finish_unread(PGconn *rec) {
+  for (int i = 0; i < MAX_DEFERRED; i++) if (pending[i].rec == rec && rec && !pending[i].sent.read) return 1;
+  return 0;
+}
+
+/* After settle: when the recorder's session is no longer the one that
+ * inserted run's row (a finish read there ended it, and settle opened a
+ * new one), the new session takes the row and the lock over. Returns
+ * whether run's lock is held. */
+static int take_over(Run *run) {
+  if (pg_backend_pid(run->rec) == run->session_pid) return 1;
   char id[32], sql[512];
   snprintf(id, sizeof id, "%lld", run->run_id);
   const char *vals[3] = {id, run->schema, run->name};
@@ -554,10 +555,45 @@ static int l_confirm(lua_State *L) {
   run->locked = pg_ok(res) && pg_nrows(res) == 1 && pg_value(res, 0, 0) && pg_value(res, 0, 0)[0] == 't';
   run->session_pid = pg_backend_pid(run->rec);
   pg_clear(res);
-  if (run->locked) { lua_pushboolean(L, 1); return 1; }
+  return run->locked;
+}
+
+/* run:confirm() -> true | false, message. A run begun ahead is confirmed
+ * before its service starts. The finishes sent on its recorder before it
+ * are not waited for: while the recorder's session is alive, the view
+ * starts at once, its service watched (run:watch) as always, and should
+ * the session end before the service is done, run:regain takes the run
+ * over on a new one. With the session already gone, they are read first
+ * (settle, which opens a new session) and the new session takes over the
+ * run's row and lock; false when the lock is gone meanwhile. Other runs:
+ * true. */
+static int l_confirm(lua_State *L) {
+  Run *run = check_run(L, 1);
+  if (run->rec == NULL || !run->ahead) { lua_pushboolean(L, 1); return 1; }
+  run->ahead = 0;
+  if (finish_unread(run->rec) && pg_alive(run->rec)) { run->unconfirmed = 1; lua_pushboolean(L, 1); return 1; }
+  settle(L, run->rec);
+  if (take_over(run)) { lua_pushboolean(L, 1); return 1; }
   lua_pushboolean(L, 0);
   lua_pushfstring(L, "%s: lost the view's lock (the recorder's session ended before the view started)", run->name);
   return 2;
+}
+
+/* run:regain() -> whether the run was taken over: for a run confirmed
+ * while an earlier finish was unread (run:confirm), whose recorder's
+ * session ended while its service ran (run:watch said lost), the finishes
+ * are read (settle writes them again on a new session) and the new
+ * session takes the row and the lock over, so that the attempt can be
+ * made again. false for any other run, or when the lock is taken
+ * meanwhile. */
+static int l_regain(lua_State *L) {
+  Run *run = check_run(L, 1);
+  int was = run->unconfirmed;
+  run->unconfirmed = 0;
+  if (run->rec == NULL || !was) { lua_pushboolean(L, 0); return 1; }
+  settle(L, run->rec);
+  lua_pushboolean(L, take_over(run));
+  return 1;
 }
 
 /* run:info() -> { id, definition_id, view, lock_wait_ms, elapsed_ms } */
@@ -862,6 +898,8 @@ static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta,
 static int finish(lua_State *L, Run *run, int outcome) {
   char id[32], status[4], dur[32], rows[32], why[1024], lockname[256], lockschema[256];
   sigset_t old;
+  settle(L, run->rec);                            /* the finishes before it, written again if they failed */
+  run->unconfirmed = 0;
   lua_getfield(L, outcome, "status");
   int ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), STATUS_NAMES[MV_RUN_SUCCESS]) == 0;
   lua_getfield(L, outcome, "error");
@@ -1007,7 +1045,7 @@ static int l_sleep(lua_State *L) {
 }
 
 static const luaL_Reg run_methods[] = {
-  {"lock", l_lock}, {"confirm", l_confirm}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {NULL, NULL}
+  {"lock", l_lock}, {"confirm", l_confirm}, {"regain", l_regain}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {NULL, NULL}
 };
 
 static const luaL_Reg recorder_funcs[] = {

@@ -107,6 +107,7 @@ end
 
 -- Why the response may be retried on conn: the reason, or nil.
 local function retry_reason(resp, conn, op)
+  if resp.retry_reason then return resp.retry_reason end
   if resp.success or resp.raised then return nil end
   local st = type(resp.error) == "table" and resp.error.sqlstate or nil
   if RETRYABLE[st] then return RETRYABLE[st] end
@@ -185,8 +186,15 @@ local function attempt(job, n)
     else resp = r end
     local cancelled = not ok or resp.success or (type(resp.error) == "table" and resp.error.sqlstate == "57014")
     if lost and cancelled then
-      resp = error_response(job.view, job.view .. ": lost the view's lock (the session holding it ended); the "
-        .. (ok and "service's statement was cancelled" or "service stopped"), true)
+      local why = ": lost the view's lock (the session holding it ended); the "
+        .. (ok and "service's statement was cancelled" or "service stopped")
+      -- a session ended by a finish of the batch that was still unread
+      -- when this view started (run:confirm): taken over on a new one,
+      -- the attempt is made again
+      local regained = job.run:regain()
+      resp = error_response(job.view, job.view .. why .. (regained and "; the view's run was taken over by a new session" or ""),
+        not regained)
+      resp.retry_reason = regained and "recorder_lost" or nil
     end
   end
   local rec = { attempt = n, status = resp.status, error = jsonable(resp.error), started_at = started,

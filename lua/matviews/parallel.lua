@@ -229,13 +229,29 @@ function M.serve()
       rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
   end
   -- A run whose finish was sent without waiting (a view queued behind it)
-  -- is answered once its result is read: when the next view's run has
-  -- checked its recorder (on_started), or before anything else is answered.
-  local held
+  -- is answered as the next view starts (on_started), without waiting for
+  -- that finish's result: the coordinator frees the views downstream at
+  -- once. Its run is kept in `unread` until the result is read (as the
+  -- next finish is sent, or the last one written); a finish that could not
+  -- be written turns the run failed, and the coordinator is told so
+  -- ({ amend = run id }, see on_answer) before the worker's last answer.
+  local held, unread = nil, {}
+  local function amend(all)
+    if all then pcall(recorder.settle, mv.jobs.recorder(mv.conn())) end
+    local keep = {}
+    for _, u in ipairs(unread) do
+      if u.run.status ~= u.status then
+        send(1, { amend = u.run.id, status = u.run.status, error = u.run.error })
+      elseif u.run.finished_at == nil then
+        keep[#keep + 1] = u
+      end
+    end
+    unread = keep
+  end
   local function answer_held()
     if not held then return end
-    pcall(recorder.settle, mv.jobs.recorder(mv.conn()))
     answer(held)
+    unread[#unread + 1] = { run = held, status = held.status }
     held = nil
   end
   while true do
@@ -258,10 +274,12 @@ function M.serve()
         answer_held()
         if not jok then run = { status = "failed", error = error_message(run) } end
         stopped = recorder.pending(true) or sys.stop_signal() ~= nil
-        if jok and jopts.pipeline_finish and not stopped then held = run else answer(run) end
+        if jok and jopts.pipeline_finish and not stopped then held = run; amend(false)
+        else amend(true); answer(run) end
       end
     end
     answer_held()
+    amend(true)
     buf = buf:match("[^\n]*$")
   end
   mv.jobs.flush() -- the last finish waits for its flush before the pool is done
@@ -330,6 +348,15 @@ local function landed(st, rec)
   for i, r in ipairs(st.running) do if r == rec then table.remove(st.running, i) break end end
 end
 
+-- A worker's word that a run it answered could not be finalised after
+-- all (its finish, sent without waiting, failed for good): the view
+-- counts as failed, with that error, as resync does for the views run here.
+local function amend(st, doc)
+  for _, rec in ipairs(st.results) do
+    if rec.run_id == doc.amend then rec.status, rec.error = doc.status, doc.error end
+  end
+end
+
 -- A worker's answer: its readiness, or the run of the first view of its
 -- queue (nil: the worker ended, and every view it held failed). The next
 -- view of its queue starts. The views queued on a worker that could not
@@ -346,6 +373,7 @@ local function on_answer(st, w, doc)
     end
     return
   end
+  if doc and doc.amend then return amend(st, doc) end
   local rec = table.remove(w.recs, 1)
   if rec == nil then return end
   landed(st, rec)
