@@ -101,6 +101,7 @@ describe("a refresh batch's next run begun ahead", function()
       return mv.query([[SELECT count(*)::int AS n FROM mat_view_refresh_runs r JOIN mat_view_definitions d
         ON d.id = r.mat_view_definition_id WHERE d.name = 'ba_b' AND r.id > $1]], before)[1].n
     end
+    local gone_at
     local r = gated("--config " .. config(6000) .. " --yes refresh ba_a ba_b", function()
       -- ba_a's REFRESH waits on the gate: ba_b's row begun ahead is there,
       -- and goes after begin_ahead_ms (6 s: seen first even on a slow, loaded machine), with its lock
@@ -108,13 +109,16 @@ describe("a refresh batch's next run begun ahead", function()
       P.wait_for("ba_b's run begun ahead to be withdrawn", function()
         return b_rows() == 0 and advisory_locks() == 1 -- ba_a's alone
       end)
+      gone_at = mv.query("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint AS t")[1].t
     end)
     assert.are.equal(0, r.code, r.err)
     local runs = runs_after(before)
     assert.are.same({ "ba_a", "ba_b" }, { runs[1].name, runs[2].name })
     assert.are.same({ 2, 2 }, { runs[1].status, runs[2].status })
     assert.are.equal(2, #runs)
-    assert.is_true(runs[2].created >= runs[1].finished, "ba_b begun again after ba_a finished")
+    -- begun again when it started (ba_a held by the gate until after this)
+    assert.is_true(runs[2].created > gone_at, "ba_b begun again after it was withdrawn")
+    assert.is_true(runs[2].started >= runs[1].finished, "runs of a batch do not overlap")
     assert.are.equal(0, advisory_locks())
   end)
 

@@ -369,6 +369,26 @@ static int build_drop(lua_State *L) {
   return 0;
 }
 
+/* For a service in two halves: reads [defn opts] (1, 2) into d and o for
+ * the userdata at 3, which keeps what they borrow as its user values (1:
+ * the arrays read_defn made, 2: the definition's strings, 3: the
+ * connection); leaves [defn opts ud]. */
+static PGconn *read_kept(lua_State *L, MvDefn *d, MvOpts *o) {
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 3, 2);
+  if (lua_istable(L, 2)) lua_getfield(L, 2, "conn");
+  else lua_pushnil(L);
+  lua_setiuservalue(L, 3, 3);
+  read_defn(L, d);                                     /* [defn opts ud arrays...] */
+  PGconn *conn = read_opts(L, o);
+  int top = lua_gettop(L);
+  lua_createtable(L, top - 3, 0);
+  for (int i = 4; i <= top; i++) { lua_pushvalue(L, i); lua_rawseti(L, -2, i - 3); }
+  lua_setiuservalue(L, 3, 1);
+  lua_settop(L, 3);
+  return conn;
+}
+
 /* swap_build(defn, opts) -> build, "schema"."build relation" | nil,
  * response: the first half of swap_refresh (see swap.h). */
 static int l_swap_build(lua_State *L) {
@@ -376,19 +396,7 @@ static int l_swap_build(lua_State *L) {
   Build *b = lua_newuserdatauv(L, sizeof(Build), 3);  /* [defn opts b] */
   memset(b, 0, sizeof *b);
   luaL_setmetatable(L, BUILD_MT);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 3, 2);                          /* the definition's strings */
-  if (lua_istable(L, 2)) lua_getfield(L, 2, "conn");
-  else lua_pushnil(L);
-  lua_setiuservalue(L, 3, 3);                          /* the connection */
-  int base = lua_gettop(L);
-  read_defn(L, &b->d);                                 /* [defn opts b arrays...] */
-  PGconn *conn = read_opts(L, &b->o);
-  int top = lua_gettop(L);
-  lua_createtable(L, top - base, 0);
-  for (int i = base + 1; i <= top; i++) { lua_pushvalue(L, i); lua_rawseti(L, -2, i - base); }
-  lua_setiuservalue(L, base, 1);                       /* the arrays live as long as b */
-  lua_settop(L, base);                                 /* [defn opts b] */
+  PGconn *conn = read_kept(L, &b->d, &b->o);
   mv_resp_init(&b->r);
   b->state = 1;
   if (svc_open(&b->s, conn, &b->d, &b->o, &b->r, 1) < 0 || swap_build_phase(&b->s, &b->rel, &b->p) < 0) {
@@ -416,10 +424,65 @@ static int build_publish(lua_State *L) {
   return 1;
 }
 
+/* A regular refresh sent and not read yet (core.services.regular_refresh_send):
+ * the service's state between its two halves; the definition's strings
+ * and arrays stay reachable as the userdata's user values, as a Build's. */
+#define SENT_MT "matviews.svcsent"
+typedef struct {
+  MvDefn d;
+  MvOpts o;
+  MvResp r;
+  SvcRefresh f;
+  int state;                     /* 1 sent, 0 read (or never sent) */
+} Sent;
+
+/* Reads what is still unread (nothing when the connection was closed
+ * meanwhile) and frees the service's state. */
+static void sent_release(lua_State *L, Sent *x, int idx) {
+  if (x->state != 1) return;
+  lua_getiuservalue(L, idx, 3);
+  int connected = mv_toconn(L, -1) == x->f.s.conn;
+  lua_pop(L, 1);
+  x->state = 0;
+  svc_regular_refresh_collect(&x->f, connected);
+}
+
+/* __gc and __close: a refresh sent and never collected is read and dropped. */
+static int sent_gc(lua_State *L) {
+  Sent *x = (Sent *)luaL_checkudata(L, 1, SENT_MT);
+  sent_release(L, x, 1);
+  mv_resp_free(&x->r);
+  return 0;
+}
+
+/* regular_refresh_send(defn, opts) -> sent: the first half of
+ * regular_refresh (see svc.h); sent:collect() returns its response. */
+static int l_regular_refresh_send(lua_State *L) {
+  lua_settop(L, 2);                                    /* [defn opts] */
+  Sent *x = lua_newuserdatauv(L, sizeof(Sent), 3);    /* [defn opts x] */
+  memset(x, 0, sizeof *x);
+  mv_resp_init(&x->r);
+  luaL_setmetatable(L, SENT_MT);
+  PGconn *conn = read_kept(L, &x->d, &x->o);
+  x->state = 1;
+  svc_regular_refresh_send(&x->f, conn, &x->d, &x->o, &x->r);
+  return 1;
+}
+
+/* sent:collect() -> the response regular_refresh gives. */
+static int sent_collect(lua_State *L) {
+  Sent *x = (Sent *)luaL_checkudata(L, 1, SENT_MT);
+  if (x->state != 1) return raise_msg(L, "collect: the refresh was collected already");
+  sent_release(L, x, 1);
+  push_response(L, &x->r, &x->d, &x->o, 0);
+  return 1;
+}
+
 static const luaL_Reg services[] = {
   {"create_view", l_create_view}, {"regular_refresh", l_regular_refresh},
   {"concurrent_refresh", l_concurrent_refresh}, {"swap_refresh", l_swap_refresh},
-  {"delete_view", l_delete_view}, {"swap_build", l_swap_build}, {NULL, NULL}
+  {"delete_view", l_delete_view}, {"swap_build", l_swap_build}, {"regular_refresh_send", l_regular_refresh_send},
+  {NULL, NULL}
 };
 
 void mv_register_services(lua_State *L) {
@@ -434,6 +497,14 @@ void mv_register_services(lua_State *L) {
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, build_publish); lua_setfield(L, -2, "publish");
     lua_pushcfunction(L, build_drop); lua_setfield(L, -2, "drop");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, SENT_MT)) {
+    lua_pushcfunction(L, sent_gc); lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, sent_gc); lua_setfield(L, -2, "__close");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sent_collect); lua_setfield(L, -2, "collect");
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

@@ -130,6 +130,7 @@ static double deadline_at;               /* see pg_wait_deadline */
 static void (*deadline_fn)(void);
 static PGconn *deadline_exempt;
 
+static PGconn *open_pipe = NULL;          /* see pg_pipeline_send */
 static PGconn *watched = NULL;            /* see pg_watch */
 static PGconn *guarded = NULL;
 static int watch_lost = 0;
@@ -453,7 +454,10 @@ static int wait_ready(PGconn *conn) {
     if (rc < 0 && errno != EINTR) return -1;
     if (nfd == 2 && rc > 0 && watched_died(pfd[1].revents)) watch_lost = 1;
     mv_ticker_poll();
-    if (!cancelled && (mv_query_interrupted() || watch_lost)) {
+    /* while a pipeline is sent and not collected (pg_pipeline_send), only
+     * its own statements are what SIGINT cancels */
+    int interrupted = mv_query_interrupted() && (open_pipe == NULL || conn == open_pipe);
+    if (!cancelled && (interrupted || (watch_lost && conn == guarded))) {
       send_cancel(conn);
       cancelled = 1;
     }
@@ -656,53 +660,61 @@ static int stale_prepared(PGconn *conn, const PgStep *steps, int n, PGresult **r
   return any && PQtransactionStatus(conn) == PQTRANS_IDLE;
 }
 
-static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res);
 static PGresult *exec_behind_deferred(PGconn *conn, Session *s, const char *sql, int n, const char *const *vals);
 
-int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
-  int rc = pipeline_run(conn, steps, n, res);
-  Session *s = session_of(conn, 0);
-  if (rc == 0 || s == NULL) return rc;
-  for (int i = 0; i < n && i < PG_MAX_STEPS; i++) if (stale_step(steps, res, i)) s->n_prepared = 0; /* prepare again */
-  if (!stale_prepared(conn, steps, n, res)) return rc;
-  PgStep plain[PG_MAX_STEPS];
-  for (int i = 0; i < n && i < PG_MAX_STEPS; i++) { plain[i] = steps[i]; plain[i].prepared = 0; pg_clear(res[i]); }
-  s->n_prepared = 0;
-  return pipeline_run(conn, plain, n, res);
-}
+/* A pipeline sent and not read yet (pipeline_start, pipeline_read): the
+ * steps as sent (prepared or not), the session's prelude and its result. */
+struct PgPipe {
+  PGconn *conn;
+  Session *s;
+  int n, broken, in_block;
+  const char *pre;
+  PGresult *pre_res;
+  int prepare[PG_MAX_STEPS];
+  char names[PG_MAX_STEPS][32];
+  PgStep use[PG_MAX_STEPS];
+  const PgStep *orig;          /* the caller's steps: sent again unprepared when stale */
+};
 
-/* pg_pipeline, once. */
-static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+/* The first half of pg_pipeline: sends the steps (after the deferred
+ * statements' results and with the session's prelude). */
+static void pipeline_start(PgPipe *p, PGconn *conn, const PgStep *steps, int n) {
   int any = 0;
+  memset(p, 0, sizeof *p);
   settle_deferred(conn);
   if (n > PG_MAX_STEPS) n = PG_MAX_STEPS;
   for (int i = 0; i < n; i++) any |= steps[i].prepared;
-  Session *s = session_of(conn, any);
-  const char *pre = prelude(s);
-  PGresult *pre_res = NULL;
-  int broken = 0, prepare[PG_MAX_STEPS];
+  p->conn = conn;
+  p->orig = steps;
+  p->n = n;
+  p->s = session_of(conn, any);
+  p->pre = prelude(p->s);
   /* inside a caller's transaction block the set may yet be rolled back */
-  int in_block = PQtransactionStatus(conn) != PQTRANS_IDLE;
-  char names[PG_MAX_STEPS][32];
-  PgStep use[PG_MAX_STEPS];
-  for (int i = 0, room = s ? MAX_PREPARED - s->n_prepared : 0; i < n; i++) {
-    res[i] = NULL;
-    use[i] = steps[i];
-    prepare[i] = 0;
-    if (use[i].prepared && !is_prepared(s, text_hash(use[i].sql))) {
+  p->in_block = PQtransactionStatus(conn) != PQTRANS_IDLE;
+  for (int i = 0, room = p->s ? MAX_PREPARED - p->s->n_prepared : 0; i < n; i++) {
+    p->use[i] = steps[i];
+    if (p->use[i].prepared && !is_prepared(p->s, text_hash(p->use[i].sql))) {
       /* a session without room for one more runs it unnamed */
-      if (room > 0) { prepare[i] = 1; room--; } else use[i].prepared = 0;
+      if (room > 0) { p->prepare[i] = 1; room--; } else p->use[i].prepared = 0;
     }
-    prepared_name(names[i], sizeof names[i], use[i].sql);
+    prepared_name(p->names[i], sizeof p->names[i], p->use[i].sql);
   }
-  steps = use;
-  if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF || !PQenterPipelineMode(conn)) broken = 1;
-  else if (!pipeline_send(conn, s, pre, steps, n, prepare, names)) { pipeline_leave(conn); broken = 1; }
+  if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF || !PQenterPipelineMode(conn)) p->broken = 1;
+  else if (!pipeline_send(conn, p->s, p->pre, p->use, n, p->prepare, p->names)) { pipeline_leave(conn); p->broken = 1; }
+  else mv_query_begin();
+}
+
+/* The second half: reads the results into res (as pg_pipeline). */
+static int pipeline_read(PgPipe *p, PGresult **res) {
+  PGconn *conn = p->conn;
+  Session *s = p->s;
+  const PgStep *steps = p->use;
+  int n = p->n, broken = p->broken;
+  for (int i = 0; i < n; i++) res[i] = NULL;
   if (!broken) {
-    mv_query_begin();
-    if (pre != NULL && !pipeline_prelude(conn, &pre_res)) broken = 1;
+    if (p->pre != NULL && !pipeline_prelude(conn, &p->pre_res)) broken = 1;
     for (int i = 0; i < n && !broken; i++) {
-      PGresult *parsed = prepare[i] ? pipeline_result(conn, &broken) : NULL;
+      PGresult *parsed = p->prepare[i] ? pipeline_result(conn, &broken) : NULL;
       if (parsed && pg_ok(parsed) && s && s->n_prepared < MAX_PREPARED) s->prepared[s->n_prepared++] = text_hash(steps[i].sql);
       res[i] = broken ? NULL : pipeline_result(conn, &broken);
       if (steps[i].done_ms) *steps[i].done_ms = monotonic_ms();
@@ -713,9 +725,10 @@ static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res
     mv_query_end();
     pipeline_leave(conn);
   }
+  PGresult *pre_res = p->pre_res;
   if (pre_res && pg_ok(pre_res)) prelude_done(s, pre_res);
   /* what the session has is unknown: the next statement sets it again */
-  if (pre != NULL && (in_block || broken || !pre_res || !pg_ok(pre_res))) memset(s->have, 0, sizeof s->have);
+  if (p->pre != NULL && (p->in_block || broken || !pre_res || !pg_ok(pre_res))) memset(s->have, 0, sizeof s->have);
   if (pre_res && !pg_ok(pre_res)) { pg_clear(res[0]); res[0] = pre_res; pre_res = NULL; }
   pg_clear(pre_res);
   int failed = 0;
@@ -724,6 +737,53 @@ static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res
     if (!pg_ok(res[i])) failed = 1;
   }
   return failed ? -1 : 0;
+}
+
+/* pg_pipeline, once. */
+static int pipeline_run(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+  PgPipe p;
+  pipeline_start(&p, conn, steps, n);
+  return pipeline_read(&p, res);
+}
+
+/* After a pipeline was read (rc its result): a prepared statement that was
+ * stale is prepared again next time, and when that failed the pipeline's
+ * first transaction, the steps are sent again unprepared. */
+static int pipeline_stale(PGconn *conn, const PgStep *steps, int n, PGresult **res, int rc) {
+  Session *s = session_of(conn, 0);
+  if (rc == 0 || s == NULL) return rc;
+  for (int i = 0; i < n && i < PG_MAX_STEPS; i++) if (stale_step(steps, res, i)) s->n_prepared = 0; /* prepare again */
+  if (!stale_prepared(conn, steps, n, res)) return rc;
+  PgStep plain[PG_MAX_STEPS];
+  for (int i = 0; i < n && i < PG_MAX_STEPS; i++) { plain[i] = steps[i]; plain[i].prepared = 0; pg_clear(res[i]); }
+  s->n_prepared = 0;
+  return pipeline_run(conn, plain, n, res);
+}
+
+int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res) {
+  return pipeline_stale(conn, steps, n, res, pipeline_run(conn, steps, n, res));
+}
+
+PgPipe *pg_pipeline_send(PGconn *conn, const PgStep *steps, int n) {
+  PgPipe *p = malloc(sizeof *p);
+  if (p) pipeline_start(p, conn, steps, n);
+  if (p && !p->broken) open_pipe = conn;
+  return p;
+}
+
+void pg_pipeline_drop(PgPipe *p) {
+  if (p == NULL) return;
+  if (open_pipe == p->conn) open_pipe = NULL;
+  if (!p->broken) mv_query_end();
+  free(p);
+}
+
+int pg_pipeline_collect(PgPipe *p, PGresult **res) {
+  if (open_pipe == p->conn) open_pipe = NULL;
+  int rc = pipeline_read(p, res);
+  rc = pipeline_stale(p->conn, p->orig, p->n, res, rc);
+  free(p);
+  return rc;
 }
 
 /* Runs the prelude of conn's session alone (before a script); 0 on failure

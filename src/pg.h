@@ -90,6 +90,18 @@ typedef struct {
  * deallocated meanwhile is sent again unprepared. Returns 0 when every
  * step succeeded, else -1. */
 int pg_pipeline(PGconn *conn, const PgStep *steps, int n, PGresult **res);
+/* pg_pipeline in two halves, so that the caller works while the server
+ * runs the steps: pg_pipeline_send sends them and returns at once (NULL
+ * when out of memory: nothing sent); pg_pipeline_collect reads their
+ * results as pg_pipeline would (SIGINT during the whole span cancels them)
+ * and frees the handle. The steps (texts, values) stay the caller's until
+ * then, and nothing else may be sent on conn in between (other
+ * connections may be used). */
+typedef struct PgPipe PgPipe;
+PgPipe *pg_pipeline_send(PGconn *conn, const PgStep *steps, int n);
+int pg_pipeline_collect(PgPipe *p, PGresult **res);
+/* Forgets a pipeline sent whose connection was closed meanwhile. */
+void pg_pipeline_drop(PgPipe *p);
 /* pg_exec for matviews's own fixed statements on its own connections (the
  * recorder's begin and finish): prepared once per session, the first time
  * in the same round trip, then executed by name, so the server neither

@@ -62,6 +62,7 @@ typedef struct {
   int locked;                  /* the view's advisory lock is held */
   int ahead;                   /* begun ahead, not confirmed yet (run:confirm) */
   int unconfirmed;             /* confirmed while a finish sent before it was still unread (run:regain) */
+  int watching;                /* its service is watched (run:watch) */
   int session_pid;             /* the recorder's backend when the row was inserted */
 } Run;
 
@@ -521,6 +522,13 @@ static int l_lock(lua_State *L) {
   return 2;
 }
 
+/* Stops watching run's service, if it is watched (a run finished while
+ * the next one's service runs leaves that one's watch alone). */
+static void unwatch(Run *run) {
+  if (run->watching) pg_watch(NULL, NULL);
+  run->watching = 0;
+}
+
 /* run:watch(on [, conn]): while on, a statement on conn (the service's)
  * is cancelled when the recorder's session (the lock holder) dies.
  * Returns whether it died since watching began. */
@@ -528,10 +536,18 @@ static int l_watch(lua_State *L) {
   Run *run = check_run(L, 1);
   int lost = pg_watch_lost();
   PGconn *svc = mv_toconn(L, 3);
-  if (lua_toboolean(L, 2) && run->rec && svc) pg_watch(run->rec, svc);
+  run->watching = lua_toboolean(L, 2) && run->rec && svc;
+  if (run->watching) pg_watch(run->rec, svc);
   else pg_watch(NULL, NULL);
   lua_pushboolean(L, lost);
   return 1;
+}
+
+/* Whether a finish sent on rec without waiting is still to be settled
+ * (read or not). */
+static int finish_pending(PGconn *rec) {
+  for (int i = 0; i < MAX_DEFERRED; i++) if (pending[i].rec == rec && rec) return 1;
+  return 0;
 }
 
 /* Whether a finish sent on rec without waiting is still unread. */
@@ -579,16 +595,17 @@ static int l_confirm(lua_State *L) {
   return 2;
 }
 
-/* run:regain() -> whether the run was taken over: for a run confirmed
- * while an earlier finish was unread (run:confirm), whose recorder's
- * session ended while its service ran (run:watch said lost), the finishes
- * are read (settle writes them again on a new session) and the new
- * session takes the row and the lock over, so that the attempt can be
- * made again. false for any other run, or when the lock is taken
- * meanwhile. */
+/* run:regain() -> whether the run was taken over: for a run whose
+ * recorder's session ended while its service ran (run:watch said lost)
+ * with an earlier run's finish sent on it and not settled (the run was
+ * confirmed before that finish was read, run:confirm, or the finish was
+ * sent while the service ran, jobs.start_held), the finishes are read
+ * (settle writes them again on a new session) and the new session takes
+ * the row and the lock over, so that the attempt can be made again. false
+ * for any other run, or when the lock is taken meanwhile. */
 static int l_regain(lua_State *L) {
   Run *run = check_run(L, 1);
-  int was = run->unconfirmed;
+  int was = run->unconfirmed || finish_pending(run->rec);
   run->unconfirmed = 0;
   if (run->rec == NULL || !was) { lua_pushboolean(L, 0); return 1; }
   settle(L, run->rec);
@@ -879,7 +896,7 @@ static int finish_pipelined(lua_State *L, Run *run, const char **vals, int meta,
   struct Pending *p = send_pending(run, sql, finish_nparams(run), vals);
   if (p == NULL) return 0;
   PGconn *rec = run->rec;
-  pg_watch(NULL, NULL);
+  unwatch(run);
   note_deferred(run, 1);
   run->locked = 0;
   run->rec = NULL;
@@ -916,7 +933,9 @@ static int finish(lua_State *L, Run *run, int outcome) {
   const char *json = meta ? push_json(L, meta) : (lua_pushliteral(L, "{}"), lua_tostring(L, -1));
   snprintf(id, sizeof id, "%lld", run->run_id);
   snprintf(status, sizeof status, "%d", ok ? MV_RUN_SUCCESS : MV_RUN_FAILED);
-  snprintf(dur, sizeof dur, "%lld", (long long)(now_ms() - run->t0 + 0.5));
+  lua_getfield(L, outcome, "ended_ms");          /* when the job's work ended (a run finished later) */
+  double ended = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : now_ms();
+  snprintf(dur, sizeof dur, "%lld", (long long)(ended - run->t0 + 0.5));
   snprintf(lockname, sizeof lockname, "%s", run->name);
   snprintf(lockschema, sizeof lockschema, "%s", run->schema);
   const char *vals[9] = {id, status, dur, json, err, NULL, NULL, NULL, NULL};
@@ -928,7 +947,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   if (pipelined && finish_pipelined(L, run, vals, meta, &old)) return 1;
   *res = finish_exec(run, vals, why, sizeof why);
   int written = pg_ok(*res);
-  pg_watch(NULL, NULL);
+  unwatch(run);
   if (!written) unlock_alone(run);
   run->locked = 0;
   sigprocmask(SIG_SETMASK, &old, NULL);
@@ -947,7 +966,7 @@ static int finish(lua_State *L, Run *run, int outcome) {
   return 0;
 }
 
-/* run:finish{ status = "success"|"failed", error, meta, rows_count } ->
+/* run:finish{ status = "success"|"failed", error, meta, rows_count [, ended_ms] } ->
  * the finalised run { id, op, view, status, started_at, finished_at,
  * duration_ms, rows_count, error, backend_pid, hostname, process_pid,
  * lock_wait_ms, meta }. Raises when the row cannot be written. */
@@ -959,6 +978,21 @@ static int l_finish(lua_State *L) {
   if (finish(L, run, 2)) return 1;
   mv_error_push(L, lua_tostring(L, -1), NULL);
   return lua_error(L);
+}
+
+/* run:detach() -> a run object that takes this one over (this one is then
+ * finished as far as Lua is concerned: its __close does nothing), for a
+ * caller that finishes the run after the job's scope ended (jobs.start). */
+static int l_detach(lua_State *L) {
+  Run *run = check_run(L, 1);
+  Run *to = lua_newuserdatauv(L, sizeof(Run), 1);
+  *to = *run;
+  luaL_setmetatable(L, RUN_MT);
+  lua_getiuservalue(L, 1, 1);
+  lua_setiuservalue(L, -2, 1);
+  run->rec = NULL;
+  run->locked = 0;
+  return 1;
 }
 
 /* __close(run, err) and __gc: a run the job did not finish is finished
@@ -1045,7 +1079,7 @@ static int l_sleep(lua_State *L) {
 }
 
 static const luaL_Reg run_methods[] = {
-  {"lock", l_lock}, {"confirm", l_confirm}, {"regain", l_regain}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {NULL, NULL}
+  {"lock", l_lock}, {"confirm", l_confirm}, {"regain", l_regain}, {"watch", l_watch}, {"info", l_info}, {"finish", l_finish}, {"detach", l_detach}, {NULL, NULL}
 };
 
 static const luaL_Reg recorder_funcs[] = {

@@ -154,6 +154,23 @@ long long mv_now_ms(void);
 
 void svc_create_view(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r);
 void svc_regular_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r);
+/* svc_regular_refresh in two halves, so that the caller works while the
+ * server refreshes: _send returns 1 when the statements were sent (read by
+ * _collect, which must follow before anything else is sent on c), 0 when
+ * the response is complete already (an error, or a refresh inside a
+ * transaction or with an exact count before, run whole). _collect fills
+ * the rest of the response and frees what _send took, in both cases. */
+typedef struct {
+  MvSvc s;
+  char *sql, *asql;              /* the REFRESH and the ANALYZE after it */
+  const char *vals[2], *avals[1];
+  long long refreshed_ms, counted_ms;
+  PgStep steps[4];
+  int n;
+  PgPipe *pipe;                  /* sent and not read */
+} SvcRefresh;
+int svc_regular_refresh_send(SvcRefresh *f, PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r);
+void svc_regular_refresh_collect(SvcRefresh *f, int connected); /* connected 0: c was closed, nothing is read */
 void svc_concurrent_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r);
 void svc_swap_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r);
 void svc_delete_view(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r);

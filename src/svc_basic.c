@@ -171,46 +171,75 @@ static void refreshed(MvSvc *s, MvRel *rel, int ok) {
  * (svc_count_after) follow in the same round trip, in a transaction of
  * their own after the REFRESH's commit; when the REFRESH failed, their
  * results are dropped (the ANALYZE then read the view as it was, or
- * failed with it). */
-static void refresh_pipelined(MvSvc *s) {
+ * failed with it). Sent here, read by refresh_read. */
+static int refresh_send(SvcRefresh *f) {
+  MvSvc *s = &f->s;
+  f->vals[0] = s->schema;
+  f->vals[1] = s->d->name;
+  f->sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview);
+  if (f->sql == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return 0; }
+  f->refreshed_ms = f->counted_ms = -1;
+  PgStep lookup = { SVC_LOOKUP_SQL, 2, f->vals, 0, 1, NULL }, refresh = { f->sql, 0, NULL, 1, 0, &f->refreshed_ms };
+  f->steps[0] = lookup;
+  f->steps[1] = refresh;
+  f->n = 2;
+  if (s->o->analyze && svc_analyze_steps(s, f->steps + 2, f->avals, &f->asql) == 0) {
+    f->steps[3].done_ms = &f->counted_ms;
+    f->n = 4;
+  }
+  f->pipe = pg_pipeline_send(s->conn, f->steps, f->n);
+  if (f->pipe == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return 0; }
+  return 1;
+}
+
+static void refresh_read(SvcRefresh *f) {
+  MvSvc *s = &f->s;
   MvRel rel;
-  const char *vals[2] = { s->schema, s->d->name }, *avals[1];
-  char *sql = mv_fmt("REFRESH MATERIALIZED VIEW %s", s->qview), *asql = NULL;
-  if (sql == NULL) { svc_fail(s, "out of memory", NULL, NULL, NULL); return; }
-  long long refreshed_ms = -1, counted_ms = -1;
-  PgStep steps[4] = { { SVC_LOOKUP_SQL, 2, vals, 0, 1, NULL }, { sql, 0, NULL, 1, 0, &refreshed_ms } };
-  int n = 2;
-  if (s->o->analyze && svc_analyze_steps(s, steps + 2, avals, &asql) == 0) { steps[3].done_ms = &counted_ms; n = 4; }
   PGresult *res[4] = { NULL, NULL, NULL, NULL };
-  pg_pipeline(s->conn, steps, n, res);
+  pg_pipeline_collect(f->pipe, res);
+  f->pipe = NULL;
   int found = svc_read_lookup(s, res[0], &rel);
   if (svc_require_matview(s, found, &rel) == 0) {
-    mv_strlist_add(&s->r->sql, sql);
+    mv_strlist_add(&s->r->sql, f->sql);
     s->r->before = svc_count(s, &rel);
     s->r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
     if (!pg_ok(res[1])) svc_fail_res(s, res[1]);
-    else if (n == 4) {
+    else if (f->n == 4) {
       rel.populated = 1;
-      s->r->after = svc_analyze_taken(s, &rel, asql, res[2], res[3], counted_ms - refreshed_ms);
+      s->r->after = svc_analyze_taken(s, &rel, f->asql, res[2], res[3], f->counted_ms - f->refreshed_ms);
       s->r->status = MV_ST_UPDATED;
     } else refreshed(s, &rel, 1);
   }
-  for (int i = 0; i < n; i++) pg_clear(res[i]);
-  free(asql);
-  free(sql);
+  for (int i = 0; i < f->n; i++) pg_clear(res[i]);
+}
+
+int svc_regular_refresh_send(SvcRefresh *f, PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {
+  MvRel rel;
+  memset(f, 0, sizeof *f);
+  if (svc_open(&f->s, c, d, o, r, 0) < 0) return 0;
+  if (!pg_in_transaction(c) && o->row_count != MV_RC_EXACT) return refresh_send(f);
+  if (svc_require_matview(&f->s, svc_lookup(&f->s, &rel), &rel) == 0) {
+    r->before = svc_count(&f->s, &rel);
+    r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
+    refreshed(&f->s, &rel, run_bracketed(&f->s, mv_fmt("REFRESH MATERIALIZED VIEW %s", f->s.qview)) == 0);
+  }
+  return 0;
+}
+
+void svc_regular_refresh_collect(SvcRefresh *f, int connected) {
+  if (f->pipe && connected) refresh_read(f);
+  pg_pipeline_drop(f->pipe);
+  f->pipe = NULL;
+  free(f->asql);
+  free(f->sql);
+  f->asql = f->sql = NULL;
+  svc_close(&f->s);
 }
 
 void svc_regular_refresh(PGconn *c, const MvDefn *d, const MvOpts *o, MvResp *r) {
-  MvSvc s;
-  MvRel rel;
-  if (svc_open(&s, c, d, o, r, 0) < 0) { svc_close(&s); return; }
-  if (!pg_in_transaction(c) && o->row_count != MV_RC_EXACT) refresh_pipelined(&s);
-  else if (svc_require_matview(&s, svc_lookup(&s, &rel), &rel) == 0) {
-    r->before = svc_count(&s, &rel);
-    r->refresh = mv_strdup(mv_strategy_names[MV_STRATEGY_REGULAR]);
-    refreshed(&s, &rel, run_bracketed(&s, mv_fmt("REFRESH MATERIALIZED VIEW %s", s.qview)) == 0);
-  }
-  svc_close(&s);
+  SvcRefresh f;
+  svc_regular_refresh_send(&f, c, d, o, r);
+  svc_regular_refresh_collect(&f, 1);
 }
 
 /* delete_view once the definition is valid and the schema known. */

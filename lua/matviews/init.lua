@@ -239,6 +239,12 @@ for _, name in ipairs({ "create_view", "regular_refresh", "concurrent_refresh", 
   end
 end
 
+-- regular_refresh in two halves (see svc.h): sent = regular_refresh_send(
+-- defn, opts) sends the statements; sent:collect() returns the response.
+function M.services.regular_refresh_send(defn, opts)
+  return core.services.regular_refresh_send(M.service_options("regular_refresh", defn, opts))
+end
+
 -- Jobs (recorded runs), their hooks, and reconciliation of orphaned runs.
 M.jobs = require "matviews.jobs"
 M.hooks = require "matviews.hooks"

@@ -27,11 +27,12 @@ local RUN_TABLES = vocab.RUN_TABLES
 
 -- Options of the job itself, not passed on to the service.
 local JOB_KEYS = { conn = true, lock_wait_ms = true, statement_timeout_ms = true, retry = true, inline = true, args = true,
-  record_timeout_ms = true, defer_flush = true, pipeline_finish = true, ahead = true, on_started = true }
+  record_timeout_ms = true, defer_flush = true, pipeline_finish = true, ahead = true, on_started = true,
+  overlap = true }
 
 -- Of those, the ones that belong to the process running a batch, not to
 -- a job put on the queue.
-local BATCH_KEYS = { defer_flush = true, pipeline_finish = true, ahead = true, on_started = true }
+local BATCH_KEYS = { defer_flush = true, pipeline_finish = true, ahead = true, on_started = true, overlap = true }
 
 -- SQLSTATEs a new attempt may fix, and the reason recorded for each.
 local RETRYABLE = { ["55P03"] = "lock_not_available", ["40P01"] = "deadlock_detected",
@@ -370,8 +371,9 @@ local function begin_spec(op, ref, request, opts, cfg)
     record_timeout_ms = opts.record_timeout_ms or cfg.record_timeout_ms }
 end
 
--- One recorded run; returns the finalised run.
-local function run_job(op, ref, opts)
+-- One recorded run; returns the finalised run, or with finish_later the
+-- run (detached from this scope) and the outcome its finish takes.
+local function run_job(op, ref, opts, finish_later)
   local m = mv()
   local cfg = m.config()
   local default = opts.conn == nil
@@ -410,9 +412,20 @@ local function run_job(op, ref, opts)
       pcall(recorder.begin_ahead, rec, spec)
     end
   end
-  local outcome = run_body(job, row, opts, cfg)
+  -- opts.overlap: the batch's work that waits for a REFRESH (see
+  -- M.start), done while this view's REFRESH runs (strategies.lua
+  -- Ctx:refresh), else before this run is finished
+  if opts.overlap then
+    local left = opts.overlap
+    job.overlap = function() local f = left; left = nil; if f then f() end end
+  end
+  local ok, outcome = pcall(run_body, job, row, opts, cfg)
+  if job.overlap then job.overlap() end
+  if not ok then error(outcome, 0) end
   outcome.defer_flush = opts.defer_flush
   outcome.pipelined = pipelined
+  -- its duration ends here, not when the row is written
+  if finish_later then outcome.ended_ms = core.sys.monotonic_ms(); return run:detach(), outcome end
   return run:finish(outcome)
 end
 
@@ -462,6 +475,24 @@ end
 -- workers, the parallel coordinator): a SIGINT stays pending for them.
 function M.run_held(op, ref, opts)
   return (run_guarded(op, ref, opts))
+end
+
+-- M.run_held with the run's finish left to the caller (a sequential
+-- refresh batch, which holds SIGINT for the whole batch): returns a
+-- function that finishes the run, fires the hooks and returns the run as
+-- M.run_held would, to be called once, before the next run of the batch
+-- is finished. The batch passes it to the next view's job as
+-- opts.overlap, which calls it while its own REFRESH runs: the finish and
+-- the line of a view cost the batch no time. A run that is never finished
+-- is finished as failed when it is collected.
+function M.start_held(op, ref, opts)
+  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (" .. vocab.OPS_TEXT .. ")") end
+  local run, outcome = run_job(op, ref, opts or {}, true)
+  return function()
+    if outcome then run = run:finish(outcome); outcome = nil end
+    require("matviews.hooks").fire(run)
+    return run
+  end
 end
 
 -- A job through the configured adapter: inline returns the run, queue

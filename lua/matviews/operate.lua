@@ -203,10 +203,40 @@ function M.run(op, args, ctx, jopts, verbs)
     j.defer_flush, q.defer_flush, q.pipeline_finish = true, true, true
     jopts, piped = j, q
   end
+  -- Each view's run is finished, and its line printed, while the next
+  -- view's REFRESH runs (jobs.start_held, opts.overlap): `tail` finishes
+  -- the view before, once. Not on a terminal (the status line ticks for
+  -- the view running), nor with hooks (they run with the row written),
+  -- nor with begin_ahead_ms = 0 (each run begun when it starts and
+  -- finished before the next one begins, as before).
+  -- SIGINT is held for the whole batch meanwhile, so that it never falls
+  -- between a view's REFRESH and its finish: it cancels the statement
+  -- running, or the next one.
+  local overlap = piped ~= jopts and not p.tty and not require("matviews.hooks").any()
+    and (piped.inline or mv.jobs.adapter() == "inline") and mv.config().begin_ahead_ms > 0
+  local held = overlap and mv.core.recorder.hold()
+  local tail
+  local function finish_tail()
+    local t = tail
+    tail = nil
+    if not t then return end
+    local ok, run = pcall(t.fin)
+    if not (ok and type(run) == "table") then
+      run = { op = op, view = t.d.name, mat_view_definition_id = t.d.id, status = "failed",
+        error = ok and "the job returned no run" or error_message(run) }
+    end
+    results[#results + 1] = run
+    p:finish(M.result_text(op, t.d.name, run))
+  end
+  local function stop()
+    finish_tail()
+    if overlap then mv.core.recorder.release(held) end
+  end
   for i, d in ipairs(defs) do
     -- a Ctrl-C or SIGTERM cancelled the running view (its run is recorded as
     -- failed): the batch stops there, the rest gets no run
     if sys.stop_signal() then
+      stop()
       mv.jobs.flush()
       p:close(failures(results))
       io.stderr:write(("interrupted: %d not started\n"):format(#defs - i + 1))
@@ -215,10 +245,25 @@ function M.run(op, args, ctx, jopts, verbs)
     end
     p:start(d.name, d.id)
     if piped ~= jopts and i < #defs then piped.ahead = defs[i + 1].name end
-    local run = run_one(mv, op, d, i < #defs and piped or jopts)
-    results[#results + 1] = run
-    p:finish(M.result_text(op, d.name, run))
+    local o = i < #defs and piped or jopts
+    if overlap then
+      o.overlap = tail and finish_tail
+      local ok, fin = pcall(mv.jobs.start_held, op, d.name, o)
+      o.overlap = nil
+      finish_tail() -- when the job did not (it ended before its service)
+      if ok then tail = { fin = fin, d = d }
+      else
+        results[#results + 1] = { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
+          error = error_message(fin) }
+        p:finish(M.result_text(op, d.name, results[#results]))
+      end
+    else
+      local run = run_one(mv, op, d, o)
+      results[#results + 1] = run
+      p:finish(M.result_text(op, d.name, run))
+    end
   end
+  stop()
   mv.jobs.flush()
   local failed = failures(results)
   p:close(failed)

@@ -205,8 +205,18 @@ function M.context(job)
 end
 
 function Ctx:refresh(o)
-  local svc = (o and o.concurrently) and "concurrent_refresh" or "regular_refresh"
-  local resp = mv().services[svc](self.definition, self._job.options)
+  local concurrently = o and o.concurrently
+  local job, resp = self._job, nil
+  if job.overlap and not concurrently then
+    -- the batch's work that waits for a REFRESH (the view before this one
+    -- finished and printed: jobs.start_held) is done while the server
+    -- refreshes this one
+    local sent <close> = mv().services.regular_refresh_send(self.definition, job.options)
+    job.overlap()
+    resp = sent:collect()
+  else
+    resp = mv().services[concurrently and "concurrent_refresh" or "regular_refresh"](self.definition, job.options)
+  end
   self.response = resp
   if not resp.success then step_failed(resp) end
   return resp
