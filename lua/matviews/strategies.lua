@@ -207,10 +207,11 @@ end
 function Ctx:refresh(o)
   local concurrently = o and o.concurrently
   local job, resp = self._job, nil
-  if job.overlap and not concurrently then
+  if job.overlap and not concurrently and job.strategy_def and job.strategy_def.builtin then
     -- the batch's work that waits for a REFRESH (the view before this one
     -- finished and printed: jobs.start_held) is done while the server
-    -- refreshes this one
+    -- refreshes this one (not inside a user strategy: its instruction
+    -- budget is its own)
     local sent <close> = mv().services.regular_refresh_send(self.definition, job.options)
     job.overlap()
     resp = sent:collect()
