@@ -416,8 +416,14 @@ local function run_job(op, ref, opts, finish_later)
   -- M.start), done while this view's REFRESH runs (strategies.lua
   -- Ctx:refresh), else before this run is finished
   if opts.overlap then
-    local left = opts.overlap
-    job.overlap = function() local f = left; left = nil; if f then f() end end
+    -- the next view's begin ahead goes with it, off the way to the REFRESH
+    local left, ahead = opts.overlap, job.ahead
+    job.ahead = nil
+    job.overlap = function()
+      local f = left
+      left = nil
+      if f then f(); if ahead then ahead() end end
+    end
   end
   local ok, outcome = pcall(run_body, job, row, opts, cfg)
   if job.overlap then job.overlap() end
