@@ -189,9 +189,10 @@ local function attempt(job, n)
     if lost and cancelled then
       local why = ": lost the view's lock (the session holding it ended); the "
         .. (ok and "service's statement was cancelled" or "service stopped")
-      -- a session ended by a finish of the batch that was still unread
-      -- when this view started (run:confirm): taken over on a new one,
-      -- the attempt is made again
+      -- a session ended while a finish of the batch was pending on it (one
+      -- still unread when this view started, run:confirm, or sent while it
+      -- ran, M.start_held): taken over on a new one, the attempt is made
+      -- again (run:regain)
       local regained = job.run:regain()
       resp = error_response(job.view, job.view .. why .. (regained and "; the view's run was taken over by a new session" or ""),
         not regained)
@@ -413,7 +414,7 @@ local function run_job(op, ref, opts, finish_later)
     end
   end
   -- opts.overlap: the batch's work that waits for a REFRESH (see
-  -- M.start), done while this view's REFRESH runs (strategies.lua
+  -- M.start_held), done while this view's REFRESH runs (strategies.lua
   -- Ctx:refresh), else before this run is finished
   if opts.overlap then
     -- the next view's begin ahead goes with it, off the way to the REFRESH

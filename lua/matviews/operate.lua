@@ -151,12 +151,17 @@ function M.result_text(op, name, run)
   return s
 end
 
+-- The result of definition d's job op that raised (err) or returned no run.
+local function failed_run(op, d, ok, err)
+  return { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
+    error = ok and "the job returned no run" or error_message(err) }
+end
+
 -- Runs job op for one definition; a raised error becomes a failed result.
 local function run_one(mv, op, d, opts)
   local ok, run = pcall(mv.jobs[op], d.name, opts)
   if ok and type(run) == "table" then return run end
-  return { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
-    error = ok and "the job returned no run" or error_message(run) }
+  return failed_run(op, d, ok, run)
 end
 
 -- The runs that failed, counted once every finish is read (mv.jobs.flush):
@@ -215,18 +220,17 @@ function M.run(op, args, ctx, jopts, verbs)
   local overlap = piped ~= jopts and not p.tty and not require("matviews.hooks").any()
     and (piped.inline or mv.jobs.adapter() == "inline") and mv.config().begin_ahead_ms > 0
   local held = overlap and mv.core.recorder.hold()
+  local function done(d, run)
+    results[#results + 1] = run
+    p:finish(M.result_text(op, d.name, run))
+  end
   local tail
   local function finish_tail()
     local t = tail
     tail = nil
     if not t then return end
     local ok, run = pcall(t.fin)
-    if not (ok and type(run) == "table") then
-      run = { op = op, view = t.d.name, mat_view_definition_id = t.d.id, status = "failed",
-        error = ok and "the job returned no run" or error_message(run) }
-    end
-    results[#results + 1] = run
-    p:finish(M.result_text(op, t.d.name, run))
+    done(t.d, (ok and type(run) == "table") and run or failed_run(op, t.d, ok, run))
   end
   local function stop()
     finish_tail()
@@ -251,16 +255,9 @@ function M.run(op, args, ctx, jopts, verbs)
       local ok, fin = pcall(mv.jobs.start_held, op, d.name, o)
       o.overlap = nil
       finish_tail() -- when the job did not (it ended before its service)
-      if ok then tail = { fin = fin, d = d }
-      else
-        results[#results + 1] = { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
-          error = error_message(fin) }
-        p:finish(M.result_text(op, d.name, results[#results]))
-      end
+      if ok then tail = { fin = fin, d = d } else done(d, failed_run(op, d, false, fin)) end
     else
-      local run = run_one(mv, op, d, o)
-      results[#results + 1] = run
-      p:finish(M.result_text(op, d.name, run))
+      done(d, run_one(mv, op, d, o))
     end
   end
   stop()
