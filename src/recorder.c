@@ -544,15 +544,10 @@ static int l_watch(lua_State *L) {
 }
 
 /* Whether a finish sent on rec without waiting is still to be settled
- * (read or not). */
-static int finish_pending(PGconn *rec) {
-  for (int i = 0; i < MAX_DEFERRED; i++) if (pending[i].rec == rec && rec) return 1;
-  return 0;
-}
-
-/* Whether a finish sent on rec without waiting is still unread. */
-static int finish_unread(PGconn *rec) {
-  for (int i = 0; i < MAX_DEFERRED; i++) if (pending[i].rec == rec && rec && !pending[i].sent.read) return 1;
+ * (unread: and its result not read off the connection yet). */
+static int finish_pending(PGconn *rec, int unread) {
+  for (int i = 0; i < MAX_DEFERRED; i++)
+    if (pending[i].rec == rec && rec && !(unread && pending[i].sent.read)) return 1;
   return 0;
 }
 
@@ -587,7 +582,7 @@ static int l_confirm(lua_State *L) {
   Run *run = check_run(L, 1);
   if (run->rec == NULL || !run->ahead) { lua_pushboolean(L, 1); return 1; }
   run->ahead = 0;
-  if (finish_unread(run->rec) && pg_alive(run->rec)) { run->unconfirmed = 1; lua_pushboolean(L, 1); return 1; }
+  if (finish_pending(run->rec, 1) && pg_alive(run->rec)) { run->unconfirmed = 1; lua_pushboolean(L, 1); return 1; }
   settle(L, run->rec);
   if (take_over(run)) { lua_pushboolean(L, 1); return 1; }
   lua_pushboolean(L, 0);
@@ -605,7 +600,7 @@ static int l_confirm(lua_State *L) {
  * for any other run, or when the lock is taken meanwhile. */
 static int l_regain(lua_State *L) {
   Run *run = check_run(L, 1);
-  int was = run->unconfirmed || finish_pending(run->rec);
+  int was = run->unconfirmed || finish_pending(run->rec, 0);
   run->unconfirmed = 0;
   if (run->rec == NULL || !was) { lua_pushboolean(L, 0); return 1; }
   settle(L, run->rec);

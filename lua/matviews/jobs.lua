@@ -454,6 +454,11 @@ function M.flush()
   end
 end
 
+-- Raises unless op is a job (create, refresh, delete).
+local function check_op(op)
+  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (" .. vocab.OPS_TEXT .. ")") end
+end
+
 -- Runs a job here and now, whatever the adapter: returns the finalised run
 -- { id, op, mat_view_definition_id, view, status = "success"|"failed",
 -- started_at, finished_at, duration_ms, lock_wait_ms, rows_count, error,
@@ -463,7 +468,7 @@ end
 -- run is finalised, then raised as "interrupted!"; one during a statement
 -- cancels it (the run fails with the cancel).
 local function run_guarded(op, ref, opts)
-  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (" .. vocab.OPS_TEXT .. ")") end
+  check_op(op)
   local held = recorder.hold()
   local ok, run = pcall(run_job, op, ref, opts or {})
   local interrupted = recorder.release(held)
@@ -493,7 +498,7 @@ end
 -- the line of a view cost the batch no time. A run that is never finished
 -- is finished as failed when it is collected.
 function M.start_held(op, ref, opts)
-  if not RUN_TABLES[op] then mv().error("unknown job " .. tostring(op) .. " (" .. vocab.OPS_TEXT .. ")") end
+  check_op(op)
   local run, outcome = run_job(op, ref, opts or {}, true)
   return function()
     if outcome then run = run:finish(outcome); outcome = nil end
