@@ -158,7 +158,7 @@ static int conn_script(lua_State *L) {
 }
 
 /* Pushes a new connection: opened from conninfo, or with the parameters of
- * `like` (early: under way, see conn:clone). Raises {message, kind =
+ * `like` (early: under way, see conn:clone and connect). Raises {message, kind =
  * "connection"} naming host and port. */
 static int open_conn(lua_State *L, const char *conninfo, PGconn *like, int early) {
   char err[768];
@@ -166,7 +166,8 @@ static int open_conn(lua_State *L, const char *conninfo, PGconn *like, int early
   c->conn = NULL; /* set before acquiring, so __gc is harmless */
   c->pending = 0;
   luaL_setmetatable(L, MV_CONN_MT);
-  if (like && early && (c->conn = pg_open_like_start(like, &c->pending)) != NULL) return 1;
+  if (early && (c->conn = like ? pg_open_like_start(like, &c->pending) : pg_open_start(conninfo, &c->pending)) != NULL)
+    return 1;
   c->pending = 0;
   c->conn = like ? pg_open_like(like, err, sizeof err) : pg_open(conninfo, err, sizeof err);
   if (c->conn == NULL) {
@@ -235,7 +236,11 @@ static int conn_tostring(lua_State *L) {
  * fails the clone is closed (is_open false), and a clone made then
  * reports why. */
 static int conn_clone(lua_State *L) {
-  return open_conn(L, NULL, mv_checkconn(L, 1), lua_toboolean(L, 2));
+  int early = lua_toboolean(L, 2);
+  LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
+  /* an early clone of a connection still under way does not wait for it:
+   * both backends start side by side */
+  return open_conn(L, NULL, early && c->conn && c->pending ? c->conn : mv_checkconn(L, 1), early);
 }
 
 /* conn:is_connected(): false once the server side is lost */
@@ -260,9 +265,12 @@ static int l_slot_refused(lua_State *L) {
   return 1;
 }
 
-/* connect(conninfo) -> conn; raises {message} naming host and port */
+/* connect(conninfo [, early]) -> conn; raises {message} naming host and
+ * port. early: return at once, the connection under way, completed on
+ * first use (as conn:clone's); one that then fails is closed (is_open
+ * false), and connecting again says why. */
 static int l_connect(lua_State *L) {
-  return open_conn(L, luaL_optstring(L, 1, ""), NULL, 0);
+  return open_conn(L, luaL_optstring(L, 1, ""), NULL, lua_toboolean(L, 2));
 }
 
 static const luaL_Reg conn_methods[] = {

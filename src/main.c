@@ -15,6 +15,7 @@
 #include <lua.h>
 #include <lualib.h>
 #include <lauxlib.h>
+#include "chunks.h"
 #include "core.h"
 #include "interrupt.h"
 
@@ -124,6 +125,7 @@ static void setup_package(lua_State *L) {
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 1);
+  mv_chunks_install(L, dir);
   lua_pushstring(L, dir);
   lua_setfield(L, LUA_REGISTRYINDEX, "matviews.luadir");
   lua_getfield(L, -1, "preload");

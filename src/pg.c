@@ -378,12 +378,9 @@ static PostgresPollingStatusType connect_steps(PGconn *c, PostgresPollingStatusT
   return *last;
 }
 
-PGconn *pg_open_like_start(PGconn *conn, int *state) {
-  const char *keys[64], *vals[64];
-  PQconninfoOption *opts = params_of(conn, keys, vals);
-  if (opts == NULL) return NULL;
-  PGconn *c = PQconnectStartParams(keys, vals, 0);
-  PQconninfoFree(opts);
+/* Starts c (PQconnectStart*'s result) without waiting; NULL when it could
+ * not even start. */
+static PGconn *start_steps(PGconn *c, int *state) {
   PostgresPollingStatusType last = PGRES_POLLING_WRITING;
   if (c == NULL || PQstatus(c) == CONNECTION_BAD || connect_steps(c, &last, 0) == PGRES_POLLING_FAILED) {
     PQfinish(c);
@@ -391,6 +388,22 @@ PGconn *pg_open_like_start(PGconn *conn, int *state) {
   }
   *state = (int)last;
   return c;
+}
+
+PGconn *pg_open_like_start(PGconn *conn, int *state) {
+  const char *keys[64], *vals[64];
+  PQconninfoOption *opts = params_of(conn, keys, vals);
+  if (opts == NULL) return NULL;
+  PGconn *c = PQconnectStartParams(keys, vals, 0);
+  PQconninfoFree(opts);
+  return start_steps(c, state);
+}
+
+PGconn *pg_open_start(const char *conninfo, int *state) {
+  PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+  if (opts == NULL) return NULL; /* pg_open says why */
+  PQconninfoFree(opts);
+  return start_steps(PQconnectStart(conninfo), state);
 }
 
 /* Seconds the connect_timeout of c allows (0: no limit). */

@@ -28,7 +28,9 @@ PGconn *pg_open_like(PGconn *conn, char *err, size_t errlen);
  * backend while this process does other work; *state keeps where it is.
  * NULL when it could not even start (open it with pg_open_like then). */
 PGconn *pg_open_like_start(PGconn *conn, int *state);
-/* Completes a connection pg_open_like_start began (its session set up as
+/* The same for pg_open: NULL when it could not start (pg_open says why). */
+PGconn *pg_open_start(const char *conninfo, int *state);
+/* Completes a connection pg_open_like_start or pg_open_start began (its session set up as
  * pg_open's): 1 when it is usable; 0 when it failed (the caller closes it
  * and opens one with pg_open_like, which waits for a slot and says why). */
 int pg_open_finish(PGconn *c, int *state);

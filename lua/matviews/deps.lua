@@ -179,7 +179,7 @@ function M.closure(g, name, dir)
 end
 
 -- Puts name into list, sorted descending, at its place.
-local function insert_descending(list, name)
+function M.insert_descending(list, name)
   local lo, hi = 1, #list + 1
   while lo < hi do
     local mid = (lo + hi) // 2
@@ -211,7 +211,7 @@ function M.order(g, set)
     for down in pairs(g.nodes[n].downstream) do
       if waiting[down] then
         waiting[down] = waiting[down] - 1
-        if waiting[down] == 0 then insert_descending(ready, down) end
+        if waiting[down] == 0 then M.insert_descending(ready, down) end
       end
     end
   end

@@ -104,14 +104,17 @@ end
 local default_conn
 
 -- The default connection, opened on first use. --verbose says where to.
-function M.conn()
-  if default_conn == nil or not default_conn:is_open() then
+-- early: return it under way (core.connect's early), so that its backend
+-- starts while this process goes on; the next M.conn() completes it, and
+-- connects again, saying why, if it failed.
+function M.conn(early)
+  if default_conn == nil or not (early and default_conn or default_conn:is_open()) then
     local dsn, source = M.default_dsn()
     if M.options.verbose then
       io.stderr:write(("matviews: connecting to %s (%s)\n"):format(dsn == "" and "PG* environment" or M.redact_dsn(dsn), source))
     end
     M.config() -- its connect_wait_ms applies
-    default_conn = core.connect(dsn)
+    default_conn = core.connect(dsn, early)
   end
   return default_conn
 end

@@ -149,7 +149,7 @@ local function on_finished(st, rec)
   for down in pairs(st.g.nodes[rec.name].downstream) do
     if st.waiting[down] then
       st.waiting[down] = st.waiting[down] - 1
-      if st.waiting[down] == 0 then st.ready[#st.ready + 1] = down end
+      if st.waiting[down] == 0 then require("matviews.deps").insert_descending(st.ready, down) end
     end
   end
 end
@@ -166,6 +166,9 @@ local function initial_state(g, set, conn, emit)
       if k == 0 then st.ready[#st.ready + 1] = n end
     end
   end
+  -- sorted descending (the next one last), here once; a view that becomes
+  -- ready is put at its place (deps.insert_descending)
+  table.sort(st.ready, function(a, b) return a > b end)
   return st
 end
 
@@ -220,7 +223,11 @@ function M.serve()
   recorder.hold()
   mv.config()
   mv.core.slot_wait(0) -- a worker the server has no slot for says so and is dropped
-  local ok, err = pcall(function() mv.jobs.recorder(mv.conn()) end)
+  -- the two connections are opened side by side
+  local ok, err = pcall(function()
+    mv.jobs.recorder_early(mv.conn(true))
+    mv.jobs.recorder(mv.conn())
+  end)
   send(1, { ready = ok, error = not ok and error_message(err) or nil })
   if not ok then os.exit(1) end
   local buf, stopped = "", false
@@ -322,14 +329,21 @@ local function read_workers(workers, timeout_ms, on_line)
   end
 end
 
--- Closes the workers' sockets (they exit at end of input) and reaps them.
+-- Closes the workers' sockets: each flushes its last finish and exits at
+-- the end of its input.
+local function close_pool(workers)
+  local sys = require("matviews").core.sys
+  for _, w in ipairs(workers) do
+    if w.fd then sys.fd_close(w.fd); w.fd = nil end
+  end
+end
+
+-- Closes the workers' sockets (close_pool) and reaps them.
 local function stop_pool(workers)
   local sys = require("matviews").core.sys
   local pids = {}
-  for _, w in ipairs(workers) do
-    if w.fd then sys.fd_close(w.fd); w.fd = nil end
-    pids[#pids + 1] = w.pid
-  end
+  close_pool(workers)
+  for _, w in ipairs(workers) do pids[#pids + 1] = w.pid end
   while #pids > 0 do
     local pid = sys.wait_any(pids, 10000)
     if not pid then for _, p in ipairs(pids) do sys.kill(p, 9) end
@@ -366,7 +380,7 @@ local function on_answer(st, w, doc)
     w.ready = doc ~= nil and doc.ready == true
     if not w.ready then
       st.refused = doc and doc.error or "the worker ended"
-      for _, rec in ipairs(w.recs) do landed(st, rec); st.ready[#st.ready + 1] = rec.name end
+      for _, rec in ipairs(w.recs) do landed(st, rec); require("matviews.deps").insert_descending(st.ready, rec.name) end
       w.recs = {}
     elseif w.recs[1] then
       started(st, w.recs[1])
@@ -476,7 +490,6 @@ local function coordinate(st, workers, n, opts, here)
     end
     local usable, pending_start = grow_pool(st, workers, n, opts)
     if st.interrupted then st.ready, st.here_next = {}, nil end
-    table.sort(st.ready, function(a, b) return a > b end)
     for _, w in ipairs(workers) do
       -- a worker still connecting gets its first views queued already
       while w.ready ~= false and w.fd and #w.recs < depth and #st.ready > 0 do dispatch(st, w, opts) end
@@ -523,8 +536,10 @@ function M.refresh_all(opts)
   while #workers > math.max(here and runners - 1 or runners, 0) do extra[#extra + 1] = table.remove(workers) end
   stop_pool(extra)
   local ok, err = pcall(coordinate, st, workers, here and runners - 1 or runners, opts, here)
-  stop_pool(workers) -- each worker flushes its last finish before it exits
-  mv.jobs.flush()    -- and so do the views run here
+  close_pool(workers) -- each worker flushes its last finish before it exits,
+  local fok, ferr = pcall(mv.jobs.flush) -- as the views run here do meanwhile
+  stop_pool(workers)
+  if not fok then error(ferr, 0) end
   resync(st)
   recorder.release(held)
   if not ok then error(err, 0) end
@@ -563,10 +578,15 @@ function M.command(args, ctx, jopts)
   -- meanwhile the recorder connects, when views are to run here, and
   -- (when no question is to be asked) the first worker starts, its
   -- process, Lua and connections beside the catalog reads, not after them
-  if n <= HERE_MAX then mv.jobs.recorder_early(mv.conn()) end
+  -- The first worker's process starts first, given the connection string
+  -- (the embedded server started, if it is the one); then this process's
+  -- two connections are opened side by side.
   local pool = {}
-  if n >= 2 and require("matviews.prompt").answered(ctx) then mv.conn(); start_worker(pool, {}) end
+  if n >= 2 and require("matviews.prompt").answered(ctx) then
+    start_worker(pool, { dsn = mv.used_dsn or mv.options.dsn or mv.default_dsn() })
+  end
   local gok, g, views, order = pcall(function()
+    if n <= HERE_MAX then mv.jobs.recorder_early(mv.conn(true)) end
     local defs, names = targets.resolve(mv.conn(), args, { graph_only = true }), nil
     if not args.all then names = {} for i, d in ipairs(defs) do names[i] = d.name end end
     local graph = require("matviews.deps").load()
