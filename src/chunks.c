@@ -6,16 +6,18 @@
  * compiled form (lua_dump, debug information kept, so tracebacks and
  * error lines are the same) about 0.5 ms.
  *
- * A searcher placed before Lua's own file searcher finds a module under
- * the host's Lua directory as package.path would (NAME.lua, then
- * NAME/init.lua) and loads it from DIR/../build/luac/NAME.luac when that
- * file was made from the source as it is now: same path, size, inode and
- * modification time (to the nanosecond), recorded in the file's header.
+ * A searcher placed before Lua's own file searcher finds a module's file
+ * as that one would (package.searchpath over package.path: the host's own
+ * modules first, then argparse and the others of the system) and loads it
+ * from CACHE/NAME.luac when that file was made from the source as it is
+ * now: same path, size, inode and modification time (to the nanosecond),
+ * recorded in the file's header.
  * Anything else (no such file, another source, a chunk this Lua cannot
  * load) loads the source and writes the file again, through a temporary
  * file renamed into place, so processes starting side by side never read
- * half a file. The directory is used only where DIR/../build exists (the
- * build tree, which `make` creates): an installed host parses its source.
+ * half a file. CACHE is DIR/../build/luac in a build tree (DIR: the host's
+ * Lua directory), DIR/../luac in an installed one (`make install` makes
+ * and fills it); without either, sources are parsed as Lua does.
  * Memory: the file's contents are read into a buffer freed before return.
  */
 #include <errno.h>
@@ -115,51 +117,47 @@ static void store(lua_State *L, const char *cache, const char *src, const Header
   free(b.data);
 }
 
-/* The module's source under dir (NAME.lua or NAME/init.lua) into src;
- * 1 with its stat in st, else 0. */
-static int find_source(const char *dir, const char *name, char *src, size_t len, struct stat *st) {
-  char rel[PATH_MAX];
-  snprintf(rel, sizeof rel, "%s", name);
-  for (char *p = rel; *p; p++) if (*p == '.') *p = '/';
-  if ((size_t)snprintf(src, len, "%s/%s.lua", dir, rel) < len && stat(src, st) == 0 && S_ISREG(st->st_mode)) return 1;
-  return (size_t)snprintf(src, len, "%s/%s/init.lua", dir, rel) < len && stat(src, st) == 0 && S_ISREG(st->st_mode);
-}
-
-/* The searcher: (name) -> loader, source path | nothing (not one of ours).
- * Upvalues: the Lua directory, the cache directory ("" for none). */
+/* The searcher: (name) -> loader, source path | nothing (no such file on
+ * package.path: Lua's own searchers go on and say where they looked).
+ * Upvalue: the cache directory. */
 static int searcher(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  const char *dir = lua_tostring(L, lua_upvalueindex(1));
-  const char *cdir = lua_tostring(L, lua_upvalueindex(2));
-  char src[PATH_MAX], cache[PATH_MAX];
+  const char *cdir = lua_tostring(L, lua_upvalueindex(1));
+  char cache[PATH_MAX];
   struct stat st;
-  if (strchr(name, '/') || !find_source(dir, name, src, sizeof src, &st)) return 0;
+  if (strchr(name, '/') || (size_t)snprintf(cache, sizeof cache, "%s/%s.luac", cdir, name) >= sizeof cache)
+    return 0; /* Lua's file searcher loads it */
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  lua_pushvalue(L, 1);
+  lua_getfield(L, -3, "path");
+  lua_call(L, 2, 1);                                 /* [package path|nil] */
+  const char *src = lua_tostring(L, -1);
+  if (src == NULL || stat(src, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
   Header h = header_of(src, &st);
-  int use = *cdir && (size_t)snprintf(cache, sizeof cache, "%s/%s.luac", cdir, name) < sizeof cache;
-  if (use && load_cached(L, cache, src, &h)) { lua_pushstring(L, src); return 2; }
-  int status = luaL_loadfilex(L, src, "t");
-  if (status != LUA_OK)
+  if (load_cached(L, cache, src, &h)) { lua_pushstring(L, src); return 2; }
+  if (luaL_loadfilex(L, src, "t") != LUA_OK)
     return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, src, lua_tostring(L, -1));
-  if (use) store(L, cache, src, &h);
+  store(L, cache, src, &h);
   lua_pushstring(L, src);
   return 2;
 }
 
-/* Places the searcher for the modules under dir second in
- * package.searchers (after preload), caching where dir/../build exists. */
+/* Places the searcher second in package.searchers (after preload), when
+ * there is a cache directory: DIR/../build/luac in a build tree (made
+ * here), else DIR/../luac if an install made it. */
 void mv_chunks_install(lua_State *L, const char *dir) {
-  char cdir[PATH_MAX] = "", parent[PATH_MAX];
+  char cdir[PATH_MAX];
   struct stat st;
-  snprintf(parent, sizeof parent, "%s", dir);
-  char *slash = strrchr(parent, '/');
-  if (slash && slash != parent) {
-    *slash = '\0';
-    char build[PATH_MAX + 8];
-    snprintf(build, sizeof build, "%s/build", parent);
-    if (stat(build, &st) == 0 && S_ISDIR(st.st_mode) && strlen(build) + 6 < sizeof cdir) {
-      snprintf(cdir, sizeof cdir, "%s/luac", build);
-      if (mkdir(cdir, 0755) != 0 && errno != EEXIST) cdir[0] = '\0';
-    }
+  const char *slash = strrchr(dir, '/');
+  int plen = slash ? (int)(slash - dir) : 0;
+  if (plen <= 0 || (size_t)snprintf(cdir, sizeof cdir, "%.*s/build", plen, dir) + 5 >= sizeof cdir) return;
+  if (stat(cdir, &st) == 0 && S_ISDIR(st.st_mode)) {
+    strcat(cdir, "/luac");
+    if (mkdir(cdir, 0755) != 0 && errno != EEXIST) return;
+  } else if ((size_t)snprintf(cdir, sizeof cdir, "%.*s/luac", plen, dir) >= sizeof cdir
+             || stat(cdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return;
   }
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");                  /* [package searchers] */
@@ -167,9 +165,8 @@ void mv_chunks_install(lua_State *L, const char *dir) {
     lua_rawgeti(L, -1, i);
     lua_rawseti(L, -2, i + 1);                       /* shift up, preload stays first */
   }
-  lua_pushstring(L, dir);
   lua_pushstring(L, cdir);
-  lua_pushcclosure(L, searcher, 2);
+  lua_pushcclosure(L, searcher, 1);
   lua_rawseti(L, -2, 2);
   lua_pop(L, 2);
 }
