@@ -131,6 +131,8 @@ static int searcher(lua_State *L) {
   lua_getfield(L, -1, "searchpath");
   lua_pushvalue(L, 1);
   lua_getfield(L, -3, "path");
+  /* a script that took package.searchpath or package.path away: Lua's own searcher says so */
+  if (!lua_isfunction(L, -3) || !lua_isstring(L, -1)) return 0;
   lua_call(L, 2, 1);                                 /* [package path|nil] */
   const char *src = lua_tostring(L, -1);
   if (src == NULL || stat(src, &st) != 0 || !S_ISREG(st.st_mode)) return 0;

@@ -104,11 +104,11 @@ end
 local default_conn
 
 -- The default connection, opened on first use. --verbose says where to.
--- early: return it under way (core.connect's early), so that its backend
--- starts while this process goes on; the next M.conn() completes it, and
--- connects again, saying why, if it failed.
+-- early: a connection opened here is returned under way (core.connect's
+-- early), so that its backend starts while this process goes on; the next
+-- M.conn() completes it, and connects again, saying why, if it failed.
 function M.conn(early)
-  if default_conn == nil or not (early and default_conn or default_conn:is_open()) then
+  if default_conn == nil or not default_conn:is_open() then
     local dsn, source = M.default_dsn()
     if M.options.verbose then
       io.stderr:write(("matviews: connecting to %s (%s)\n"):format(dsn == "" and "PG* environment" or M.redact_dsn(dsn), source))

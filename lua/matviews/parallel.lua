@@ -574,13 +574,12 @@ function M.command(args, ctx, jopts)
   local output, targets = require "matviews.output", require "matviews.targets"
   local n = math.tointeger(tonumber(args.parallel or "1"))
   if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
-  -- the graph is read once, here, and passed on (--all needs nothing else);
-  -- meanwhile the recorder connects, when views are to run here, and
-  -- (when no question is to be asked) the first worker starts, its
-  -- process, Lua and connections beside the catalog reads, not after them
-  -- The first worker's process starts first, given the connection string
-  -- (the embedded server started, if it is the one); then this process's
-  -- two connections are opened side by side.
+  -- the graph is read once, here, and passed on (--all needs nothing else).
+  -- Before that, when no question is to be asked, the first worker starts
+  -- (given the connection string; the embedded server started, if it is
+  -- the one), its process, Lua and connections beside this one's; then
+  -- this process opens its connection and, when views are to run here, its
+  -- recorder's, side by side, before the catalog reads.
   local pool = {}
   if n >= 2 and require("matviews.prompt").answered(ctx) then
     start_worker(pool, { dsn = mv.used_dsn or mv.options.dsn or mv.default_dsn() })
