@@ -15,13 +15,18 @@
  * on first use, and closed when that fails. */
 typedef struct { PGconn *conn; int pending; } LConn;
 
+/* How many connection userdata hold a PGconn (open or under way). */
+static int live;
+
+int mv_conn_live(void) { return live; }
+
 /* Completes c's connection when it is still under way; closes it when it
  * failed (conn NULL: the caller sees a closed connection). */
 static void complete(LConn *c) {
   if (c->conn == NULL || !c->pending) return;
   int ok = pg_open_finish(c->conn, &c->pending);
   c->pending = 0;
-  if (!ok) { pg_close(c->conn); c->conn = NULL; }
+  if (!ok) { pg_close(c->conn); c->conn = NULL; live--; }
 }
 
 PGconn *mv_checkconn(lua_State *L, int idx) {
@@ -166,8 +171,10 @@ static int open_conn(lua_State *L, const char *conninfo, PGconn *like, int early
   c->conn = NULL; /* set before acquiring, so __gc is harmless */
   c->pending = 0;
   luaL_setmetatable(L, MV_CONN_MT);
-  if (early && (c->conn = like ? pg_open_like_start(like, &c->pending) : pg_open_start(conninfo, &c->pending)) != NULL)
+  if (early && (c->conn = like ? pg_open_like_start(like, &c->pending) : pg_open_start(conninfo, &c->pending)) != NULL) {
+    live++;
     return 1;
+  }
   c->pending = 0;
   c->conn = like ? pg_open_like(like, err, sizeof err) : pg_open(conninfo, err, sizeof err);
   if (c->conn == NULL) {
@@ -176,13 +183,14 @@ static int open_conn(lua_State *L, const char *conninfo, PGconn *like, int early
     lua_setfield(L, -2, "kind"); /* the host reports these in one line */
     return lua_error(L);
   }
+  live++;
   return 1;
 }
 
 /* __gc, __close and conn:close(): idempotent */
 static int conn_close(lua_State *L) {
   LConn *c = (LConn *)luaL_checkudata(L, 1, MV_CONN_MT);
-  if (c->conn) { pg_close(c->conn); c->conn = NULL; }
+  if (c->conn) { pg_close(c->conn); c->conn = NULL; live--; }
   c->pending = 0;
   return 0;
 }

@@ -18,6 +18,9 @@ PGconn *mv_toconn(lua_State *L, int idx);
  * on success pushes rows (as_rows) or the affected count; on failure raises
  * the database error table. */
 int mv_conn_run(lua_State *L, PGconn *conn, const char *sql, int first, int last, int as_rows);
+/* How many connections are open or under way in this process (a child
+ * forked while one is would share its socket). */
+int mv_conn_live(void);
 /* Registers connect, null and the connection metatable in the table at -1. */
 void mv_register_conn(lua_State *L);
 

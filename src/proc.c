@@ -3,7 +3,8 @@
  * exe_path() (this host's executable), spawn(argv, opts),
  * wait_any(pids [, timeout_ms]), kill, die_with_parent, and the socket a
  * pool worker is fed over (or a child writes its output to): fd_write,
- * poll_read, fd_close. Children are started with posix_spawn; the
+ * poll_read, fd_close; fork_child, a pool worker forked from this
+ * process. Children are otherwise started with posix_spawn; the
  * argv strings stay owned by the Lua table passed in, and the file actions
  * and environment array are freed before any Lua error can be raised.
  */
@@ -25,6 +26,7 @@
 #include <lauxlib.h>
 #include "core.h"
 #include "ticker.h"
+#include "lconn.h"
 
 extern char **environ;
 
@@ -157,6 +159,55 @@ static int l_spawn(lua_State *L) {
   if (!sock) return 1;
   lua_pushinteger(L, sv[0]);
   return 2;
+}
+
+/* fork_child([{ env = { K = V }, group = bool }]) -> pid, fd in this
+ * process; 0 in the child | nil, message. The child is this process, its
+ * Lua state and loaded modules included, with stdin and stdout one end of
+ * a Unix socket pair (fd the other, close-on-exec), env set and, with
+ * group, a process group of its own: a pool worker that needs no exec,
+ * no dynamic linking and no module loading. Refused while a connection is
+ * open or under way here (the child would share its socket): spawn then. */
+static int l_fork_child(lua_State *L) {
+  int sv[2];
+  if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (mv_conn_live() > 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "a connection is open");
+    return 2;
+  }
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot create a socket pair: %s", strerror(errno));
+    return 2;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(sv[0]); close(sv[1]);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot fork: %s", strerror(errno));
+    return 2;
+  }
+  if (pid > 0) {
+    close(sv[1]);
+    lua_pushinteger(L, (lua_Integer)pid);
+    lua_pushinteger(L, sv[0]);
+    return 2;
+  }
+  close(sv[0]);
+  if (opt_flag(L, 1, "group")) setpgid(0, 0);
+  dup2(sv[1], 0);  /* dup2 clears close-on-exec on the copies */
+  dup2(sv[1], 1);
+  close(sv[1]);
+  lua_getfield(L, 1, "env");
+  if (lua_istable(L, -1))
+    for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) setenv(lua_tostring(L, -2), lua_tostring(L, -1), 1);
+  lua_pop(L, 1);
+  lua_pushinteger(L, 0);
+  return 1;
 }
 
 /* fd_write(fd, s) -> true | nil, message: all of s, retrying on EINTR; a
@@ -316,7 +367,7 @@ static int l_die_with_parent(lua_State *L) {
 }
 
 static const luaL_Reg proc_funcs[] = {
-  {"exe_path", l_exe_path}, {"spawn", l_spawn}, {"wait_any", l_wait_any}, {"kill", l_kill},
+  {"exe_path", l_exe_path}, {"spawn", l_spawn}, {"fork_child", l_fork_child}, {"wait_any", l_wait_any}, {"kill", l_kill},
   {"fd_write", l_fd_write}, {"fd_close", l_fd_close}, {"poll_read", l_poll_read},
   {"die_with_parent", l_die_with_parent},
   {NULL, NULL}

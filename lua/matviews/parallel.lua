@@ -217,12 +217,23 @@ end
 -- life: one cancels the statement running (or the next one), and the job
 -- records the run as failed; the views queued behind it are then answered
 -- { not_started = true } without a run.
-function M.serve()
+-- go: a forked worker connects once the coordinator has its own
+-- connection (a line "go" first on stdin; its end before that: the
+-- coordinator gave up, and so does the worker), so that when the server
+-- has few slots left the coordinator's connection is the one that gets one.
+function M.serve(go)
   local mv = require "matviews"
   local sys, recorder = mv.core.sys, mv.core.recorder
   recorder.hold()
   mv.config()
   mv.core.slot_wait(0) -- a worker the server has no slot for says so and is dropped
+  local buf, stopped = "", false
+  while go and not buf:find("\n") do
+    local data = sys.poll_read({ 0 })[0]
+    if data == "" then os.exit(0) end
+    buf = buf .. (data or "")
+  end
+  if go then buf = buf:gsub("^go\n", "") end
   -- the two connections are opened side by side
   local ok, err = pcall(function()
     mv.jobs.recorder_early(mv.conn(true))
@@ -230,7 +241,6 @@ function M.serve()
   end)
   send(1, { ready = ok, error = not ok and error_message(err) or nil })
   if not ok then os.exit(1) end
-  local buf, stopped = "", false
   local function answer(run)
     send(1, { id = run.id, status = run.status, error = run.error, duration_ms = run.duration_ms,
       rows_count = run.rows_count, lock_wait_ms = run.lock_wait_ms, meta = M.answer_meta(run.meta) })
@@ -261,8 +271,11 @@ function M.serve()
     unread[#unread + 1] = { run = held, status = held.status }
     held = nil
   end
+  local early = buf -- what was read along with "go"
+  buf = ""
   while true do
-    local data = sys.poll_read({ 0 })[0]
+    local data
+    if early ~= "" then data, early = early, "" else data = sys.poll_read({ 0 })[0] end
     if data == "" then break end
     buf = buf .. (data or "")
     local jobs = {}
@@ -296,10 +309,36 @@ end
 -- Starts one more pool worker { pid, fd, buf, ready = nil } into workers.
 -- Workers start one after the other (the next once the last is connected),
 -- so that when the server runs out of connections, the ones connected stay.
+-- opts.fork: forked from this process (sys.fork_child: no exec, no
+-- dynamic linking, no module loading; refused while this process has a
+-- connection, and then spawned), keeping of the global options only those
+-- a spawned worker is given; it connects once told to (go_pool).
 local function start_worker(workers, opts)
-  local pid, fd = require("matviews.child").spawn({ "-e", "require('matviews.parallel').serve()" },
-    { dsn = opts.dsn, socket = true, group = true })
-  workers[#workers + 1] = { pid = pid, fd = fd, buf = "", recs = {} }
+  local mv, child = require "matviews", require "matviews.child"
+  local pid, fd, forked
+  if opts.fork then
+    pid, fd = mv.core.sys.fork_child({ group = true, env = { [child.DSN_VAR] = opts.dsn } })
+    forked = pid ~= nil or nil
+    if pid == 0 then
+      for k in pairs(mv.options) do if k ~= "config" and k ~= "dsn" then mv.options[k] = nil end end
+      local ok, err = pcall(M.serve, true) -- it ends the process
+      if not ok then require("matviews.host").report(error_message(err)) end
+      os.exit(1)
+    end
+  end
+  if not pid then
+    pid, fd = child.spawn({ "-e", "require('matviews.parallel').serve()" }, { dsn = opts.dsn, socket = true, group = true })
+  end
+  workers[#workers + 1] = { pid = pid, fd = fd, buf = "", recs = {}, forked = forked }
+end
+
+-- Tells the forked workers waiting for it to connect (serve's go).
+local function go_pool(workers)
+  local sys = require("matviews").core.sys
+  for _, w in ipairs(workers) do
+    if w.forked and w.fd then sys.fd_write(w.fd, "go\n") end
+    w.forked = nil
+  end
 end
 
 -- Reads what the workers wrote (waiting up to timeout_ms); calls
@@ -582,10 +621,12 @@ function M.command(args, ctx, jopts)
   -- recorder's, side by side, before the catalog reads.
   local pool = {}
   if n >= 2 and require("matviews.prompt").answered(ctx) then
-    start_worker(pool, { dsn = mv.used_dsn or mv.options.dsn or mv.default_dsn() })
+    start_worker(pool, { dsn = mv.used_dsn or mv.options.dsn or mv.default_dsn(), fork = true })
   end
   local gok, g, views, order = pcall(function()
-    if n <= HERE_MAX then mv.jobs.recorder_early(mv.conn(true)) end
+    local c = mv.conn()
+    go_pool(pool) -- once this process is connected
+    if n <= HERE_MAX then mv.jobs.recorder_early(c) end
     local defs, names = targets.resolve(mv.conn(), args, { graph_only = true }), nil
     if not args.all then names = {} for i, d in ipairs(defs) do names[i] = d.name end end
     local graph = require("matviews.deps").load()
