@@ -19,6 +19,9 @@ void mv_register_net(lua_State *L);      /* net.c */
 void mv_register_ticker(lua_State *L);   /* ticker.c: into core.sys */
 void mv_register_cron(lua_State *L);     /* lcron.c */
 void mv_register_proc(lua_State *L);     /* proc.c: into core.sys */
+/* proc.c: the process's argument strings, which a forked pool worker
+ * overwrites with a title of its own (what ps shows). */
+void mv_proc_title_init(int argc, char **argv);
 void mv_register_services(lua_State *L); /* lservices.c */
 void mv_register_recorder(lua_State *L); /* recorder.c */
 void mv_register_json(lua_State *L);     /* json.c: core.json_encode */

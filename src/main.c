@@ -218,6 +218,7 @@ static lua_State *new_state(void) {
 }
 
 int main(int argc, char **argv) {
+  mv_proc_title_init(argc, argv);
   lua_State *L = new_state();
   if (L == NULL) { l_message("cannot create state: not enough memory"); return 1; }
   lua_pushcfunction(L, pmain);

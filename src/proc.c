@@ -161,11 +161,35 @@ static int l_spawn(lua_State *L) {
   return 2;
 }
 
-/* fork_child([{ env = { K = V }, group = bool }]) -> pid, fd in this
+/* The argument strings' area (argv[0] to the end of the last one): Lua
+ * keeps copies, so a forked child may overwrite it. */
+static char *title_area;
+static size_t title_len;
+
+void mv_proc_title_init(int argc, char **argv) {
+  if (argc < 1 || argv[0] == NULL) return;
+  char *end = argv[0] + strlen(argv[0]) + 1;
+  for (int i = 1; i < argc && argv[i] == end; i++) end = argv[i] + strlen(argv[i]) + 1;
+  title_area = argv[0];
+  title_len = (size_t)(end - argv[0]);
+}
+
+/* Writes title over the argument strings (cut to fit, the rest zeroed):
+ * /proc/PID/cmdline, what ps shows, no longer holds the parent's
+ * arguments (a --dsn with a password among them). */
+static void set_title(const char *title) {
+  if (title_area == NULL || title_len == 0) return;
+  memset(title_area, 0, title_len);
+  size_t n = strlen(title);
+  memcpy(title_area, title, n < title_len - 1 ? n : title_len - 1);
+}
+
+/* fork_child([{ env = { K = V }, group = bool, title = s }]) -> pid, fd in this
  * process; 0 in the child | nil, message. The child is this process, its
  * Lua state and loaded modules included, with stdin and stdout one end of
- * a Unix socket pair (fd the other, close-on-exec), env set and, with
- * group, a process group of its own: a pool worker that needs no exec,
+ * a Unix socket pair (fd the other, close-on-exec), env set, its command
+ * line replaced by title (set_title) and, with group, a process group of
+ * its own: a pool worker that needs no exec,
  * no dynamic linking and no module loading. Refused while a connection is
  * open or under way here (the child would share its socket): spawn then. */
 static int l_fork_child(lua_State *L) {
@@ -198,6 +222,9 @@ static int l_fork_child(lua_State *L) {
   }
   close(sv[0]);
   if (opt_flag(L, 1, "group")) setpgid(0, 0);
+  lua_getfield(L, 1, "title");
+  set_title(lua_isstring(L, -1) ? lua_tostring(L, -1) : "matviews");
+  lua_pop(L, 1);
   dup2(sv[1], 0);  /* dup2 clears close-on-exec on the copies */
   dup2(sv[1], 1);
   close(sv[1]);

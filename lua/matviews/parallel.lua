@@ -317,7 +317,8 @@ local function start_worker(workers, opts)
   local mv, child = require "matviews", require "matviews.child"
   local pid, fd, forked
   if opts.fork then
-    pid, fd = mv.core.sys.fork_child({ group = true, env = { [child.DSN_VAR] = opts.dsn } })
+    pid, fd = mv.core.sys.fork_child({ group = true, env = { [child.DSN_VAR] = opts.dsn },
+      title = "matviews.parallel worker" })
     forked = pid ~= nil or nil
     if pid == 0 then
       for k in pairs(mv.options) do if k ~= "config" and k ~= "dsn" then mv.options[k] = nil end end
