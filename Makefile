@@ -145,7 +145,7 @@ install: matviews node_modules/.package-lock.json $(DOCS)
 	install -m 644 $(REPORT_LIB)/uPlot.iife.min.js $(REPORT_LIB)/uPlot.min.css $(DESTDIR)$(PREFIX)/share/matviews/lua/matviews/report/
 	@# the compiled modules (src/chunks.c), made by a first start; staged (DESTDIR) paths would not match
 	install -d $(DESTDIR)$(PREFIX)/share/matviews/luac
-	[ -n "$(DESTDIR)" ] || $(PREFIX)/bin/matviews version >/dev/null
+	[ -n "$(DESTDIR)" ] || $(PREFIX)/bin/matviews --version >/dev/null || true
 
 clean:
 	rm -rf build matviews matviews-asan
