@@ -189,9 +189,9 @@ static void set_title(const char *title) {
  * Lua state and loaded modules included, with stdin and stdout one end of
  * a Unix socket pair (fd the other, close-on-exec), env set, its command
  * line replaced by title (set_title) and, with group, a process group of
- * its own: a pool worker that needs no exec,
- * no dynamic linking and no module loading. Refused while a connection is
- * open or under way here (the child would share its socket): spawn then. */
+ * its own: a pool worker that needs no exec, no dynamic linking and no
+ * module loading. Refused while a connection is open or under way here
+ * (the child would share its socket): spawn then. */
 static int l_fork_child(lua_State *L) {
   int sv[2];
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
@@ -227,7 +227,7 @@ static int l_fork_child(lua_State *L) {
   lua_pop(L, 1);
   dup2(sv[1], 0);  /* dup2 clears close-on-exec on the copies */
   dup2(sv[1], 1);
-  close(sv[1]);
+  if (sv[1] > 1) close(sv[1]); /* (0 or 1 when this process had them closed) */
   lua_getfield(L, 1, "env");
   if (lua_istable(L, -1))
     for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))

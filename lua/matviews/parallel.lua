@@ -615,11 +615,11 @@ function M.command(args, ctx, jopts)
   local n = math.tointeger(tonumber(args.parallel or "1"))
   if not n or n < 1 then targets.usage("--parallel takes a whole number of at least 1") end
   -- the graph is read once, here, and passed on (--all needs nothing else).
-  -- Before that, when no question is to be asked, the first worker starts
-  -- (given the connection string; the embedded server started, if it is
-  -- the one), its process, Lua and connections beside this one's; then
-  -- this process opens its connection and, when views are to run here, its
-  -- recorder's, side by side, before the catalog reads.
+  -- Before that, when no question is to be asked, the first worker starts,
+  -- forked before this process connects (given the connection string; the
+  -- embedded server started, if it is the one); once this process has its
+  -- connection, the worker opens its two (go_pool) while this one opens
+  -- its recorder's, when views are to run here, and reads the catalog.
   local pool = {}
   if n >= 2 and require("matviews.prompt").answered(ctx) then
     start_worker(pool, { dsn = mv.used_dsn or mv.options.dsn or mv.default_dsn(), fork = true })
