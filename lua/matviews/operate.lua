@@ -151,17 +151,17 @@ function M.result_text(op, name, run)
   return s
 end
 
--- The result of definition d's job op that raised (err) or returned no run.
-local function failed_run(op, d, ok, err)
+-- The result of definition d's job op from what a pcall of it gave: the
+-- run, or a failed result when it raised (run: the error) or returned no run.
+local function as_run(op, d, ok, run)
+  if ok and type(run) == "table" then return run end
   return { op = op, view = d.name, mat_view_definition_id = d.id, status = "failed",
-    error = ok and "the job returned no run" or error_message(err) }
+    error = ok and "the job returned no run" or error_message(run) }
 end
 
 -- Runs job op for one definition; a raised error becomes a failed result.
 local function run_one(mv, op, d, opts)
-  local ok, run = pcall(mv.jobs[op], d.name, opts)
-  if ok and type(run) == "table" then return run end
-  return failed_run(op, d, ok, run)
+  return as_run(op, d, pcall(mv.jobs[op], d.name, opts))
 end
 
 -- The runs that failed, counted once every finish is read (mv.jobs.flush):
@@ -229,8 +229,7 @@ function M.run(op, args, ctx, jopts, verbs)
     local t = tail
     tail = nil
     if not t then return end
-    local ok, run = pcall(t.fin)
-    done(t.d, (ok and type(run) == "table") and run or failed_run(op, t.d, ok, run))
+    done(t.d, as_run(op, t.d, pcall(t.fin)))
   end
   local function stop()
     finish_tail()
@@ -255,7 +254,7 @@ function M.run(op, args, ctx, jopts, verbs)
       local ok, fin = pcall(mv.jobs.start_held, op, d.name, o)
       o.overlap = nil
       finish_tail() -- when the job did not (it ended before its service)
-      if ok then tail = { fin = fin, d = d } else done(d, failed_run(op, d, false, fin)) end
+      if ok then tail = { fin = fin, d = d } else done(d, as_run(op, d, false, fin)) end
     else
       done(d, run_one(mv, op, d, o))
     end
