@@ -136,7 +136,12 @@ static long long opt_int(lua_State *L, int idx, const char *key, long long def) 
  * It also makes the recorder's session plan its statements once: this
  * connection runs only the recorder's own prepared statements, whose
  * generic plans are as good as custom ones (each looks a row up by key),
- * and planning each execution again was a tenth of its backend's CPU. */
+ * and planning each execution again was a tenth of its backend's CPU.
+ * For the same reason it turns sequential scans off there: the generic
+ * plan of the definition lookup (id = $1 OR name = $2) otherwise reads a
+ * small catalog whole, twice per begin (the label's check too), where
+ * the primary key and name indexes find the row: 8 % of the server's
+ * instructions for a begin and finish (bench/recorder_cpu.sh). */
 static char *begin_sql(int op, const char *columns) {
   static const char *const strategies[] = MV_STRATEGY_NAMES;
   char meta[256] = "$4::jsonb";
@@ -153,6 +158,7 @@ static char *begin_sql(int op, const char *columns) {
     MV_LOCK_KEY_SQL("d.schema_name", "d.name") ") END AS matviews_locked, n.n AS matviews_matches,"
     " set_config('synchronous_commit', 'off', true) AS matviews_async,"
     " set_config('plan_cache_mode', 'force_generic_plan', false) AS matviews_generic,"
+    " set_config('enable_seqscan', 'off', false) AS matviews_indexed,"
     " d.* FROM n LEFT JOIN d ON true LEFT JOIN r ON true";
   size_t n = strlen(fmt) + strlen(columns) + strlen(meta) + 128;
   char *sql = malloc(n);
@@ -465,6 +471,8 @@ static int l_begin(lua_State *L) {
   lua_pushnil(L); lua_setfield(L, 11, "matviews_locked");
   lua_pushnil(L); lua_setfield(L, 11, "matviews_matches");
   lua_pushnil(L); lua_setfield(L, 11, "matviews_async");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_generic");
+  lua_pushnil(L); lua_setfield(L, 11, "matviews_indexed");
   lua_pushvalue(L, 8);
   lua_insert(L, -2);
   return 2;
