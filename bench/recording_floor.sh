@@ -1,0 +1,55 @@
+#!/bin/sh
+# Benchmark of what recording runs costs `refresh --all --parallel 2` over
+# the 100 tiny views of bench/many_views.sh (10 rows, a unique index each),
+# every figure a ratio to the same REFRESHes split over two psql sessions
+# run side by side (bench/lib.sh `interleaved`):
+#   1. the refresh service alone, the views split over two host processes
+#      as over the two psql: no run row (bench/recording_floor.lua none);
+#   2. the same with the least a run row can cost: inserted as the view
+#      starts, updated when it ends, on a second connection of each
+#      process, in a table with its primary key only (... minimal);
+#   3. `refresh --all --parallel 2` itself.
+# The difference of 1 and 2 is the floor of recording a run per view on
+# this machine, whatever the recorder does; that of 2 and 3 what matviews's
+# run rows cost above it (the definition read and the lock in the same
+# statement, the foreign key, the report indexes, the counters trigger).
+# Usage: sh bench/recording_floor.sh [ROUNDS]   (default 11)
+. bench/lib.sh
+ROUNDS=${1:-11}
+bench_start
+machine
+
+make_db tiny 100 tiny
+q -d tiny -c "CREATE TABLE bench_runs (id bigserial PRIMARY KEY, defn bigint, status int, started_at timestamptz,
+  finished_at timestamptz, duration_ms int, meta jsonb)"
+: >"$BENCH_TMP/half1.sql"; : >"$BENCH_TMP/half2.sql"
+i=1
+while [ $i -le 100 ]; do
+  echo "REFRESH MATERIALIZED VIEW v_$i;" >>"$BENCH_TMP/half$(( i % 2 + 1 )).sql"
+  i=$(( i + 1 ))
+done
+cat >"$BENCH_TMP/two_psql.sh" <<EOS
+psql -X -q -d tiny -f $BENCH_TMP/half1.sql & psql -X -q -d tiny -f $BENCH_TMP/half2.sql; wait
+EOS
+for mode in none minimal; do
+  cat >"$BENCH_TMP/two_$mode.sh" <<EOS
+PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 0 & PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 1; wait
+EOS
+done
+# the cluster settles first (autovacuum after the views' creation and
+# first refresh; the first figure ran about 30 % slower on both sides
+# without this)
+q -d tiny -c "VACUUM ANALYZE" -c "CHECKPOINT"
+for i in 1 2 3 4 5; do
+  sh "$BENCH_TMP/two_psql.sh"; sh "$BENCH_TMP/two_none.sh"; sh "$BENCH_TMP/two_minimal.sh"
+  PGDATABASE=tiny "$MATVIEWS" refresh --all --parallel 2 --yes >/dev/null
+done
+
+echo
+interleaved "service alone, two processes / two psql sessions" "$ROUNDS" 2 \
+  "sh $BENCH_TMP/two_none.sh" "sh $BENCH_TMP/two_psql.sh"
+interleaved "service + minimal run row, two processes / two psql sessions" "$ROUNDS" 2 \
+  "sh $BENCH_TMP/two_minimal.sh" "sh $BENCH_TMP/two_psql.sh"
+interleaved "refresh --all --parallel 2 / two psql sessions (target <= 1.2)" "$ROUNDS" 2 \
+  "env PGDATABASE=tiny $MATVIEWS refresh --all --parallel 2 --yes" "sh $BENCH_TMP/two_psql.sh"
+echo "load: $(cat /proc/loadavg)"
