@@ -125,3 +125,19 @@ make_db() {
   many_views "$db" "$n" "$sql"
   PGDATABASE=$db "$MATVIEWS" refresh --all --yes >/dev/null
 }
+
+# The REFRESHes of views v_1..v_N of database DB as psql scripts:
+# $BENCH_TMP/all.sql (all of them), half1.sql and half2.sql (every other
+# one), and $BENCH_TMP/two_psql.sh, which runs the two halves in two psql
+# sessions side by side. Usage: psql_refreshes DB N
+psql_refreshes() {
+  i=1; : >"$BENCH_TMP/all.sql"; : >"$BENCH_TMP/half1.sql"; : >"$BENCH_TMP/half2.sql"
+  while [ $i -le "$2" ]; do
+    echo "REFRESH MATERIALIZED VIEW v_$i;" >>"$BENCH_TMP/all.sql"
+    echo "REFRESH MATERIALIZED VIEW v_$i;" >>"$BENCH_TMP/half$(( i % 2 + 1 )).sql"
+    i=$(( i + 1 ))
+  done
+  cat >"$BENCH_TMP/two_psql.sh" <<EOS
+psql -X -q -d $1 -f $BENCH_TMP/half1.sql & psql -X -q -d $1 -f $BENCH_TMP/half2.sql; wait
+EOS
+}

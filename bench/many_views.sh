@@ -26,15 +26,7 @@ make_db tiny 100 tiny
 make_db sleep100 100 sleep
 make_db sleep1000 1000 sleep
 
-i=1; : >"$BENCH_TMP/all.sql"; : >"$BENCH_TMP/half1.sql"; : >"$BENCH_TMP/half2.sql"
-while [ $i -le 100 ]; do
-  echo "REFRESH MATERIALIZED VIEW v_$i;" >>"$BENCH_TMP/all.sql"
-  echo "REFRESH MATERIALIZED VIEW v_$i;" >>"$BENCH_TMP/half$(( i % 2 + 1 )).sql"
-  i=$(( i + 1 ))
-done
-cat >"$BENCH_TMP/two_psql.sh" <<EOF
-psql -X -q -d tiny -f $BENCH_TMP/half1.sql & psql -X -q -d tiny -f $BENCH_TMP/half2.sql; wait
-EOF
+psql_refreshes tiny 100
 
 echo
 interleaved "100 tiny views: refresh --all / psql -f (target <= 1.3)" "$ROUNDS" 2 \

@@ -22,15 +22,7 @@ machine
 make_db tiny 100 tiny
 q -d tiny -c "CREATE TABLE bench_runs (id bigserial PRIMARY KEY, defn bigint, status int, started_at timestamptz,
   finished_at timestamptz, duration_ms int, meta jsonb)"
-: >"$BENCH_TMP/half1.sql"; : >"$BENCH_TMP/half2.sql"
-i=1
-while [ $i -le 100 ]; do
-  echo "REFRESH MATERIALIZED VIEW v_$i;" >>"$BENCH_TMP/half$(( i % 2 + 1 )).sql"
-  i=$(( i + 1 ))
-done
-cat >"$BENCH_TMP/two_psql.sh" <<EOS
-psql -X -q -d tiny -f $BENCH_TMP/half1.sql & psql -X -q -d tiny -f $BENCH_TMP/half2.sql; wait
-EOS
+psql_refreshes tiny 100
 for mode in none minimal; do
   cat >"$BENCH_TMP/two_$mode.sh" <<EOS
 PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 0 & PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 1; wait
