@@ -8,9 +8,11 @@
 #   2. the same with the least a run row can cost: inserted as the view
 #      starts, updated when it ends, on a second connection of each
 #      process, in a table with its primary key only (... minimal);
-#   3. `refresh --all --parallel 2` itself.
-# The difference of 1 and 2 is the floor of recording a run per view on
-# this machine, whatever the recorder does; that of 2 and 3 what matviews's
+#   3. the same rows written with one statement per view (the previous
+#      view's update and this view's insert together: ... one);
+#   4. `refresh --all --parallel 2` itself.
+# The difference of 1 and 3 is the floor of recording a run per view on
+# this machine, whatever the recorder does; that of 3 and 4 what matviews's
 # run rows cost above it (the definition read and the lock in the same
 # statement, the foreign key, the report indexes, the counters trigger).
 # Usage: sh bench/recording_floor.sh [ROUNDS]   (default 11)
@@ -23,7 +25,7 @@ make_db tiny 100 tiny
 q -d tiny -c "CREATE TABLE bench_runs (id bigserial PRIMARY KEY, defn bigint, status int, started_at timestamptz,
   finished_at timestamptz, duration_ms int, meta jsonb)"
 psql_refreshes tiny 100
-for mode in none minimal; do
+for mode in none minimal one; do
   cat >"$BENCH_TMP/two_$mode.sh" <<EOS
 PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 0 & PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 1; wait
 EOS
@@ -33,7 +35,7 @@ done
 # without this)
 q -d tiny -c "VACUUM ANALYZE" -c "CHECKPOINT"
 for i in 1 2 3 4 5; do
-  sh "$BENCH_TMP/two_psql.sh"; sh "$BENCH_TMP/two_none.sh"; sh "$BENCH_TMP/two_minimal.sh"
+  sh "$BENCH_TMP/two_psql.sh"; sh "$BENCH_TMP/two_none.sh"; sh "$BENCH_TMP/two_minimal.sh"; sh "$BENCH_TMP/two_one.sh"
   PGDATABASE=tiny "$MATVIEWS" refresh --all --parallel 2 --yes >/dev/null
 done
 
@@ -42,6 +44,8 @@ interleaved "service alone, two processes / two psql sessions" "$ROUNDS" 2 \
   "sh $BENCH_TMP/two_none.sh" "sh $BENCH_TMP/two_psql.sh"
 interleaved "service + minimal run row, two processes / two psql sessions" "$ROUNDS" 2 \
   "sh $BENCH_TMP/two_minimal.sh" "sh $BENCH_TMP/two_psql.sh"
+interleaved "service + minimal run row, one statement per view / two psql sessions" "$ROUNDS" 2 \
+  "sh $BENCH_TMP/two_one.sh" "sh $BENCH_TMP/two_psql.sh"
 interleaved "refresh --all --parallel 2 / two psql sessions (target <= 1.2)" "$ROUNDS" 2 \
   "env PGDATABASE=tiny $MATVIEWS refresh --all --parallel 2 --yes" "sh $BENCH_TMP/two_psql.sh"
 echo "load: $(cat /proc/loadavg)"
