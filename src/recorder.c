@@ -129,6 +129,12 @@ static long long opt_int(lua_State *L, int idx, const char *key, long long def) 
   return v;
 }
 
+/* The begin statement's own columns, before the definition's (d.*): not
+ * given to Lua with the definition row. */
+static const char *const BEGIN_OWN_COLUMNS[] = {
+  "matviews_run_id", "matviews_locked", "matviews_matches", "matviews_async", "matviews_generic", "matviews_indexed", NULL
+};
+
 /* The begin statement: the definition row (columns: the caller's list of
  * mat_view_definitions columns), the run row inserted, the lock tried.
  * The definitions that match are counted once (n): more than one is an
@@ -141,7 +147,9 @@ static long long opt_int(lua_State *L, int idx, const char *key, long long def) 
  * plan of the definition lookup (id = $1 OR name = $2) otherwise reads a
  * small catalog whole, twice per begin (the label's check too), where
  * the primary key and name indexes find the row: 8 % of the server's
- * instructions for a begin and finish (bench/recorder_cpu.sh). */
+ * instructions for a begin and finish (bench/recorder_cpu.sh). Both are
+ * set by every begin, not once per connection, so that a session opened
+ * again after a lost connection gets them with its next begin. */
 static char *begin_sql(int op, const char *columns) {
   static const char *const strategies[] = MV_STRATEGY_NAMES;
   char meta[256] = "$4::jsonb";
@@ -467,12 +475,7 @@ static int l_begin(lua_State *L) {
   pg_push_rows(L, *res);                                  /* 10 */
   pg_guard_clear(res);
   lua_geti(L, 10, 1);                                     /* 11: the row */
-  lua_pushnil(L); lua_setfield(L, 11, "matviews_run_id");
-  lua_pushnil(L); lua_setfield(L, 11, "matviews_locked");
-  lua_pushnil(L); lua_setfield(L, 11, "matviews_matches");
-  lua_pushnil(L); lua_setfield(L, 11, "matviews_async");
-  lua_pushnil(L); lua_setfield(L, 11, "matviews_generic");
-  lua_pushnil(L); lua_setfield(L, 11, "matviews_indexed");
+  for (int i = 0; BEGIN_OWN_COLUMNS[i]; i++) { lua_pushnil(L); lua_setfield(L, 11, BEGIN_OWN_COLUMNS[i]); }
   lua_pushvalue(L, 8);
   lua_insert(L, -2);
   return 2;
