@@ -141,3 +141,20 @@ psql_refreshes() {
 psql -X -q -d $1 -f $BENCH_TMP/half1.sql & psql -X -q -d $1 -f $BENCH_TMP/half2.sql; wait
 EOS
 }
+
+# Lets the cluster settle before anything is timed: VACUUM ANALYZE of each
+# database of DBS (autovacuum may still be at work on the views just made),
+# a CHECKPOINT, then ROUNDS untimed runs of each command (in one run, psql's
+# first timed figure without this took 18 to 34 % longer than the same psql
+# later on). Usage: settle ROUNDS "DB..." COMMAND...
+settle() {
+  rounds=$1 dbs=$2
+  shift 2
+  for db in $dbs; do q -d "$db" -c "VACUUM ANALYZE"; done
+  q -c "CHECKPOINT"
+  i=1
+  while [ "$i" -le "$rounds" ]; do
+    for cmd in "$@"; do sh -c "$cmd" >/dev/null; done
+    i=$(( i + 1 ))
+  done
+}

@@ -27,15 +27,8 @@ make_db sleep100 100 sleep
 make_db sleep1000 1000 sleep
 
 psql_refreshes tiny 100
-# The cluster settles before anything is timed: autovacuum and the
-# checkpointer may still work on the 1,200 views just made (in one run the
-# first figure's psql took 18 % longer than the same psql later on).
-for db in tiny sleep100 sleep1000; do q -d $db -c "VACUUM ANALYZE"; done
-q -c "CHECKPOINT"
-for i in 1 2 3; do
-  psql -X -q -d tiny -f "$BENCH_TMP/all.sql"; sh "$BENCH_TMP/two_psql.sh"
-  PGDATABASE=tiny "$MATVIEWS" refresh --all --parallel 2 --yes >/dev/null
-done
+settle 3 "tiny sleep100 sleep1000" "psql -X -q -d tiny -f $BENCH_TMP/all.sql" "sh $BENCH_TMP/two_psql.sh" \
+  "env PGDATABASE=tiny $MATVIEWS refresh --all --parallel 2 --yes"
 
 echo
 interleaved "100 tiny views: refresh --all / psql -f (target <= 1.3)" "$ROUNDS" 2 \

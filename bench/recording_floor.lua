@@ -20,16 +20,18 @@ local record, half = arg[1], tonumber(arg[2])
 assert((record == "none" or record == "minimal" or record == "one") and (half == 0 or half == 1),
   "usage: matviews bench/recording_floor.lua none|minimal|one 0|1")
 
-local INSERT = "INSERT INTO bench_runs (defn, status, started_at) VALUES ($3, 1, clock_timestamp()) RETURNING id"
+local INSERT = "INSERT INTO bench_runs (defn, status, started_at) VALUES ($1, 1, clock_timestamp()) RETURNING id"
 local UPDATE = "UPDATE bench_runs SET status = 2, finished_at = clock_timestamp(), meta = $2 WHERE id = $1"
+-- mode one: the run before's UPDATE ($2 its id, $3 its meta) with this run's INSERT ($1)
+local BOTH = "WITH f AS (UPDATE bench_runs SET status = 2, finished_at = clock_timestamp(), meta = $3 WHERE id = $2) " .. INSERT
 local rec = record ~= "none" and mv.conn():clone() or nil
 local id, meta = 0, nil -- the run before, in mode one
 for i, d in ipairs(mv.definitions.list()) do
   if i % 2 == half then
     if record == "one" then
-      id = rec:query("WITH f AS (" .. UPDATE .. ") " .. INSERT, id, meta or "{}", d.id)[1].id
+      id = rec:query(BOTH, d.id, id, meta or "{}")[1].id
     elseif rec then
-      id = rec:query((INSERT:gsub("%$3", "$1")), d.id)[1].id
+      id = rec:query(INSERT, d.id)[1].id
     end
     local r = mv.services.regular_refresh(d)
     assert(r.success, d.name)

@@ -30,14 +30,8 @@ for mode in none minimal one; do
 PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 0 & PGDATABASE=tiny $MATVIEWS bench/recording_floor.lua $mode 1; wait
 EOS
 done
-# the cluster settles first (autovacuum after the views' creation and
-# first refresh; the first figure ran about 30 % slower on both sides
-# without this)
-q -d tiny -c "VACUUM ANALYZE" -c "CHECKPOINT"
-for i in 1 2 3 4 5; do
-  sh "$BENCH_TMP/two_psql.sh"; sh "$BENCH_TMP/two_none.sh"; sh "$BENCH_TMP/two_minimal.sh"; sh "$BENCH_TMP/two_one.sh"
-  PGDATABASE=tiny "$MATVIEWS" refresh --all --parallel 2 --yes >/dev/null
-done
+settle 5 tiny "sh $BENCH_TMP/two_psql.sh" "sh $BENCH_TMP/two_none.sh" "sh $BENCH_TMP/two_minimal.sh" \
+  "sh $BENCH_TMP/two_one.sh" "env PGDATABASE=tiny $MATVIEWS refresh --all --parallel 2 --yes"
 
 echo
 interleaved "service alone, two processes / two psql sessions" "$ROUNDS" 2 \
